@@ -1,0 +1,22 @@
+"""mpsim: an MPC protocol simulator with an exact cost model, for private LLM inference research.
+
+``mpsim.Session`` is the entry point: it owns the dealer, the channel, the ledger and the profiler of one
+computation; ``session.input`` makes ``SharedTensor``s, whose numpy-like operators run the protocols in the
+top-level ``protocols`` package and count every message.
+"""
+from importlib.metadata import PackageNotFoundError, version
+
+from .backend import CountBackendError
+from .ledger import Cost
+from .session import ScopeNode, Session, TruncationWarning, Unrevealed
+from .tensor import SharedTensor, concatenate, stack
+
+try:
+    __version__ = version("mpsim")
+except PackageNotFoundError:  # running from a source tree that was not installed
+    __version__ = "0.0.0+unknown"
+
+__all__ = [
+    "Cost", "CountBackendError", "ScopeNode", "Session", "SharedTensor", "TruncationWarning", "Unrevealed",
+    "concatenate", "stack", "__version__",
+]

@@ -1,0 +1,231 @@
+"""Backends: what a secret-shared value physically is. This module is the sharing-scheme seam.
+
+All protocols are written once, against the small set of primitives below; a backend decides what a
+"payload" (the data behind a :class:`~mpsim.tensor.SharedTensor`) holds:
+
+* ``share``: real additive shares over Z_2^K, all parties stacked in one ``(N, *shape)`` uint64 array; the
+  shares come from a fast seeded PRG, and every share (alone, or any N - 1 of them) is uniformly random.
+* ``ideal``: the plaintext ring value in a ``(1, *shape)`` array. The dealer's correlations are the all-zero
+  ones (a valid, if insecure, choice), so opened values are the secrets and the protocol arithmetic computes
+  exactly the ideal functionality. Local truncation is the exact arithmetic shift. Use it for numerics at
+  scale; it is not a security simulation.
+* ``count``: no data at all (payload ``None``); shapes flow, bits and rounds are counted, and any attempt to
+  read a value raises :class:`CountBackendError`.
+
+The ledger never depends on the backend: every message is sized from public shapes and the ring width by the
+channel and the dealer, so the three ledgers are identical by construction (and a test checks it).
+
+Seam for a second sharing scheme: 3-party replicated sharing (ABY3) would be a new subclass whose payload is
+``(3, 2, *shape)`` (each party's pair of shares), with its own ``split``, ``open``, ``trunc_local``,
+``beaver_combine``/``matmul_combine`` replaced by the replicated multiplication, and a dealer that supplies
+its correlations. Protocol code above this layer would not change; only the declared costs of the
+multiplication-type protocols would get scheme-specific formulas.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from . import kernels
+from .ring import Ring
+
+
+class CountBackendError(RuntimeError):
+    """Raised when code tries to read values under the count backend, which holds none."""
+
+
+class PRG:
+    """Session-owned counter-mode PRG (a simulation PRG, statistically uniform, not cryptographic)."""
+
+    def __init__(self, seed: int | None):
+        if seed is None:
+            seed = int.from_bytes(os.urandom(8), "little")
+        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+            raise TypeError(f"seed must be an integer or None, got {seed!r}")
+        # Spread small seeds over the key space so seeds 1 and 2 do not give overlapping streams.
+        self.key = int(np.random.SeedSequence(int(seed) % (1 << 128)).generate_state(1, np.uint64)[0])
+        self.counter = 0
+
+    def uniform(self, shape) -> np.ndarray:
+        shape = tuple(int(d) for d in shape)
+        out = kernels.random_uint64(shape, self.key, self.counter)
+        self.counter += int(np.prod(shape, dtype=np.int64))
+        return out
+
+
+class Backend:
+    """Primitives every protocol is written against. Payloads are backend-specific."""
+
+    name = "abstract"
+    has_data = True
+
+    def __init__(self, ring: Ring, parties: int, prg: PRG):
+        self.ring = ring
+        self.parties = parties
+        self.prg = prg
+
+    # -- creating and opening sharings -----------------------------------------------------------------
+    def uniform(self, shape):
+        """Uniformly random ring values known to the dealer (a correlation's random part)."""
+        raise NotImplementedError
+
+    def split(self, values, owner: int = 0):
+        """Secret-share known ring values: a payload whose shares sum to ``values``."""
+        raise NotImplementedError
+
+    def open(self, payload):
+        """The ring value behind a payload (the sum of its shares)."""
+        raise NotImplementedError
+
+    def public_zero(self, shape):
+        """A public array of zeros (or None under count) used for shape-only values."""
+        return np.zeros(shape, dtype=np.uint64)
+
+    # -- local operations --------------------------------------------------------------------------------
+    def map(self, fn, *payloads):
+        """Apply a share-wise local function (acting on the stacked party axis 0) and reduce mod 2^K."""
+        out = fn(*payloads)
+        return self.ring.reduce(np.ascontiguousarray(out))
+
+    def add_public(self, payload, public):
+        """Add a public ring array (broadcastable) to the shared value: only party 0 adds it."""
+        out = np.broadcast_to(payload, payload.shape[:1] + np.broadcast_shapes(payload.shape[1:], np.shape(public))).copy()
+        kernels.ring_add(out[0], public, out=out[0])
+        return self.ring.reduce(out)
+
+    def trunc_local(self, payload, shift: int):
+        raise NotImplementedError
+
+    def beaver_combine(self, c, a, b, e, f):
+        """z = c + e*b + f*a + e*f (the last term added by party 0 only); e, f public."""
+        raise NotImplementedError
+
+    def matmul_combine(self, c, a, b, e, f):
+        """Z = C + E@B + A@F + E@F (the last term added by party 0 only); E, F public."""
+        raise NotImplementedError
+
+
+class ShareBackend(Backend):
+    """Real additive shares over Z_2^K, stacked as ``(N, *shape)``."""
+
+    name = "share"
+
+    def uniform(self, shape):
+        return self.ring.reduce(self.prg.uniform(shape))
+
+    def split(self, values, owner: int = 0):
+        # Non-owners' shares come from the PRG (in a deployment: from pairwise seeds, as in PRZS);
+        # the owner's share is the correction value - sum(others).
+        values = np.asarray(values, dtype=np.uint64)
+        shares = self.prg.uniform((self.parties,) + values.shape)
+        others = np.delete(np.arange(self.parties), owner)
+        shares[owner] = values
+        for p in others:
+            kernels.ring_sub(shares[owner], shares[p], out=shares[owner])
+        return self.ring.reduce(shares)
+
+    def open(self, payload):
+        total = payload[0].copy()
+        for p in range(1, payload.shape[0]):
+            kernels.ring_add(total, payload[p], out=total)
+        return self.ring.reduce(total)
+
+    def trunc_local(self, payload, shift: int):
+        """SecureML (Mohassel-Zhang 2017, Thm. 1) share-wise truncation for two parties.
+
+        Party 0: x0 >> d; party 1: 2^K - ((2^K - x1) >> d), logical shifts on K-bit values.
+        """
+        if payload.shape[0] != 2:
+            raise ValueError("local truncation is only correct for two parties")
+        out = np.empty_like(payload)
+        d = np.uint64(shift)
+        np.right_shift(payload[0], d, out=out[0])
+        neg = np.negative(payload[1]) if self.ring.bits == 64 else self.ring.reduce(np.negative(payload[1]))
+        np.right_shift(neg, d, out=out[1])
+        np.negative(out[1], out=out[1])
+        return self.ring.reduce(out)
+
+    def beaver_combine(self, c, a, b, e, f):
+        return self.ring.reduce(kernels.beaver_combine(c, a, b, e, f))
+
+    def matmul_combine(self, c, a, b, e, f):
+        # Each party p: C_p + E @ B_p + A_p @ F; party 0 also adds E @ F.
+        out = c.copy()
+        for p in range(out.shape[0]):
+            kernels.ring_add(out[p], kernels.ring_matmul(e, b[p]) if b is not None else 0, out=out[p])
+            kernels.ring_add(out[p], kernels.ring_matmul(a[p], f) if a is not None else 0, out=out[p])
+        kernels.ring_add(out[0], kernels.ring_matmul(e, f), out=out[0])
+        return self.ring.reduce(out)
+
+
+class IdealBackend(Backend):
+    """Plaintext ring values through the same protocol code; the dealer's correlations are all zero."""
+
+    name = "ideal"
+
+    def uniform(self, shape):
+        return np.zeros(shape, dtype=np.uint64)
+
+    def split(self, values, owner: int = 0):
+        return np.asarray(values, dtype=np.uint64)[None].copy()
+
+    def open(self, payload):
+        return payload[0].copy()
+
+    def trunc_local(self, payload, shift: int):
+        # The ideal functionality: an exact arithmetic shift of the signed value.
+        signed = self.ring.to_signed(payload)
+        return self.ring.reduce((signed >> np.int64(shift)).view(np.uint64))
+
+    def beaver_combine(self, c, a, b, e, f):
+        # With the all-zero correlations a = b = c = 0 the Beaver combine is e*f.
+        return self.ring.reduce(kernels.ring_mul(e, f)[None])
+
+    def matmul_combine(self, c, a, b, e, f):
+        return self.ring.reduce(kernels.ring_matmul(e, f)[None])
+
+
+class CountBackend(Backend):
+    """Shapes only: every payload and every opened value is None."""
+
+    name = "count"
+    has_data = False
+
+    def uniform(self, shape):
+        return None
+
+    def split(self, values, owner: int = 0):
+        return None
+
+    def open(self, payload):
+        return None
+
+    def public_zero(self, shape):
+        return None
+
+    def map(self, fn, *payloads):
+        return None
+
+    def add_public(self, payload, public):
+        return None
+
+    def trunc_local(self, payload, shift: int):
+        return None
+
+    def beaver_combine(self, c, a, b, e, f):
+        return None
+
+    def matmul_combine(self, c, a, b, e, f):
+        return None
+
+
+BACKENDS = {"share": ShareBackend, "ideal": IdealBackend, "count": CountBackend}
+
+
+def make_backend(name: str, ring: Ring, parties: int, prg: PRG) -> Backend:
+    try:
+        cls = BACKENDS[name]
+    except KeyError:
+        raise ValueError(f"unknown backend {name!r}; choose one of {sorted(BACKENDS)}") from None
+    return cls(ring, parties, prg)

@@ -1,0 +1,72 @@
+"""The channel: the only transport between parties, and the only place online traffic is counted.
+
+Every exchange is one *call*: a set of point-to-point messages sent simultaneously. Each message is recorded
+once, at its sender, in the ledger, with the current scope path, the operation name, the call number and the
+communication depth. An exchange whose inputs sit at depths d_i happens at depth max(d_i) + 1, and its
+outputs sit there too; this stamping is what makes ``Cost.rounds`` the critical-path depth. Opening several
+values in one call is one round.
+
+Message sizes come only from public shapes and widths, never from data, so the ledger is the same under
+every backend.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from .ledger import ONLINE, Ledger
+from .profiler import Profiler
+
+
+@dataclass(frozen=True)
+class Opening:
+    """One value to open: its payload, its shape, its width in bits per element, its depth."""
+
+    payload: object
+    shape: tuple[int, ...]
+    width: int
+    depth: int = 0
+
+
+class Channel:
+    def __init__(self, parties: int, ledger: Ledger, profiler: Profiler, backend):
+        self.parties = parties
+        self.ledger = ledger
+        self.profiler = profiler
+        self.backend = backend
+        self.calls = 0
+        self.max_depth = 0
+
+    def exchange(self, op: str, sends: Sequence[tuple[int, int, int]], depth_in: int) -> int:
+        """Record one simultaneous exchange of (src, dst, bits) messages; return its depth.
+
+        This is the single counted path: every other online operation is built on it.
+        """
+        depth = depth_in + 1
+        call = self.calls
+        self.calls += 1
+        for src, dst, bits in sends:
+            if not (0 <= src < self.parties and 0 <= dst < self.parties) or src == dst:
+                raise ValueError(f"bad message {src} -> {dst} among {self.parties} parties")
+            self.ledger.record(self.profiler.path, op, depth, call, src, dst, bits, ONLINE)
+        self.max_depth = max(self.max_depth, depth)
+        return depth
+
+    def open(self, op: str, items: Sequence[Opening], to: int | None = None) -> tuple[list, int]:
+        """Open several shared values in one call; return (opened values, depth of the result).
+
+        ``to=None`` opens to every party: each party sends its share of every element to each other party,
+        width * (N - 1) bits per element per party. ``to=i`` opens to party i only: every other party sends
+        width bits per element to i. Opened values are ndarrays (or None under the count backend).
+        """
+        if to is not None and not (isinstance(to, (int, np.integer)) and 0 <= to < self.parties):
+            raise ValueError(f"cannot open to party {to!r}: parties are 0..{self.parties - 1}")
+        bits = sum(item.width * int(np.prod(item.shape, dtype=np.int64)) for item in items)
+        if to is None:
+            sends = [(s, d, bits) for s in range(self.parties) for d in range(self.parties) if s != d]
+        else:
+            sends = [(s, int(to), bits) for s in range(self.parties) if s != to]
+        depth = self.exchange(op, sends, max((item.depth for item in items), default=0))
+        return [self.backend.open(item.payload) for item in items], depth

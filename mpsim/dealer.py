@@ -1,0 +1,108 @@
+"""The trusted dealer: correlated randomness for the online phase (semi-honest model).
+
+Security model: the dealer is a trusted third party that never sees inputs and sends each party its part of
+each correlation before the online phase (a stand-in for an offline phase built from OT or HE; CrypTen calls
+this a TTP provider). Parties are semi-honest (they follow the protocol) and do not collude with the dealer.
+
+Accounting (seeds plus one correction): at setup the dealer agrees a PRG seed with every party (a one-off
+128 bits per party, not charged to any operation). A purely random component of a correlation (the a and b
+of a Beaver triple, a mask) is then derived by every party from its seed and costs nothing to ship. Each
+*derived* component (c = a*b, a truncated copy of r, ...) needs one correction word per element sent to
+party 0, whose share is the value minus the other parties' seeded shares: K bits per element of each
+derived component. That is what the offline ledger records (from ``DEALER`` to party 0), and every
+correlation's docstring states its formula.
+
+One method per correlation; each cites where it comes from. Values known only to the dealer are returned
+only where a later correlation must be consistent with them (the mask of a reusable operand).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import kernels
+from .ledger import DEALER, OFFLINE, Ledger
+from .profiler import Profiler
+from .ring import Ring
+
+
+def _numel(shape) -> int:
+    return int(np.prod(shape, dtype=np.int64))
+
+
+class Dealer:
+    def __init__(self, ring: Ring, backend, ledger: Ledger, profiler: Profiler):
+        self.ring = ring
+        self.backend = backend
+        self.ledger = ledger
+        self.profiler = profiler
+
+    def _charge(self, op: str, derived_elements: int) -> None:
+        """Record the corrections of ``derived_elements`` ring elements, sent to party 0."""
+        self.ledger.record(self.profiler.path, op, 0, -1, DEALER, 0, self.ring.bits * derived_elements, OFFLINE)
+
+    def _has_data(self) -> bool:
+        return self.backend.has_data
+
+    def beaver_triple(self, shape_a, shape_b):
+        """Elementwise Beaver triple (Beaver, CRYPTO 1991) with c = a * b under numpy broadcasting.
+
+        Offline: K * numel(broadcast(shape_a, shape_b)) bits (c is the only derived component).
+        """
+        out_shape = np.broadcast_shapes(tuple(shape_a), tuple(shape_b))
+        self._charge("beaver_triple", _numel(out_shape))
+        a = self.backend.uniform(shape_a)
+        b = self.backend.uniform(shape_b)
+        c = self.ring.reduce(kernels.ring_mul(a, b)) if self._has_data() else None
+        return self.backend.split(a), self.backend.split(b), self.backend.split(c)
+
+    def square_pair(self, shape):
+        """Square pair (a, a^2) for x*x (as in CrypTen's ``square`` provider). Offline: K * numel bits."""
+        self._charge("square_pair", _numel(shape))
+        a = self.backend.uniform(shape)
+        c = self.ring.reduce(kernels.ring_mul(a, a)) if self._has_data() else None
+        return self.backend.split(a), self.backend.split(c)
+
+    def matmul_triple(self, shape_a, shape_b, out_shape):
+        """Matrix Beaver triple C = A @ B for given shapes (batched over leading axes).
+
+        Offline: K * numel(out_shape) bits (C is the only derived component).
+        """
+        self._charge("matmul_triple", _numel(out_shape))
+        a = self.backend.uniform(shape_a)
+        b = self.backend.uniform(shape_b)
+        c = self.ring.reduce(kernels.ring_matmul(a, b)) if self._has_data() else None
+        return self.backend.split(a), self.backend.split(b), self.backend.split(c)
+
+    def trunc_pair(self, shape, shift: int):
+        """Probabilistic-truncation correlation with MSB correction (Escudero et al., CRYPTO 2020, §5).
+
+        Returns shares of r (uniform in Z_2^K), of r' = (r mod 2^(K-1)) >> shift and of the top bit
+        r_{K-1}, all arithmetic. Offline: 2 * K * numel bits (r' and r_{K-1} are derived).
+        """
+        self._charge("trunc_pair", 2 * _numel(shape))
+        r = self.backend.uniform(shape)
+        if self._has_data():
+            low_mask = self.ring.const((1 << (self.ring.bits - 1)) - 1)
+            r_low_shifted = np.right_shift(np.bitwise_and(r, low_mask), np.uint64(shift))
+            r_top = np.right_shift(r, np.uint64(self.ring.bits - 1))
+        else:
+            r_low_shifted = r_top = None
+        return self.backend.split(r), self.backend.split(r_low_shifted), self.backend.split(r_top)
+
+    def operand_mask(self, shape):
+        """A fresh uniform mask B for a reusable operand, kept by the dealer for later per-use triples.
+
+        Offline: 0 bits (B is purely random, derived from the seeds). Returns (shares of B, dealer's B).
+        """
+        b = self.backend.uniform(shape)
+        return self.backend.split(b), b
+
+    def reuse_triple(self, shape_a, dealer_mask, out_shape):
+        """Per-use triple for a reusable operand: fresh A_t and C_t = A_t @ B for the dealer's mask B.
+
+        Offline: K * numel(out_shape) bits (C_t is derived; A_t is seeded).
+        """
+        self._charge("reuse_triple", _numel(out_shape))
+        a = self.backend.uniform(shape_a)
+        c = self.ring.reduce(kernels.ring_matmul(a, dealer_mask)) if self._has_data() else None
+        return self.backend.split(a), self.backend.split(c)

@@ -1,0 +1,255 @@
+"""``Session``: one MPC computation among N parties, owning its dealer, channel, ledger and profiler.
+
+There is no module-level state: two sessions can run side by side, and tensors of one cannot be mixed
+with tensors of the other. A session fixes the ring (K bits), the fixed-point scale (f fractional bits), the
+backend (share / ideal / count), the truncation protocol and the PRG seed.
+
+Truncation (after every fixed-point product):
+
+* ``trunc="local"``: SecureML share-wise truncation, 0 rounds, two parties only. A product of real magnitude
+  below 2^m sits at scale 2^(2f), i.e. below 2^l with l = m + 2f, and the result is wrong (off by about
+  2^(K-f)) with probability about 2^(l + 1 - K) per element (Mohassel-Zhang 2017, Thm. 1). With K = 64,
+  f = 16: m = 4 gives ~2^-27 per element, m = 20 gives ~2^-11. Declare the range with ``max_abs=2**m``
+  and the session warns (:class:`TruncationWarning`) when that probability exceeds 2^-20.
+* ``trunc="dealer"``: probabilistic truncation with MSB correction (Escudero et al., CRYPTO 2020), 1 round,
+  any N, never fails for |x| < 2^(K-2) at scale 2^(2f); the session warns when ``max_abs`` breaks that.
+* ``trunc="auto"`` (default): local for N = 2, dealer for N > 2.
+
+Both give a result within one unit in the last place (2^-f) of the exact floor of the product.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from contextlib import contextmanager
+
+import numpy as np
+
+from .backend import CountBackendError, PRG, make_backend
+from .channel import Channel, Opening
+from .dealer import Dealer
+from .ledger import Cost, Ledger, cost_of
+from .profiler import Profiler
+from .ring import Ring
+from .tensor import SharedTensor
+
+TRUNC_MODES = ("auto", "local", "dealer")
+LOCAL_TRUNC_WARN_LOG2 = -20  # warn when the per-element failure probability of local truncation exceeds this
+
+
+class TruncationWarning(UserWarning):
+    """The declared value range makes a truncation failure likely."""
+
+
+class Session:
+    """A context manager owning the dealer, the channel, the ledger and the profiler of one computation."""
+
+    def __init__(
+        self,
+        parties: int = 2,
+        ring_bits: int = 64,
+        frac_bits: int = 16,
+        seed: int | None = None,
+        backend: str = "share",
+        trunc: str = "auto",
+        max_abs: float | None = None,
+        check_domain: bool = False,
+    ):
+        if not isinstance(parties, (int, np.integer)) or isinstance(parties, bool) or parties < 2:
+            raise ValueError(f"parties must be an integer >= 2, got {parties!r}")
+        self.parties = int(parties)
+        self.ring = Ring(ring_bits)
+        if not isinstance(frac_bits, (int, np.integer)) or not 0 <= frac_bits <= ring_bits - 2:
+            raise ValueError(f"frac_bits must be an integer in [0, {ring_bits - 2}], got {frac_bits!r}")
+        self.frac_bits = int(frac_bits)
+        if trunc not in TRUNC_MODES:
+            raise ValueError(f"trunc must be one of {TRUNC_MODES}, got {trunc!r}")
+        if trunc == "local" and self.parties != 2:
+            raise ValueError("local (SecureML) truncation is only correct for 2 parties; use trunc='dealer'")
+        self.trunc = ("local" if self.parties == 2 else "dealer") if trunc == "auto" else trunc
+        self.seed = seed
+        self.max_abs = max_abs
+        self.check_domain = bool(check_domain)
+        self.prg = PRG(seed)
+        self.ledger = Ledger(self.parties)
+        self.profiler = Profiler()
+        self.backend = make_backend(backend, self.ring, self.parties, self.prg)
+        self.channel = Channel(self.parties, self.ledger, self.profiler, self.backend)
+        self.dealer = Dealer(self.ring, self.backend, self.ledger, self.profiler)
+        self.closed = False
+        self._warn_about_range()
+
+    # -- configuration -------------------------------------------------------------------------------------
+    @property
+    def config(self) -> dict:
+        return {
+            "parties": self.parties,
+            "ring_bits": self.ring.bits,
+            "frac_bits": self.frac_bits,
+            "backend": self.backend.name,
+            "trunc": self.trunc,
+            "seed": self.seed,
+            "max_abs": self.max_abs,
+        }
+
+    def truncation_failure_log2(self) -> float | None:
+        """log2 of the per-element failure probability of local truncation for the declared ``max_abs``."""
+        if self.max_abs is None:
+            return None
+        m = math.log2(max(float(self.max_abs), 2.0**-self.frac_bits))
+        return m + 2 * self.frac_bits + 1 - self.ring.bits
+
+    def _warn_about_range(self) -> None:
+        if self.max_abs is None:
+            return
+        m = math.log2(max(float(self.max_abs), 2.0**-self.frac_bits))
+        if self.trunc == "local":
+            p = self.truncation_failure_log2()
+            if p > LOCAL_TRUNC_WARN_LOG2:
+                warnings.warn(
+                    f"local truncation fails with probability about 2^{p:.1f} per element for values up to "
+                    f"{self.max_abs} (K={self.ring.bits}, f={self.frac_bits}); use trunc='dealer' or fewer "
+                    "fractional bits",
+                    TruncationWarning,
+                    stacklevel=3,
+                )
+        elif m + 2 * self.frac_bits >= self.ring.bits - 2:
+            warnings.warn(
+                f"products up to {self.max_abs} exceed the 2^(K-2) bound of dealer truncation "
+                f"(K={self.ring.bits}, f={self.frac_bits}); results will wrap",
+                TruncationWarning,
+                stacklevel=3,
+            )
+
+    # -- context manager -------------------------------------------------------------------------------------
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.closed = True
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise RuntimeError("this session is closed; its ledger can still be read with cost()")
+
+    # -- scopes and costs ------------------------------------------------------------------------------------
+    def scope(self, name: str):
+        """``with s.scope("layer"):`` tags every message inside with the scope path (scopes nest)."""
+        return self.profiler.scope(name)
+
+    def mark(self) -> int:
+        """A position in the ledger, for ``cost(since=mark)``."""
+        return len(self.ledger)
+
+    def cost(self, scope: str | None = None, since: int = 0) -> Cost:
+        """Exact counters of everything recorded (optionally within ``scope``, or after a ``mark()``).
+
+        ``scope`` matches any contiguous run of path components ("attention/qk" matches
+        "layer0/attention/qk/beaver_mul"); start it with "/" to anchor at the root.
+        """
+        return self.ledger.cost(scope=scope, since=since)
+
+    def cost_tree(self) -> "ScopeNode":
+        """The per-scope tree: every node's cost includes its sub-scopes."""
+        root = ScopeNode("", "", [])
+        by_path: dict[str, list] = {}
+        for m in self.ledger.messages:
+            parts = m.scope.split("/") if m.scope else []
+            for i in range(len(parts) + 1):
+                by_path.setdefault("/".join(parts[:i]), []).append(m)
+        for path in sorted(by_path, key=lambda p: (p.count("/"), p)):
+            if not path:
+                continue
+            parent = root.find(path.rsplit("/", 1)[0] if "/" in path else "")
+            parent.children.append(ScopeNode(path.rsplit("/", 1)[-1], path, []))
+        root.fill(by_path, self.parties)
+        return root
+
+    # -- data in and out ---------------------------------------------------------------------------------------
+    def input(self, values, owner: int = 0, frac_bits: int | None = None) -> SharedTensor:
+        """Secret-share ``values`` held by party ``owner`` (see ``protocols.arith.share_input``)."""
+        from protocols.arith import share_input
+
+        return share_input(self, values, owner=owner, frac_bits=frac_bits)
+
+    def reveal(self, x: SharedTensor, to: int | None = None):
+        """Open ``x`` to every party (``to=None``) or to one party; counted. Returns decoded values.
+
+        Fixed-point tensors decode to float64, integer tensors (frac 0) to int64. Under the count backend
+        the result is a :class:`Unrevealed` placeholder whose values cannot be read.
+        """
+        from protocols.arith import reveal
+
+        return reveal(x, to=to)
+
+    def reusable(self, x: SharedTensor):
+        """Mask ``x`` once for reuse as the right operand of many products (see protocols.reuse)."""
+        from protocols.reuse import mask_operand
+
+        return mask_operand(x)
+
+    def zeros(self, shape, frac_bits: int | None = None) -> SharedTensor:
+        """A sharing of zeros (all shares zero: a public constant, no communication)."""
+        shape = tuple(shape)
+        payload = None
+        if self.backend.has_data:
+            rows = self.parties if self.backend.name == "share" else 1
+            payload = np.zeros((rows,) + shape, dtype=np.uint64)
+        return SharedTensor(self, payload, shape, self.frac_bits if frac_bits is None else frac_bits)
+
+    def _open(self, op: str, tensors, to=None, widths=None):
+        """Open shared tensors in one channel call; returns (public arrays or None, depth)."""
+        self._check_open()
+        widths = widths or [self.ring.bits] * len(tensors)
+        items = [Opening(t.payload, t.shape, w, t.depth) for t, w in zip(tensors, widths)]
+        return self.channel.open(op, items, to=to)
+
+
+class Unrevealed:
+    """What ``reveal`` returns under the count backend: a shape, and no values."""
+
+    def __init__(self, shape):
+        self.shape = tuple(shape)
+
+    def _fail(self, *args, **kwargs):
+        raise CountBackendError("the count backend holds no data: revealed values cannot be read")
+
+    __array__ = __getitem__ = __float__ = __int__ = __iter__ = __len__ = __bool__ = _fail
+
+    def __repr__(self) -> str:
+        return f"Unrevealed(shape={self.shape})"
+
+
+class ScopeNode:
+    """A node of the per-scope cost tree."""
+
+    def __init__(self, name: str, path: str, children: list):
+        self.name = name
+        self.path = path
+        self.children = children
+        self.cost = Cost()
+
+    def find(self, path: str) -> "ScopeNode":
+        if self.path == path:
+            return self
+        for child in self.children:
+            if path == child.path or path.startswith(child.path + "/"):
+                return child.find(path)
+        raise KeyError(path)
+
+    def fill(self, by_path: dict, parties: int) -> None:
+        self.cost = cost_of(by_path.get(self.path, []), parties)
+        for child in self.children:
+            child.fill(by_path, parties)
+
+    def walk(self, level: int = 0):
+        yield level, self
+        for child in self.children:
+            yield from child.walk(level + 1)
+
+    def format(self) -> str:
+        lines = []
+        for level, node in self.walk():
+            label = node.name or "(session)"
+            lines.append(f"{'  ' * level}{label}: {node.cost}")
+        return "\n".join(lines)

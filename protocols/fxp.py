@@ -1,0 +1,70 @@
+"""Fixed-point products: a ring protocol followed by a truncation.
+
+A product of scales f1 and f2 sits at scale f1 + f2; it is truncated by min(f1, f2), so fixed point times
+fixed point stays at f, and an integer-encoded operand (scale 0) never costs a truncation. Costs are the
+sums of the parts (ring protocol + ``truncate``), which the tests check.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from mpsim import kernels
+from mpsim.tensor import SharedTensor, is_integer_public
+
+from .arith import beaver_matmul, beaver_mul, beaver_square, matmul_shapes
+from .trunc import truncate
+
+
+def mul(x: SharedTensor, y: SharedTensor) -> SharedTensor:
+    """x * y for shared tensors; ``x * x`` on one tensor uses the (cheaper) square protocol."""
+    z = beaver_square(x) if x is y else beaver_mul(x, y)
+    return truncate(z, min(x.frac, y.frac))
+
+
+def matmul(x: SharedTensor, y: SharedTensor) -> SharedTensor:
+    return truncate(beaver_matmul(x, y), min(x.frac, y.frac))
+
+
+def matmul_reused(x: SharedTensor, operand) -> SharedTensor:
+    from .reuse import matmul_reused as ring_matmul_reused
+
+    return truncate(ring_matmul_reused(x, operand), min(x.frac, operand.frac))
+
+
+def mul_public(x: SharedTensor, value: np.ndarray) -> SharedTensor:
+    """x times a public real array: local product at scale x.frac + f, then one truncation by f."""
+    session = x.session
+    f = session.frac_bits
+    public = session.ring.encode(value, f)
+    shape = x._broadcast_shape(public.shape)
+    payload = session.backend.map(lambda p: kernels.ring_mul(p, public), x._payload_nd(len(shape)))
+    return truncate(SharedTensor(session, payload, shape, x.frac + f, x.depth), f)
+
+
+def matmul_public(x: SharedTensor, value: np.ndarray, public_on_left: bool) -> SharedTensor:
+    """x @ W or W @ x with W public: local per-share products; reals need one truncation by f."""
+    session = x.session
+    if value.ndim == 0 or x.ndim == 0:
+        raise ValueError("matmul does not take 0-d operands; use *")
+    integer = is_integer_public(value)
+    f = 0 if integer else session.frac_bits
+    public = session.ring.from_ints(value) if integer else session.ring.encode(value, f)
+    squeeze = []
+    left, right = (public, x) if public_on_left else (x, public)
+    lshape = left.shape if len(left.shape) >= 2 else (1,) + tuple(left.shape)
+    rshape = right.shape if len(right.shape) >= 2 else tuple(right.shape) + (1,)
+    if len(left.shape) == 1:
+        squeeze.append(-2)
+    if len(right.shape) == 1:
+        squeeze.append(-1)
+    shape = matmul_shapes(lshape, rshape)
+    payload = None
+    if session.backend.has_data:
+        xs = x.payload.reshape((x.payload.shape[0],) + (lshape if not public_on_left else rshape))
+        pub = public.reshape(rshape if not public_on_left else lshape)
+        rows = [kernels.ring_matmul(pub, row) if public_on_left else kernels.ring_matmul(row, pub) for row in xs]
+        payload = session.ring.reduce(np.ascontiguousarray(np.stack(rows)))
+    out = SharedTensor(session, payload, shape, x.frac + f, x.depth)
+    if squeeze:
+        out = out.squeeze(tuple(squeeze))
+    return truncate(out, f)
