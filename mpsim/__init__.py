@@ -4,7 +4,12 @@
 computation; ``session.input`` makes ``SharedTensor``s, whose numpy-like operators run the protocols in the
 top-level ``protocols`` package and count every message.
 """
+import os
 from importlib.metadata import PackageNotFoundError, version
+
+# numba's parallel kernels and multi-threaded BLAS share this process; without a short spin count the two
+# thread pools fight for the cores (a 128^3 matmul measured 30x slower). Must be set before numba starts.
+os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
 from .backend import CountBackendError
 from .ledger import Cost

@@ -65,11 +65,14 @@ class Protocol:
     def declared(self, K: int, N: int, **dims) -> Cost:
         env = {"K": K, "N": N, **dims}
         sent = tuple(self.evaluate(self.comm, {**env, "p": p}) for p in range(N))
+        offline = self.evaluate(self.offline, env)
         return Cost(
             rounds=self.evaluate(self.rounds, env),
             sequential_rounds=self.evaluate(self.calls or self.rounds, env),
             sent_bits=sent,
-            offline_bits=self.evaluate(self.offline, env),
+            offline_bits=offline,
+            # The dealer ships every correction word to party 0 (mpsim/dealer.py).
+            offline_received_bits=(offline,) + (0,) * (N - 1),
         )
 
     def declared_for(self, session, *args, **kwargs) -> Cost:
@@ -151,8 +154,7 @@ def markdown_table() -> str:
     ]
     for entry in sorted(REGISTRY.values(), key=lambda e: e.name):
         rounds = entry.rounds if entry.calls in (None, entry.rounds) else f"{entry.rounds} ({entry.calls} calls)"
-        lines.append(
-            f"| `{entry.name}` | {rounds} | `{entry.comm}` | `{entry.offline}` | {entry.vars_doc} | "
-            f"{entry.leaks} | {entry.ref} |"
-        )
+        cells = [f"`{entry.name}`", rounds, f"`{entry.comm}`", f"`{entry.offline}`", entry.vars_doc,
+                 entry.leaks, entry.ref]
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
     return "\n".join(lines) + "\n"

@@ -1,0 +1,114 @@
+"""Measured == declared for every registered protocol, and identical ledgers on all three backends."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import mpsim
+import protocols
+from protocols.registry import REGISTRY, markdown_table
+
+ROOT = Path(__file__).resolve().parents[1]
+BACKENDS = ("share", "ideal", "count")
+CASES = [(name, n, k) for name in sorted(REGISTRY) for n in (2, 3, 4) for k in (32, 64)]
+
+
+def _session(parties, ring_bits, backend, seed=7):
+    # With K = 32 the fixed-point scale must leave room for products at scale 2f.
+    return mpsim.Session(parties=parties, ring_bits=ring_bits, frac_bits=8 if ring_bits == 32 else 16,
+                         seed=seed, backend=backend)
+
+
+def _run(name, parties, ring_bits, backend):
+    entry = REGISTRY[name]
+    s = _session(parties, ring_bits, backend)
+    args, kwargs = entry.example(s)
+    mark = s.mark()
+    entry.fn(*args, **kwargs)
+    return s, s.cost(since=mark), entry.declared_for(s, *args, **kwargs), s.ledger.messages[mark:]
+
+
+def test_every_protocol_has_a_complete_declaration():
+    assert len(REGISTRY) >= 9
+    for entry in REGISTRY.values():
+        doc = entry.fn.__doc__ or ""
+        for line in ("Rounds:", "Comm:", "Leaks:", "Ref:"):
+            assert line in doc, f"{entry.name} docstring lacks {line!r}"
+        assert entry.example is not None and entry.dims is not None and entry.ref
+
+
+@pytest.mark.parametrize("name,parties,ring_bits", CASES)
+def test_measured_equals_declared_on_every_backend(name, parties, ring_bits):
+    entry = REGISTRY[name]
+    if not entry.parties(parties):
+        with pytest.raises(ValueError):
+            _run(name, parties, ring_bits, "share")
+        return
+    ledgers = {}
+    for backend in BACKENDS:
+        s, measured, declared, messages = _run(name, parties, ring_bits, backend)
+        assert measured == declared, f"{name} on {backend}: measured {measured} != declared {declared}"
+        # Every message of the call is tagged with the protocol's scope.
+        assert all(name in m.scope.split("/") for m in messages)
+        ledgers[backend] = [(m.scope, m.op, m.depth, m.call, m.src, m.dst, m.bits, m.phase) for m in messages]
+    assert ledgers["share"] == ledgers["ideal"] == ledgers["count"]
+
+
+def test_declared_formula_matches_the_issue_statement():
+    """Beaver mul: 1 round, 2K(N-1) bits per party per element; matmul: K(N-1)(mk+kn)."""
+    for K in (32, 64):
+        for N in (2, 3, 4):
+            c = REGISTRY["beaver_mul"].declared(K, N, nx=10, ny=10, n=10)
+            assert c.rounds == 1 and c.sent_bits == (2 * K * (N - 1) * 10,) * N
+            m, k, n = 3, 5, 7
+            c = REGISTRY["beaver_matmul"].declared(K, N, nx=m * k, ny=k * n, n=m * n)
+            assert c.sent_bits == (K * (N - 1) * (m * k + k * n),) * N and c.offline_bits == K * m * n
+
+
+@pytest.mark.parametrize("parties,trunc", [(2, "local"), (2, "dealer"), (3, "dealer")])
+def test_fixed_point_products_cost_ring_protocol_plus_truncation(parties, trunc):
+    s = mpsim.Session(parties=parties, seed=3, backend="count", trunc=trunc)
+    x = s.input(np.ones((4, 8)))
+    y = s.input(np.ones((8, 3)))
+    tr = REGISTRY["trunc_local" if trunc == "local" else "trunc_pr"]
+    K, N = 64, parties
+    cases = [
+        (lambda: x * x, REGISTRY["beaver_square"].declared(K, N, n=32), 32),
+        (lambda: x * (x + 1), REGISTRY["beaver_mul"].declared(K, N, nx=32, ny=32, n=32), 32),
+        (lambda: x @ y, REGISTRY["beaver_matmul"].declared(K, N, nx=32, ny=24, n=12), 12),
+        (lambda: x * 0.5, mpsim.Cost(0, 0, (0,) * N, 0, (0,) * N), 32),
+    ]
+    for op, ring_cost, n_out in cases:
+        mark = s.mark()
+        op()
+        got = s.cost(since=mark)
+        want = ring_cost + tr.declared(K, N, n=n_out)
+        assert (got.rounds, got.sent_bits, got.offline_bits) == (want.rounds, want.sent_bits, want.offline_bits)
+
+
+def test_integer_products_need_no_truncation():
+    s = mpsim.Session(parties=3, seed=1, backend="ideal")
+    i = s.input(np.array([3, -4, 5]), frac_bits=0)
+    x = s.input(np.array([0.5, 1.5, -2.0]))
+    mark = s.mark()
+    z = i * x  # scale 0 + 16: no truncation, so only the Beaver product is paid
+    assert s.cost(since=mark) == REGISTRY["beaver_mul"].declared(64, 3, nx=3, ny=3, n=3)
+    np.testing.assert_array_equal(s.reveal(z), [1.5, -6.0, -10.0])
+    np.testing.assert_array_equal(s.reveal(i * 7), [21, -28, 35])
+
+
+def test_complexity_doc_is_current():
+    doc = (ROOT / "docs" / "complexity.md").read_text()
+    assert doc == markdown_table(), "docs/complexity.md is stale: run `mpsim table > docs/complexity.md`"
+
+
+def test_table_command_prints_every_protocol():
+    out = subprocess.run([sys.executable, "-m", "mpsim.cli", "table"], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == markdown_table()
+    for name in REGISTRY:
+        assert f"`{name}`" in out.stdout
