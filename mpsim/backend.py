@@ -64,6 +64,13 @@ class Backend:
         self.ring = ring
         self.parties = parties
         self.prg = prg
+        # Session-seeded generator for the count backend's draws of data-independent opened values.
+        self.sim_rng = np.random.default_rng(prg.key)
+
+    @property
+    def rows(self) -> int:
+        """Share rows stored per tensor: N for real shares, 1 for plaintext, 0 for none."""
+        return self.parties
 
     # -- creating and opening sharings -----------------------------------------------------------------
     def uniform(self, shape):
@@ -163,6 +170,7 @@ class IdealBackend(Backend):
     """Plaintext ring values through the same protocol code; the dealer's correlations are all zero."""
 
     name = "ideal"
+    rows = 1
 
     def uniform(self, shape):
         return np.zeros(shape, dtype=np.uint64)
@@ -191,6 +199,7 @@ class CountBackend(Backend):
 
     name = "count"
     has_data = False
+    rows = 0
 
     def uniform(self, shape):
         return None

@@ -54,12 +54,17 @@ class Channel:
         self.max_depth = max(self.max_depth, depth)
         return depth
 
-    def open(self, op: str, items: Sequence[Opening], to: int | None = None) -> tuple[list, int]:
+    def open(self, op: str, items: Sequence[Opening], to: int | None = None, simulate=None) -> tuple[list, int]:
         """Open several shared values in one call; return (opened values, depth of the result).
 
         ``to=None`` opens to every party: each party sends its share of every element to each other party,
         width * (N - 1) bits per element per party. ``to=i`` opens to party i only: every other party sends
         width bits per element to i. Opened values are ndarrays (or None under the count backend).
+
+        ``simulate`` is the seam for "randomized" protocols, which open values that are provably independent
+        of the secrets and then branch on them (e.g. comparison outcomes after an oblivious shuffle): under
+        the count backend, which has no data, the opened values are drawn by ``simulate(rng)`` from their
+        data-independent distribution with the session-seeded generator ``backend.sim_rng``.
         """
         if to is not None and not (isinstance(to, (int, np.integer)) and 0 <= to < self.parties):
             raise ValueError(f"cannot open to party {to!r}: parties are 0..{self.parties - 1}")
@@ -69,4 +74,9 @@ class Channel:
         else:
             sends = [(s, int(to), bits) for s in range(self.parties) if s != to]
         depth = self.exchange(op, sends, max((item.depth for item in items), default=0))
+        if simulate is not None and not self.backend.has_data:
+            values = list(simulate(self.backend.sim_rng))
+            if len(values) != len(items):
+                raise ValueError(f"simulate returned {len(values)} values for {len(items)} openings")
+            return values, depth
         return [self.backend.open(item.payload) for item in items], depth

@@ -193,16 +193,18 @@ class Session:
         shape = tuple(shape)
         payload = None
         if self.backend.has_data:
-            rows = self.parties if self.backend.name == "share" else 1
-            payload = np.zeros((rows,) + shape, dtype=np.uint64)
+            payload = np.zeros((self.backend.rows,) + shape, dtype=np.uint64)
         return SharedTensor(self, payload, shape, self.frac_bits if frac_bits is None else frac_bits)
 
-    def _open(self, op: str, tensors, to=None, widths=None):
-        """Open shared tensors in one channel call; returns (public arrays or None, depth)."""
+    def _open(self, op: str, tensors, to=None, widths=None, simulate=None):
+        """Open shared tensors in one channel call; returns (public arrays or None, depth).
+
+        ``widths`` gives bits per element per tensor (default K); ``simulate`` see ``Channel.open``.
+        """
         self._check_open()
         widths = widths or [self.ring.bits] * len(tensors)
         items = [Opening(t.payload, t.shape, w, t.depth) for t, w in zip(tensors, widths)]
-        return self.channel.open(op, items, to=to)
+        return self.channel.open(op, items, to=to, simulate=simulate)
 
 
 class Unrevealed:

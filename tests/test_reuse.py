@@ -16,8 +16,8 @@ def _capture_openings(session):
     seen = []
     original = session.channel.open
 
-    def spy(op, items, to=None):
-        values, depth = original(op, items, to=to)
+    def spy(op, items, to=None, simulate=None):
+        values, depth = original(op, items, to=to, simulate=simulate)
         seen.append(values)
         return values, depth
 

@@ -45,8 +45,8 @@ def test_opened_values_of_products_and_truncation_are_uniform(secret):
     opened = []
     original = s.channel.open
 
-    def spy(op, items, to=None):
-        values, depth = original(op, items, to=to)
+    def spy(op, items, to=None, simulate=None):
+        values, depth = original(op, items, to=to, simulate=simulate)
         opened.extend(values)
         return values, depth
 

@@ -203,3 +203,22 @@ def test_console_script_demo_runs(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "mpsim.cli", "demo", "--seq", "-3"],
                          capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode != 0 and "positive integer" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_randomized_openings_are_simulated_from_the_session_seed_under_count():
+    """The seam for 'randomized' protocols: count draws opened values; share/ideal open the real ones."""
+
+    def coin(rng):
+        return [rng.integers(0, 2, size=(6,), dtype=np.uint64)]
+
+    draws = []
+    for seed in (4, 4, 5):
+        s = mpsim.Session(parties=2, seed=seed, backend="count")
+        (values,), depth = s._open("coin", [s.input(np.zeros(6))], simulate=coin)
+        draws.append(values)
+        assert depth == 1 and s.cost().sent_bits == (6 * 64, 6 * 64)
+    np.testing.assert_array_equal(draws[0], draws[1])
+    assert set(np.unique(np.concatenate(draws))) <= {0, 1}
+    s = mpsim.Session(parties=2, seed=4, backend="ideal")
+    (values,), _ = s._open("coin", [s.input(np.arange(6), frac_bits=0)], simulate=coin)
+    np.testing.assert_array_equal(values, np.arange(6))
