@@ -182,6 +182,16 @@ class Session:
 
         return reveal(x, to=to)
 
+    def placeholder(self, shape, owner: int = 0, frac_bits: int | None = None) -> SharedTensor:
+        """A secret input known only by its shape, for the count backend (full-size models without data).
+
+        Costs what ``input`` costs; under the share and ideal backends it raises, since they need values.
+        """
+        if self.backend.has_data:
+            raise ValueError(f"placeholder inputs carry no values; the {self.backend.name} backend needs real ones")
+        shape = tuple(int(d) for d in shape)
+        return self.input(np.broadcast_to(np.zeros((), dtype=np.float64), shape), owner=owner, frac_bits=frac_bits)
+
     def reusable(self, x: SharedTensor):
         """Mask ``x`` once for reuse as the right operand of many products (see protocols.reuse)."""
         from protocols.reuse import mask_operand

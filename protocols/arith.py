@@ -40,7 +40,8 @@ def share_input(session, values, owner: int = 0, frac_bits: int | None = None) -
     Ref: pseudo-random secret sharing of zero, Cramer-Damgard-Ishai (TCC 2005); CrypTen ``_from_przs``.
 
     Real-valued input is encoded at ``frac_bits`` (default: the session's); pass ``frac_bits=0`` for exact
-    integers (indices, counts). Encoding raises ``ValueError`` for NaN, inf or out-of-range values.
+    integers (indices, counts). Encoding raises ``ValueError`` for NaN, inf or out-of-range values (under
+    the count backend values are not encoded at all: only their shape is kept).
     """
     if not isinstance(owner, (int, np.integer)) or not 0 <= owner < session.parties:
         raise ValueError(f"owner must be a party index in 0..{session.parties - 1}, got {owner!r}")
@@ -50,7 +51,9 @@ def share_input(session, values, owner: int = 0, frac_bits: int | None = None) -
     array = np.asarray(values)
     if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
         raise TypeError(f"input expects a numeric array, got dtype {array.dtype}")
-    if frac == 0 and np.issubdtype(array.dtype, np.integer):
+    if not session.backend.has_data:
+        ring_values = None  # the count backend holds no data: only the shape is kept
+    elif frac == 0 and np.issubdtype(array.dtype, np.integer):
         ring_values = session.ring.from_ints(array)
     else:
         ring_values = session.ring.encode(array, frac)

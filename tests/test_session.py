@@ -222,3 +222,24 @@ def test_randomized_openings_are_simulated_from_the_session_seed_under_count():
     s = mpsim.Session(parties=2, seed=4, backend="ideal")
     (values,), _ = s._open("coin", [s.input(np.arange(6), frac_bits=0)], simulate=coin)
     np.testing.assert_array_equal(values, np.arange(6))
+
+
+def test_placeholder_inputs_are_count_only_and_cost_like_input():
+    s = mpsim.Session(parties=2, backend="count")
+    w = s.placeholder((4096, 11008), owner=1)  # a LLaMA MLP weight: no data is allocated
+    x = s.placeholder((1, 4096))
+    mark = s.mark()
+    y = x @ w
+    assert y.shape == (1, 11008)
+    assert s.cost(since=mark).sent_bits == (64 * (4096 + 4096 * 11008),) * 2
+    with pytest.raises(ValueError, match="needs real ones"):
+        mpsim.Session(parties=2, backend="ideal").placeholder((2, 2))
+
+
+def test_profiler_measures_time_per_scope():
+    s = mpsim.Session(parties=2, seed=0)
+    x = s.input(np.ones((64, 64)))
+    with s.scope("work"):
+        x @ x
+    assert s.profiler.seconds["work"] > 0
+    assert s.profiler.calls["work"] == 1 and s.profiler.calls["work/beaver_matmul"] == 1
