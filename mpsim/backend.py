@@ -98,7 +98,7 @@ class Backend:
     def add_public(self, payload, public):
         """Add a public ring array (broadcastable) to the shared value: only party 0 adds it."""
         out = np.broadcast_to(payload, payload.shape[:1] + np.broadcast_shapes(payload.shape[1:], np.shape(public))).copy()
-        kernels.ring_add(out[0], public, out=out[0])
+        kernels.ring_add(out[0, ...], public, out=out[0, ...])
         return self.ring.reduce(out)
 
     def trunc_local(self, payload, shift: int):
@@ -127,15 +127,15 @@ class ShareBackend(Backend):
         values = np.asarray(values, dtype=np.uint64)
         shares = self.prg.uniform((self.parties,) + values.shape)
         others = np.delete(np.arange(self.parties), owner)
-        shares[owner] = values
+        shares[owner, ...] = values
         for p in others:
-            kernels.ring_sub(shares[owner], shares[p], out=shares[owner])
+            kernels.ring_sub(shares[owner, ...], shares[p, ...], out=shares[owner, ...])
         return self.ring.reduce(shares)
 
     def open(self, payload):
-        total = payload[0].copy()
+        total = payload[0, ...].copy()
         for p in range(1, payload.shape[0]):
-            kernels.ring_add(total, payload[p], out=total)
+            kernels.ring_add(total, payload[p, ...], out=total)
         return self.ring.reduce(total)
 
     def trunc_local(self, payload, shift: int):
@@ -147,10 +147,10 @@ class ShareBackend(Backend):
             raise ValueError("local truncation is only correct for two parties")
         out = np.empty_like(payload)
         d = np.uint64(shift)
-        np.right_shift(payload[0], d, out=out[0])
-        neg = np.negative(payload[1]) if self.ring.bits == 64 else self.ring.reduce(np.negative(payload[1]))
-        np.right_shift(neg, d, out=out[1])
-        np.negative(out[1], out=out[1])
+        np.right_shift(payload[0, ...], d, out=out[0, ...])
+        neg = self.ring.reduce(np.negative(payload[1, ...]))
+        np.right_shift(neg, d, out=out[1, ...])
+        np.negative(out[1, ...], out=out[1, ...])
         return self.ring.reduce(out)
 
     def beaver_combine(self, c, a, b, e, f):
@@ -160,8 +160,8 @@ class ShareBackend(Backend):
         # Each party p: C_p + E @ B_p + A_p @ F; party 0 also adds E @ F.
         out = c.copy()
         for p in range(out.shape[0]):
-            kernels.ring_add(out[p], kernels.ring_matmul(e, b[p]) if b is not None else 0, out=out[p])
-            kernels.ring_add(out[p], kernels.ring_matmul(a[p], f) if a is not None else 0, out=out[p])
+            kernels.ring_add(out[p], kernels.ring_matmul(e, b[p]), out=out[p])
+            kernels.ring_add(out[p], kernels.ring_matmul(a[p], f), out=out[p])
         kernels.ring_add(out[0], kernels.ring_matmul(e, f), out=out[0])
         return self.ring.reduce(out)
 
@@ -179,7 +179,7 @@ class IdealBackend(Backend):
         return np.asarray(values, dtype=np.uint64)[None].copy()
 
     def open(self, payload):
-        return payload[0].copy()
+        return payload[0, ...].copy()
 
     def trunc_local(self, payload, shift: int):
         # The ideal functionality: an exact arithmetic shift of the signed value.

@@ -41,7 +41,12 @@ class Ring:
         return np.uint64(int(value) % (1 << self.bits))
 
     def reduce(self, array: np.ndarray) -> np.ndarray:
-        """Reduce a uint64 array mod 2^K in place (a no-op for K = 64) and return it."""
+        """Reduce a uint64 array mod 2^K in place (a no-op for K = 64) and return it.
+
+        A numpy scalar (what ufuncs return for 0-d inputs) comes back as a fresh 0-d array.
+        """
+        if not isinstance(array, np.ndarray):
+            array = np.array(array)
         if array.dtype != np.uint64:
             raise TypeError(f"ring arrays must be uint64, got {array.dtype}")
         if self.bits < 64:
@@ -54,18 +59,29 @@ class Ring:
         Integer arrays must fit in int64/uint64; this is the integer counterpart of :meth:`encode` and is
         used for exact integer data (indices, counts) at scale 0.
         """
-        arr = np.asarray(values)
-        if arr.dtype == object:
-            return np.array([int(v) % self.modulus for v in arr.ravel()], dtype=np.uint64).reshape(arr.shape)
+        arr = np.asarray(values) if not isinstance(values, (int, list, tuple)) else None
+        if arr is None:
+            # Python ints stay exact: numpy would turn [2**63, -5] or a huge int into float64.
+            obj = np.array(values, dtype=object)
+            exact = all(isinstance(v, (int, np.integer)) for v in obj.ravel())
+            arr = obj if exact else np.asarray(values)
+        lo, hi = -(1 << (self.bits - 1)), (1 << (self.bits - 1)) - 1
         if arr.dtype == np.uint64:
-            return self.reduce(arr.copy())
+            if arr.size and int(arr.max()) >= self.modulus:
+                raise ValueError(f"integers must lie in [{lo}, {self.modulus - 1}] for a {self.bits}-bit ring")
+            return np.array(arr, dtype=np.uint64, copy=True)
+        if arr.dtype == object:
+            # Unsigned values are taken as ring representatives: [0, 2^K) is allowed too.
+            ints = [int(v) for v in arr.ravel()]
+            if any(not lo <= v < self.modulus for v in ints):
+                raise ValueError(f"integers must lie in [{lo}, {self.modulus - 1}] for a {self.bits}-bit ring")
+            return np.array([v % self.modulus for v in ints], dtype=np.uint64).reshape(arr.shape)
         if not np.issubdtype(arr.dtype, np.integer) and arr.dtype != np.bool_:
             raise TypeError(f"from_ints expects integers, got dtype {arr.dtype}")
-        signed = arr.astype(np.int64)
-        lo, hi = -(1 << (self.bits - 1)), (1 << (self.bits - 1)) - 1
-        if self.bits < 64 and signed.size and (signed.min() < lo or signed.max() > hi):
+        signed = np.array(arr, dtype=np.int64)
+        if self.bits < 64 and signed.size and (int(signed.min()) < lo or int(signed.max()) > hi):
             raise ValueError(f"integers must lie in [{lo}, {hi}] for a {self.bits}-bit ring")
-        return self.reduce(signed.view(np.uint64).copy())
+        return self.reduce(np.array(signed.view(np.uint64), copy=True))
 
     def to_signed(self, array: np.ndarray) -> np.ndarray:
         """The two's-complement signed view, as a fresh int64 array."""
@@ -78,8 +94,16 @@ class Ring:
         return (np.bitwise_xor(array, half).astype(np.int64)) - np.int64(1 << (self.bits - 1))
 
     def real_range(self, frac_bits: int) -> tuple[float, float]:
-        """The closed interval of reals representable with ``frac_bits`` fractional bits."""
-        return (-(2.0 ** (self.bits - 1 - frac_bits)), 2.0 ** (self.bits - 1 - frac_bits) - 2.0**-frac_bits)
+        """The closed interval of float64 reals that encode with ``frac_bits`` fractional bits.
+
+        The top is the largest float64 not above (2^(K-1) - 1) / 2^f (at K = 64 that is not 2^(63-f) - 2^-f,
+        which float64 cannot hold).
+        """
+        top = (1 << (self.bits - 1)) - 1
+        hi = float(top)
+        if int(hi) > top:
+            hi = float(np.nextafter(hi, 0.0))
+        return (-(2.0 ** (self.bits - 1 - frac_bits)), hi / 2.0**frac_bits)
 
     def encode(self, values, frac_bits: int) -> np.ndarray:
         """Reals to ring elements: round(x * 2^f) in two's complement. Raises on NaN/inf/out of range."""
@@ -87,8 +111,12 @@ class Ring:
             raise ValueError(f"frac_bits must be in [0, {self.bits - 2}], got {frac_bits}")
         x = np.asarray(values, dtype=np.float64)
         if not np.all(np.isfinite(x)):
-            raise ValueError("cannot encode NaN or infinity into the ring")
-        scaled = np.rint(x * 2.0**frac_bits)
+            lo, hi = self.real_range(frac_bits)
+            raise ValueError(
+                f"cannot encode NaN or infinity: a {self.bits}-bit ring with {frac_bits} fractional bits holds "
+                f"finite reals in [{lo}, {hi}]"
+            )
+        scaled = np.asarray(np.rint(x * 2.0**frac_bits))
         lo_int, hi_int = -(2.0 ** (self.bits - 1)), 2.0 ** (self.bits - 1)
         # hi_int is exclusive: the largest representable scaled value is 2^(K-1) - 1.
         if scaled.size and (scaled.min() < lo_int or scaled.max() >= hi_int):
@@ -98,7 +126,7 @@ class Ring:
                 f"value {bad!r} is outside the representable range [{lo}, {hi}] of a {self.bits}-bit ring "
                 f"with {frac_bits} fractional bits"
             )
-        return self.reduce(scaled.astype(np.int64).view(np.uint64).copy())
+        return self.reduce(np.array(scaled.astype(np.int64).view(np.uint64), copy=True))
 
     def decode(self, array: np.ndarray, frac_bits: int) -> np.ndarray:
         """Ring elements to float64 reals (signed view divided by 2^f)."""

@@ -228,6 +228,9 @@ class SharedTensor:
             return a._like(payload, shape, depth=max(a.depth, b.depth))
         if not isinstance(other, (Number, np.ndarray, list, tuple)):
             return NotImplemented
+        if self.frac == 0 and not is_integer_public(other):
+            # int + real is a real (as in numpy): lift to the session's scale first (a local product).
+            return self._scale_up(self.session.frac_bits) + other
         public = self._encode_public(other, self.frac)
         shape = self._broadcast_shape(np.shape(public))
         payload = self.session.backend.add_public(self._payload_nd(len(shape)), public)

@@ -32,13 +32,14 @@ def matmul_reused(x: SharedTensor, operand) -> SharedTensor:
 
 
 def mul_public(x: SharedTensor, value: np.ndarray) -> SharedTensor:
-    """x times a public real array: local product at scale x.frac + f, then one truncation by f."""
+    """x times a public real array: local product at scale x.frac + f, then a truncation by min(x.frac, f)
+    (none for an integer-encoded x, whose product is then a fixed-point real, as in numpy int * float)."""
     session = x.session
     f = session.frac_bits
     public = session.ring.encode(value, f)
     shape = x._broadcast_shape(public.shape)
     payload = session.backend.map(lambda p: kernels.ring_mul(p, public), x._payload_nd(len(shape)))
-    return truncate(SharedTensor(session, payload, shape, x.frac + f, x.depth), f)
+    return truncate(SharedTensor(session, payload, shape, x.frac + f, x.depth), min(x.frac, f))
 
 
 def matmul_public(x: SharedTensor, value: np.ndarray, public_on_left: bool) -> SharedTensor:
@@ -67,4 +68,4 @@ def matmul_public(x: SharedTensor, value: np.ndarray, public_on_left: bool) -> S
     out = SharedTensor(session, payload, shape, x.frac + f, x.depth)
     if squeeze:
         out = out.squeeze(tuple(squeeze))
-    return truncate(out, f)
+    return truncate(out, min(x.frac, f))

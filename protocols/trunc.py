@@ -87,6 +87,8 @@ def trunc_pr(x: SharedTensor, shift: int) -> SharedTensor:
     Ref: Escudero, Ghosh, Keller, Rachuri, Scholl, "Improved primitives for MPC over mixed
     arithmetic-binary circuits", CRYPTO 2020 (eprint 2020/338), Sec. 5; SPU's ``TruncAPr``.
     """
+    if x.ndim != 1:  # work on a flat view so public arrays never collapse to numpy scalars
+        return trunc_pr.__wrapped__(x.reshape(-1), shift).reshape(x.shape)
     session = x.session
     ring = session.ring
     K = ring.bits
