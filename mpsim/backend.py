@@ -104,6 +104,25 @@ class Backend:
     def trunc_local(self, payload, shift: int):
         raise NotImplementedError
 
+    # -- boolean (XOR) sharings: one K-bit word per element, bit-parallel -----------------------------------
+    def split_xor(self, values, owner: int = 0):
+        """XOR-share known words."""
+        raise NotImplementedError
+
+    def open_xor(self, payload):
+        """The word behind an XOR sharing (the XOR of its shares)."""
+        raise NotImplementedError
+
+    def xor_public(self, payload, public):
+        """XOR a public array into the shared value: only party 0 does it."""
+        out = np.broadcast_to(payload, payload.shape[:1] + np.broadcast_shapes(payload.shape[1:], np.shape(public))).copy()
+        np.bitwise_xor(out[0, ...], np.asarray(public, dtype=np.uint64), out=out[0, ...])
+        return self.ring.reduce(out)
+
+    def and_combine(self, c, a, b, e, f):
+        """Beaver AND: z = c ^ (e & b) ^ (f & a), and party 0 also XORs e & f; e, f public."""
+        raise NotImplementedError
+
     def beaver_combine(self, c, a, b, e, f):
         """z = c + e*b + f*a + e*f (the last term added by party 0 only); e, f public."""
         raise NotImplementedError
@@ -156,6 +175,25 @@ class ShareBackend(Backend):
     def beaver_combine(self, c, a, b, e, f):
         return self.ring.reduce(kernels.beaver_combine(c, a, b, e, f))
 
+    def split_xor(self, values, owner: int = 0):
+        values = np.asarray(values, dtype=np.uint64)
+        shares = self.ring.reduce(self.prg.uniform((self.parties,) + values.shape))
+        acc = values.copy()
+        for p in range(self.parties):
+            if p != owner:
+                np.bitwise_xor(acc, shares[p, ...], out=acc)
+        shares[owner, ...] = acc
+        return shares
+
+    def open_xor(self, payload):
+        return np.asarray(np.bitwise_xor.reduce(payload, axis=0))
+
+    def and_combine(self, c, a, b, e, f):
+        z = np.bitwise_xor(c, np.bitwise_and(e, b))
+        np.bitwise_xor(z, np.bitwise_and(f, a), out=z)
+        np.bitwise_xor(z[0, ...], np.bitwise_and(e, f), out=z[0, ...])
+        return z
+
     def matmul_combine(self, c, a, b, e, f):
         # Each party p: C_p + E @ B_p + A_p @ F; party 0 also adds E @ F.
         out = c.copy()
@@ -190,6 +228,15 @@ class IdealBackend(Backend):
         # With the all-zero correlations a = b = c = 0 the Beaver combine is e*f.
         return self.ring.reduce(kernels.ring_mul(e, f)[None])
 
+    def split_xor(self, values, owner: int = 0):
+        return np.asarray(values, dtype=np.uint64)[None].copy()
+
+    def open_xor(self, payload):
+        return payload[0, ...].copy()
+
+    def and_combine(self, c, a, b, e, f):
+        return np.bitwise_and(e, f)[None]
+
     def matmul_combine(self, c, a, b, e, f):
         return self.ring.reduce(kernels.ring_matmul(e, f)[None])
 
@@ -220,6 +267,18 @@ class CountBackend(Backend):
         return None
 
     def trunc_local(self, payload, shift: int):
+        return None
+
+    def split_xor(self, values, owner: int = 0):
+        return None
+
+    def open_xor(self, payload):
+        return None
+
+    def xor_public(self, payload, public):
+        return None
+
+    def and_combine(self, c, a, b, e, f):
         return None
 
     def beaver_combine(self, c, a, b, e, f):

@@ -28,6 +28,7 @@ class Opening:
     shape: tuple[int, ...]
     width: int
     depth: int = 0
+    kind: str = "A"  # "A": additive shares, opened by summing; "B": XOR shares, opened by XOR
 
 
 class Channel:
@@ -79,4 +80,5 @@ class Channel:
             if len(values) != len(items):
                 raise ValueError(f"simulate returned {len(values)} values for {len(items)} openings")
             return values, depth
-        return [self.backend.open(item.payload) for item in items], depth
+        return [self.backend.open(item.payload) if item.kind == "A" else self.backend.open_xor(item.payload)
+                for item in items], depth

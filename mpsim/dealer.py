@@ -106,3 +106,67 @@ class Dealer:
         a = self.backend.uniform(shape_a)
         c = self.ring.reduce(kernels.ring_matmul(a, dealer_mask)) if self._has_data() else None
         return self.backend.split(a), self.backend.split(c)
+
+    # -- boolean and mixed correlations ---------------------------------------------------------------------
+    def _charge_bits(self, op: str, bits: int) -> None:
+        self.ledger.record(self.profiler.path, op, 0, -1, DEALER, 0, int(bits), OFFLINE)
+
+    def and_triple(self, shape, gates: int):
+        """Boolean Beaver triple on words (c = a & b, bit-parallel), XOR-shared.
+
+        Only ``gates`` bit positions per word are used by the caller, so only those bits of c need a
+        correction: offline ``gates * numel`` bits (a and b are seeded).
+        """
+        self._charge_bits("and_triple", gates * _numel(shape))
+        a = self.backend.uniform(shape)
+        b = self.backend.uniform(shape)
+        c = np.bitwise_and(a, b) if self._has_data() else None
+        return self.backend.split_xor(a), self.backend.split_xor(b), self.backend.split_xor(c)
+
+    def edabit(self, shape):
+        """A uniform r in Z_2^K shared both arithmetically and bitwise (XOR shares of its K-bit word).
+
+        Ref: Escudero et al., CRYPTO 2020 (edaBits). Offline: K * numel bits (the boolean sharing is derived
+        from the seeded arithmetic one by one correction word).
+        """
+        self._charge("edabit", _numel(shape))
+        r = self.backend.uniform(shape)
+        return self.backend.split(r), self.backend.split_xor(r)
+
+    def dabit(self, shape):
+        """A uniform bit r shared both as a ring element and as a boolean bit (Rotaru-Wood, INDOCRYPT 2019).
+
+        Offline: K * numel bits (the arithmetic sharing is derived from the seeded boolean one).
+        """
+        self._charge("dabit", _numel(shape))
+        r = np.bitwise_and(self.backend.uniform(shape), np.uint64(1)) if self._has_data() else None
+        return self.backend.split(r), self.backend.split_xor(r)
+
+    def bit_select_triple(self, shape_bit, shape_value):
+        """For b * y with b boolean: a daBit r (shaped like b), a uniform a (shaped like y) and r * a.
+
+        Offline: K * numel(b) + K * numel(broadcast(b, y)) bits (the daBit's arithmetic part and r*a).
+        """
+        out_shape = np.broadcast_shapes(tuple(shape_bit), tuple(shape_value))
+        self._charge("bit_select_triple", _numel(shape_bit) + _numel(out_shape))
+        r = np.bitwise_and(self.backend.uniform(shape_bit), np.uint64(1)) if self._has_data() else None
+        a = self.backend.uniform(shape_value)
+        ra = self.ring.reduce(kernels.ring_mul(r, a)) if self._has_data() else None
+        return self.backend.split(r), self.backend.split_xor(r), self.backend.split(a), self.backend.split(ra)
+
+    def rotation_onehot(self, shape, size: int):
+        """Per index: a fresh r uniform in [0, size) (size a power of two), shares of r and of the one-hot e_r.
+
+        Offline: (K * size + log2(size)) * numel bits: e_r's corrections, and r's correction mod ``size``
+        (only r mod size is ever used).
+        """
+        log_size = size.bit_length() - 1
+        self._charge_bits("rotation_onehot", (self.ring.bits * size + log_size) * _numel(shape))
+        if not self._has_data():
+            return None, None
+        if self.backend.name == "ideal":
+            r = np.zeros(shape, dtype=np.uint64)
+        else:
+            r = np.bitwise_and(self.backend.uniform(shape), np.uint64(size - 1))
+        onehot = (np.arange(size, dtype=np.uint64) == r[..., None]).astype(np.uint64)
+        return self.backend.split(r), self.backend.split(onehot)

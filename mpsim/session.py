@@ -212,8 +212,8 @@ class Session:
         ``widths`` gives bits per element per tensor (default K); ``simulate`` see ``Channel.open``.
         """
         self._check_open()
-        widths = widths or [self.ring.bits] * len(tensors)
-        items = [Opening(t.payload, t.shape, w, t.depth) for t, w in zip(tensors, widths)]
+        widths = widths or [t.width if t.kind == "B" else self.ring.bits for t in tensors]
+        items = [Opening(t.payload, t.shape, w, t.depth, t.kind) for t, w in zip(tensors, widths)]
         return self.channel.open(op, items, to=to, simulate=simulate)
 
 

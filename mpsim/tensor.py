@@ -50,13 +50,18 @@ class SharedTensor:
     __array_ufunc__ = None  # numpy defers to our reflected operators: array + shared -> shared.__radd__
     __array_priority__ = 1000
 
-    def __init__(self, session, payload, shape, frac: int, depth: int = 0, kind: str = "A"):
+    def __init__(self, session, payload, shape, frac: int, depth: int = 0, kind: str = "A", width: int | None = None):
+        if kind not in ("A", "B"):
+            raise ValueError(f"kind is 'A' (arithmetic, additive shares) or 'B' (boolean, XOR shares), got {kind!r}")
         self.session = session
         self.payload = payload
         self.shape = tuple(int(d) for d in shape)
         self.frac = int(frac)
         self.depth = int(depth)
         self.kind = kind
+        # Boolean sharings: how many low bits of each word are meaningful (K for words, 1 for bits);
+        # opening one costs ``width`` bits per element.
+        self.width = session.ring.bits if width is None else int(width)
 
     # -- basic properties ----------------------------------------------------------------------------------
     @property
@@ -73,8 +78,9 @@ class SharedTensor:
         return self.shape[0]
 
     def __repr__(self) -> str:
+        bits = f", width={self.width}" if self.kind == "B" else ""
         return (
-            f"SharedTensor(shape={self.shape}, frac={self.frac}, kind={self.kind}, depth={self.depth}, "
+            f"SharedTensor(shape={self.shape}, frac={self.frac}, kind={self.kind}{bits}, depth={self.depth}, "
             f"backend={self.session.backend.name})"
         )
 
@@ -96,7 +102,7 @@ class SharedTensor:
         return self.payload
 
     # -- construction helpers ------------------------------------------------------------------------------
-    def _like(self, payload, shape, frac=None, depth=None, kind=None) -> "SharedTensor":
+    def _like(self, payload, shape, frac=None, depth=None, kind=None, width=None) -> "SharedTensor":
         return SharedTensor(
             self.session,
             payload,
@@ -104,6 +110,7 @@ class SharedTensor:
             self.frac if frac is None else frac,
             self.depth if depth is None else depth,
             self.kind if kind is None else kind,
+            self.width if width is None else width,
         )
 
     def _view(self, fn) -> "SharedTensor":
@@ -337,7 +344,8 @@ def _join(tensors, fn, what: str) -> SharedTensor:
         if t.kind != first.kind:
             raise ValueError(f"cannot {what} arithmetic and boolean sharings")
     frac = max(t.frac for t in tensors)
-    tensors = [t._scale_up(frac - t.frac) if t.frac < frac else t for t in tensors]
+    if first.kind == "A":
+        tensors = [t._scale_up(frac - t.frac) if t.frac < frac else t for t in tensors]
     try:
         shape = tuple(fn([np.broadcast_to(np.empty((), np.uint8), t.shape) for t in tensors]).shape)
     except ValueError as err:
@@ -347,4 +355,5 @@ def _join(tensors, fn, what: str) -> SharedTensor:
         payload = np.ascontiguousarray(
             np.stack([fn([t.payload[r] for t in tensors]) for r in range(first.payload.shape[0])])
         )
-    return SharedTensor(first.session, payload, shape, frac, max(t.depth for t in tensors), first.kind)
+    width = max(t.width for t in tensors)
+    return SharedTensor(first.session, payload, shape, frac, max(t.depth for t in tensors), first.kind, width)

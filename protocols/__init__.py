@@ -5,13 +5,20 @@ checks measured == declared for every registered protocol on every backend. Impo
 registers them all.
 """
 from .arith import beaver_matmul, beaver_mul, beaver_square, reveal, share_input
+from .boolean import a2b, and_, b2a, b2a_bit, msb, not_, reveal_bits, share_bits, xor
+from .compare import abs_, eq, eqz, ge, gt, le, lt, ltz, maximum, minimum, relu, select, sign, where
 from .fxp import matmul, matmul_public, mul, mul_public
+from .oblivious import gather, onehot, onehot_equality, onehot_rotation
+from .reduce import argmax, argmin, max, min
 from .registry import REGISTRY, markdown_table, protocol
 from .reuse import MaskedOperand, mask_operand, matmul_reused
 from .trunc import trunc_local, trunc_pr, truncate
 
 __all__ = [
-    "REGISTRY", "MaskedOperand", "beaver_matmul", "beaver_mul", "beaver_square", "markdown_table",
-    "mask_operand", "matmul", "matmul_public", "matmul_reused", "mul", "mul_public", "protocol", "reveal",
-    "share_input", "trunc_local", "trunc_pr", "truncate",
+    "REGISTRY", "MaskedOperand", "a2b", "abs_", "and_", "argmax", "argmin", "b2a", "b2a_bit", "beaver_matmul",
+    "beaver_mul", "beaver_square", "eq", "eqz", "gather", "ge", "gt", "le", "lt", "ltz", "markdown_table",
+    "mask_operand", "matmul", "matmul_public", "matmul_reused", "max", "maximum", "min", "minimum", "msb",
+    "mul", "mul_public", "not_", "onehot", "onehot_equality", "onehot_rotation", "protocol", "relu", "reveal",
+    "reveal_bits", "select", "share_bits", "share_input", "sign", "trunc_local", "trunc_pr", "truncate",
+    "where", "xor",
 ]

@@ -1,0 +1,136 @@
+"""Oblivious selection: one-hot encodings of secret indices, and gathering rows by them.
+
+Two ways to turn a secret index i over a public range [0, n) into a secret one-hot vector:
+
+* ``equality``: compare i with every position j (n equality tests per index: n (K + 2(K-1)) (N-1) bits per
+  party and 1 + log2 K rounds, then one B2A round). Works for any encoding of i.
+* ``rotation`` (default for integer-encoded indices): the dealer hands out, per index, the one-hot e_r of a
+  fresh uniform r in [0, T), T = n rounded up to a power of two, and shares of r. The parties reduce their
+  shares of r - i mod T (valid because T divides 2^K) and open only c = (r - i) mod T, log2 T bits each;
+  then e_i[j] = e_r[(j + c) mod T] is a local rotation. Correct: e_r[(j + c) mod T] = 1 iff j + r - i = r
+  (mod T) iff j = i. Secure: c is uniform on [0, T) whatever i is, because r is, and opening at full ring
+  width would leak (r - i as an integer bounds i). Cost per index: log2 T bits per party online instead of
+  n equality tests; the dealer ships T ring elements. An index outside [0, n) gives a wrong one-hot (a 1 at
+  i mod T, or none if that is >= n): under ``check_domain=True`` (session option or argument) the share
+  and ideal backends raise instead.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from mpsim.tensor import SharedTensor
+
+from .arith import beaver_matmul
+from .boolean import b2a_bit
+from .compare import eqz
+from .registry import protocol
+
+
+def _pow2_at_least(n: int) -> int:
+    return 1 << max(0, (int(n) - 1).bit_length())
+
+
+def _index_example(s):
+    return s.input(np.array([[0, 3, 7], [5, 5, 1]]), frac_bits=0)
+
+
+def _check_index_domain(index: SharedTensor, n: int, check) -> None:
+    session = index.session
+    check = session.check_domain if check is None else check
+    if not check or not session.backend.has_data:
+        return
+    # A debugging check outside the protocol: reads the value without sending anything.
+    values = session.ring.to_signed(session.backend.open(index.payload)) >> np.int64(index.frac)
+    if values.size and (values.min() < 0 or values.max() >= n):
+        raise ValueError(f"secret index outside [0, {n}) (check_domain): the one-hot would be wrong")
+
+
+@protocol(
+    "onehot_rotation",
+    rounds="1",
+    comm="(N-1)*m*log2(T)",
+    offline="m*(K*T + log2(T))",
+    leaks="nothing (c = (r - i) mod T is uniform)",
+    ref="dealer-rotated one-hot (protocol-notes; cf. function secret sharing / 'rotation' tricks)",
+    dims=lambda index, n, check_domain=None: {"m": index.size, "T": _pow2_at_least(n)},
+    example=lambda s: ((_index_example(s), 8), {}),
+    vars_doc="m = indices; T = n rounded up to a power of two",
+)
+def onehot_rotation(index: SharedTensor, n: int, check_domain: bool | None = None) -> SharedTensor:
+    """One-hot of an integer-encoded secret index over [0, n), shape index.shape + (n,), integer (frac 0).
+
+    Steps:
+      1. Dealer: per index a fresh r uniform in [0, T) and shares of r and of the one-hot e_r (length T).
+      2. Each party reduces its share of r - i mod T; open c = (r - i) mod T (log2 T bits per index).
+      3. e_i[j] = e_r[(j + c) mod T] for j < n (local rotation).
+    Rounds: 1. Comm: (N-1) m log2 T bits per party. Offline: m (K T + log2 T) bits.
+    Leaks: nothing (c is uniform). Ref: the module docstring (correctness and security argument).
+    """
+    if index.kind != "A" or index.frac != 0:
+        raise ValueError("rotation one-hot needs an integer-encoded arithmetic index (frac_bits=0)")
+    if n < 1:
+        raise ValueError(f"one-hot range must be positive, got {n}")
+    _check_index_domain(index, n, check_domain)
+    session = index.session
+    T = _pow2_at_least(n)
+    log_t = T.bit_length() - 1
+    r, e_r = session.dealer.rotation_onehot(index.shape, T)
+    mask = np.uint64(T - 1)
+    reduced = None
+    if index.payload is not None:
+        reduced = session.backend.map(lambda a, b: np.bitwise_and(a - b, mask), r, index.payload)
+    (c,), depth = session._open("open", [index._like(reduced, index.shape)], widths=[log_t])
+    shape = index.shape + (n,)
+    if c is None:
+        return SharedTensor(session, None, shape, 0, depth)
+    c = np.bitwise_and(c, mask).astype(np.int64)
+    positions = (np.arange(n, dtype=np.int64) + c[..., None]) % T
+    payload = np.ascontiguousarray(
+        np.take_along_axis(e_r, np.broadcast_to(positions, e_r.shape[:1] + shape), axis=-1)
+    )
+    return SharedTensor(session, payload, shape, 0, depth)
+
+
+def onehot_equality(index: SharedTensor, n: int) -> SharedTensor:
+    """One-hot by n equality tests per index, then B2A (any encoding of the index). Integer output."""
+    positions = np.arange(n, dtype=np.int64)
+    public = positions if index.frac == 0 else positions.astype(np.float64)
+    diff = index.reshape(index.shape + (1,)) - public
+    return b2a_bit(eqz(diff))
+
+
+def onehot(index: SharedTensor, n: int, method: str = "auto", check_domain: bool | None = None) -> SharedTensor:
+    """One-hot of a secret index over [0, n): shape index.shape + (n,), integer-encoded 0/1.
+
+    ``method="auto"`` picks rotation (cheaper: log2 T bits vs n equality tests per index) for
+    integer-encoded indices, and equality otherwise.
+    """
+    if method not in ("auto", "rotation", "equality"):
+        raise ValueError(f"method must be 'auto', 'rotation' or 'equality', got {method!r}")
+    if method == "equality" or (method == "auto" and index.frac != 0):
+        return onehot_equality(index, n)
+    return onehot_rotation(index, n, check_domain=check_domain)
+
+
+def gather(matrix, selector: SharedTensor, kind: str = "auto") -> SharedTensor:
+    """Rows of a secret matrix picked by secret one-hot vectors or indices: onehot @ matrix.
+
+    ``selector`` is a one-hot of shape (..., n) (``kind="onehot"``) or an integer index tensor
+    (``kind="index"``: ``onehot(selector, n)`` first), n = matrix.shape[-2]. ``kind="auto"`` takes a selector
+    whose last axis has length n as a one-hot; pass ``kind`` when an index tensor could look like one.
+    ``matrix`` may be a SharedTensor (Beaver matmul) or a reusable MaskedOperand (only the one-hot is opened).
+    The one-hot is integer-encoded, so no truncation is needed.
+    """
+    from .reuse import MaskedOperand, matmul_reused
+
+    if kind not in ("auto", "onehot", "index"):
+        raise ValueError(f"kind must be 'auto', 'onehot' or 'index', got {kind!r}")
+    if selector.kind != "A" or selector.frac != 0:
+        raise TypeError("gather takes an integer-encoded arithmetic one-hot or index")
+    n = matrix.shape[-2]
+    if kind == "auto":
+        kind = "onehot" if selector.ndim >= 1 and selector.shape[-1] == n else "index"
+    oh = selector if kind == "onehot" else onehot(selector, n)
+    if isinstance(matrix, MaskedOperand):
+        return matmul_reused(oh, matrix)
+    return beaver_matmul(oh, matrix)
