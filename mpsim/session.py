@@ -54,6 +54,7 @@ class Session:
         trunc: str = "auto",
         max_abs: float | None = None,
         check_domain: bool = False,
+        approx=None,
     ):
         if not isinstance(parties, (int, np.integer)) or isinstance(parties, bool) or parties < 2:
             raise ValueError(f"parties must be an integer >= 2, got {parties!r}")
@@ -70,6 +71,8 @@ class Session:
         self.seed = seed
         self.max_abs = max_abs
         self.check_domain = bool(check_domain)
+        # Approximation knobs of the non-linear protocols (protocols.nonlinear.NonlinearConfig); None: defaults.
+        self.approx = approx
         self.prg = PRG(seed)
         self.ledger = Ledger(self.parties)
         self.profiler = Profiler()
@@ -90,6 +93,8 @@ class Session:
             "trunc": self.trunc,
             "seed": self.seed,
             "max_abs": self.max_abs,
+            "check_domain": self.check_domain,
+            "approx": self.approx.as_dict() if hasattr(self.approx, "as_dict") else self.approx,
         }
 
     def truncation_failure_log2(self) -> float | None:
