@@ -123,6 +123,11 @@ class Backend:
         """Beaver AND: z = c ^ (e & b) ^ (f & a), and party 0 also XORs e & f; e, f public."""
         raise NotImplementedError
 
+    def shuffle_apply(self, payload, perm, a, b, delta, permuter: int):
+        """Data side of one shuffle pass (see ``Dealer.shuffle_pass``): permute axis 1 of each (rows, n, w)
+        share by the per-row permutations ``perm``."""
+        raise NotImplementedError
+
     def beaver_combine(self, c, a, b, e, f):
         """z = c + e*b + f*a + e*f (the last term added by party 0 only); e, f public."""
         raise NotImplementedError
@@ -174,6 +179,14 @@ class ShareBackend(Backend):
 
     def beaver_combine(self, c, a, b, e, f):
         return self.ring.reduce(kernels.beaver_combine(c, a, b, e, f))
+
+    def shuffle_apply(self, payload, perm, a, b, delta, permuter: int):
+        # Every other party q sends z_q = x_q + a_q to the permuter; the permuter keeps
+        # pi(x_P + sum_q z_q) - Delta = pi(x) + sum_q b_q, and each q keeps -b_q.
+        total = np.sum(payload + a, axis=0, dtype=np.uint64)  # a is zero in the permuter's row
+        out = np.negative(b)
+        out[permuter] = np.take_along_axis(self.ring.reduce(total), perm[..., None], axis=1) - delta
+        return self.ring.reduce(out)
 
     def split_xor(self, values, owner: int = 0):
         values = np.asarray(values, dtype=np.uint64)
@@ -228,6 +241,9 @@ class IdealBackend(Backend):
         # With the all-zero correlations a = b = c = 0 the Beaver combine is e*f.
         return self.ring.reduce(kernels.ring_mul(e, f)[None])
 
+    def shuffle_apply(self, payload, perm, a, b, delta, permuter: int):
+        return np.take_along_axis(payload, perm[None, ..., None], axis=2)
+
     def split_xor(self, values, owner: int = 0):
         return np.asarray(values, dtype=np.uint64)[None].copy()
 
@@ -270,6 +286,9 @@ class CountBackend(Backend):
         return None
 
     def split_xor(self, values, owner: int = 0):
+        return None
+
+    def shuffle_apply(self, payload, perm, a, b, delta, permuter: int):
         return None
 
     def open_xor(self, payload):

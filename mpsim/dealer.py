@@ -35,6 +35,9 @@ class Dealer:
         self.backend = backend
         self.ledger = ledger
         self.profiler = profiler
+        # Permutations come from their own seeded stream, the same under every backend, so that a randomized
+        # protocol (shuffle-then-select) opens the same outcomes under share and ideal.
+        self.perm_rng = np.random.default_rng([backend.prg.key, 0x5EED])
 
     def _charge(self, op: str, derived_elements: int) -> None:
         """Record the corrections of ``derived_elements`` ring elements, sent to party 0."""
@@ -170,3 +173,28 @@ class Dealer:
             r = np.bitwise_and(self.backend.uniform(shape), np.uint64(size - 1))
         onehot = (np.arange(size, dtype=np.uint64) == r[..., None]).astype(np.uint64)
         return self.backend.split(r), self.backend.split(onehot)
+
+    def shuffle_pass(self, shape, permuter: int):
+        """One pass of a dealer-assisted secret-shared shuffle along axis -2 of ``shape`` (rows, n, w).
+
+        The permuter gets a fresh permutation pi per row (from its seed with the dealer: free) and
+        Delta = pi(sum_q a_q) - sum_q b_q; every other party q gets uniform masks a_q, b_q (seeded: free).
+        Offline: K * numel bits (Delta). Ref: the resharing step of Chase-Ghosh-Poburinnaya, "Secret-Shared
+        Shuffle" (ASIACRYPT 2020), with a dealer in place of OT.
+        Returns (perm of shape (rows, n), a, b, delta) with a, b stacked per party ((N, *shape), the
+        permuter's rows zero) or None where the backend holds no data.
+        """
+        rows, n = shape[0], shape[1]
+        self._charge("shuffle_pass", _numel(shape))
+        perm = np.stack([self.perm_rng.permutation(n) for _ in range(rows)]) if rows else np.zeros((0, n), int)
+        if not self._has_data() or self.backend.name != "share":
+            return perm, None, None, None
+        parties = self.backend.parties
+        a = self.ring.reduce(self.backend.prg.uniform((parties,) + tuple(shape)))
+        b = self.ring.reduce(self.backend.prg.uniform((parties,) + tuple(shape)))
+        a[permuter] = 0
+        b[permuter] = 0
+        sum_a = self.ring.reduce(np.sum(a, axis=0, dtype=np.uint64))
+        sum_b = self.ring.reduce(np.sum(b, axis=0, dtype=np.uint64))
+        delta = self.ring.reduce(np.take_along_axis(sum_a, perm[..., None], axis=1) - sum_b)
+        return perm, a, b, delta

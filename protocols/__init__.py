@@ -12,6 +12,7 @@ from .oblivious import gather, onehot, onehot_equality, onehot_rotation
 from .reduce import argmax, argmin, max, min
 from .registry import REGISTRY, markdown_table, protocol
 from .reuse import MaskedOperand, mask_operand, matmul_reused
+from .topk import shuffle, topk, topk_max, topk_shuffle, topk_sort
 from .trunc import trunc_local, trunc_pr, truncate
 
 __all__ = [
@@ -19,6 +20,6 @@ __all__ = [
     "beaver_mul", "beaver_square", "eq", "eqz", "gather", "ge", "gt", "le", "lt", "ltz", "markdown_table",
     "mask_operand", "matmul", "matmul_public", "matmul_reused", "max", "maximum", "min", "minimum", "msb",
     "mul", "mul_public", "not_", "onehot", "onehot_equality", "onehot_rotation", "protocol", "relu", "reveal",
-    "reveal_bits", "select", "share_bits", "share_input", "sign", "trunc_local", "trunc_pr", "truncate",
+    "reveal_bits", "select", "share_bits", "share_input", "shuffle", "sign", "topk", "topk_max", "topk_shuffle", "topk_sort", "trunc_local", "trunc_pr", "truncate",
     "where", "xor",
 ]

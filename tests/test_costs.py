@@ -32,6 +32,15 @@ def _run(name, parties, ring_bits, backend):
     return s, s.cost(since=mark), entry.declared_for(s, *args, **kwargs), s.ledger.messages[mark:]
 
 
+def _run_randomized(name, parties, ring_bits, backend):
+    entry = REGISTRY[name]
+    s = _session(parties, ring_bits, backend)
+    args, kwargs = entry.example(s)
+    mark = s.mark()
+    entry.fn(*args, **kwargs)
+    return s, s.cost(since=mark), None, s.ledger.messages[mark:]
+
+
 def test_every_protocol_has_a_complete_declaration():
     assert len(REGISTRY) >= 9
     for entry in REGISTRY.values():
@@ -50,12 +59,22 @@ def test_measured_equals_declared_on_every_backend(name, parties, ring_bits):
         return
     ledgers = {}
     for backend in BACKENDS:
-        s, measured, declared, messages = _run(name, parties, ring_bits, backend)
-        assert measured == declared, f"{name} on {backend}: measured {measured} != declared {declared}"
+        if entry.kind == "randomized":
+            # Opened values are data-independent but random: share and ideal (same data, same seed) must
+            # agree exactly; count draws them (tests/test_topk.py checks its distribution).
+            if backend == "count":
+                continue
+            s, measured, _, messages = _run_randomized(name, parties, ring_bits, backend)
+        else:
+            s, measured, declared, messages = _run(name, parties, ring_bits, backend)
+            assert measured == declared, f"{name} on {backend}: measured {measured} != declared {declared}"
         # Every message of the call is tagged with the protocol's scope.
         assert all(name in m.scope.split("/") for m in messages)
         ledgers[backend] = [(m.scope, m.op, m.depth, m.call, m.src, m.dst, m.bits, m.phase) for m in messages]
-    assert ledgers["share"] == ledgers["ideal"] == ledgers["count"]
+    if entry.kind == "randomized":
+        assert ledgers["share"] == ledgers["ideal"]
+    else:
+        assert ledgers["share"] == ledgers["ideal"] == ledgers["count"]
 
 
 def test_declared_formula_matches_the_issue_statement():

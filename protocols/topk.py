@@ -1,0 +1,487 @@
+"""Top-k along an axis, batched over every other axis, by three methods; values and secret one-hots.
+
+``topk(x, k, axis)`` returns the k largest values along ``axis`` (shape (..., k)) and a secret one-hot of
+their positions (shape (..., k, n), aligned with the values), optionally the secret indices. Values come in
+unspecified order unless ``sorted=True`` (then descending). Methods:
+
+* ``"max"``: k rounds of argmax (a tournament), each followed by masking the winner out with its one-hot
+  (a local product with a public constant). Deterministic; ties go to the lower index; about
+  k ceil(log2 n) comparison layers.
+* ``"sort"``: a bitonic network pruned for top-k: sort chunks of k' = 2^ceil(log2 k) descending, then
+  repeatedly merge pairs of chunks keeping only the upper half (max(A[i], B[k'-1-i]) is a bitonic sequence
+  holding the top k' of both) and clean it with a bitonic merge. Deterministic, output sorted, fixed rounds.
+* ``"shuffle"``: shuffle-then-select (randomized cost). Keys are made distinct by packing the original
+  index into the low bits (key = x 2^b + j, b = ceil(log2 n)); each row is shuffled obliviously by two
+  dealer-assisted resharing passes with permutations chosen by party 0 and by party 1, so no single party
+  knows the composed permutation; then quickselect opens only the outcomes of comparisons against pivots
+  among the shuffled keys. Security: the keys are distinct, so the outcomes are a function of the ranks of
+  the shuffled positions only; under a uniform permutation unknown to every party those ranks are a uniform
+  permutation independent of the data, so the transcript (and the number of rounds) is independent of the
+  secrets. Ties in x are broken by j inside the key, never by shuffled position (which would leak: an
+  all-equal row would give a fixed transcript). The one-hot comes from the key's low b bits (a rotation
+  one-hot, which reduces the key mod 2^b), the values from the shuffled copy of x. Requires
+  |x| < 2^(K-2-b-f) so that key differences do not wrap.
+
+``method="auto"`` picks the method with the lowest estimated latency on a 3 Gbit/s, 0.3 ms-RTT LAN
+(rounds x RTT/2 + bytes per party / bandwidth), with the shuffle method's expected rounds and comparisons
+estimated by a seeded plaintext simulation of quickselect on random ranks.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from mpsim.tensor import SharedTensor, concatenate
+
+from .arith import _rng_values
+from .boolean import msb, reveal_bits
+from .compare import select
+from .oblivious import onehot_rotation
+from .reduce import argmax, levels
+from .registry import protocol
+
+METHODS = ("auto", "max", "sort", "shuffle")
+LAN_HALF_RTT_S, LAN_BPS = 0.15e-3, 3e9
+
+
+def _relabel(t: SharedTensor, frac: int) -> SharedTensor:
+    return t._like(t.payload, t.shape, frac=frac)
+
+
+def _pow2(n: int) -> int:
+    return 1 << max(0, (int(n) - 1).bit_length())
+
+
+# -- compare-exchange networks -------------------------------------------------------------------------------
+def _compare_exchange(v: SharedTensor, idx: SharedTensor, I, J, keep_min: bool = True):
+    """Positions I get the max and J the min of each pair (one MSB and one select for values and indices)."""
+    I, J = np.asarray(I), np.asarray(J)
+    a, b = v[:, I], v[:, J]
+    ia, ib = idx[:, I], idx[:, J]
+    lt_bit = msb(a - b)  # [a < b]: then swap
+    d, di = b - a, ib - ia
+    stacked = concatenate([d.reshape(d.shape + (1,)), _relabel(di, d.frac).reshape(di.shape + (1,))], axis=-1)
+    sel = select(lt_bit.reshape(lt_bit.shape + (1,)), stacked)
+    sd, si = sel[..., 0], _relabel(sel[..., 1], 0)
+    hi_v, hi_i = a + sd, ia + si
+    if not keep_min:
+        return hi_v, hi_i
+    lo_v, lo_i = b - sd, ib - si
+    L = v.shape[1]
+    untouched = np.setdiff1d(np.arange(L), np.concatenate([I, J]))
+    order = np.argsort(np.concatenate([I, J, untouched]), kind="stable")
+    new_v = concatenate([hi_v, lo_v, v[:, untouched]], axis=1)[:, order]
+    new_i = concatenate([hi_i, lo_i, idx[:, untouched]], axis=1)[:, order]
+    return new_v, new_i
+
+
+def _bitonic_sort_layers(m: int):
+    """Pairs (I gets max, J gets min) of a bitonic network sorting m = 2^j elements descending."""
+    layers, s = [], 2
+    while s <= m:
+        t = s // 2
+        while t >= 1:
+            I, J = [], []
+            for i in range(m):
+                j = i ^ t
+                if j > i:
+                    descending = (i & s) == 0
+                    I.append(i if descending else j)
+                    J.append(j if descending else i)
+            layers.append((np.array(I), np.array(J)))
+            t //= 2
+        s *= 2
+    return layers
+
+
+def _bitonic_clean_layers(m: int):
+    """A bitonic merge of a bitonic sequence of m = 2^j elements into descending order."""
+    layers, t = [], m // 2
+    while t >= 1:
+        I = np.array([i for i in range(m) if (i ^ t) > i])
+        layers.append((I, I ^ t))
+        t //= 2
+    return layers
+
+
+def _chunked(layers, chunks: int, size: int):
+    return [(np.concatenate([I + c * size for c in range(chunks)]), np.concatenate([J + c * size for c in range(chunks)]))
+            for I, J in layers]
+
+
+def sort_network_plan(n: int, k: int):
+    """(layers, comparators per row) of the pruned bitonic top-k network."""
+    n2, k2 = _pow2(n), min(_pow2(k), _pow2(n))
+    plan = [("cx", lay) for lay in _chunked(_bitonic_sort_layers(k2), n2 // k2, k2)]
+    length = n2
+    while length > k2:
+        chunks = length // k2
+        I = np.concatenate([2 * c * k2 + np.arange(k2) for c in range(chunks // 2)])
+        J = np.concatenate([(2 * c + 1) * k2 + (k2 - 1 - np.arange(k2)) for c in range(chunks // 2)])
+        plan.append(("max", (I, J)))
+        length //= 2
+        plan += [("cx", lay) for lay in _chunked(_bitonic_clean_layers(k2), length // k2, k2)]
+    return plan, sum(len(I) for _, (I, _) in plan)
+
+
+# -- the three methods ---------------------------------------------------------------------------------------
+_CMP_COMM = "(K + 2*(2*K-2-log2(K)) + 1 + 2*K)"  # one comparator: MSB, then a select of (value, index)
+_CMP_OFFLINE = "(6*K - 2 - log2(K))"
+
+
+def _topk_example(s):
+    return (_rng_values(s, (3, 6)), 2), {}
+
+
+def _topk_dims(x, k, *args, **kwargs):
+    rows, n = x.shape
+    return {"rows": rows, "n": n, "k": k, "T": _pow2(n), "lv": levels(n)}
+
+
+def _sort_dims(x, k, *args, **kwargs):
+    dims = _topk_dims(x, k)
+    plan, comparators = sort_network_plan(dims["n"], k)
+    return {**dims, "layers": len(plan), "C": comparators}
+
+
+@protocol(
+    "topk_max",
+    rounds="k*(lv*(2+log2(K)) + 1)",
+    comm=f"k*(N-1)*rows*((n-1)*{_CMP_COMM} + log2(T))",
+    offline=f"k*rows*((n-1)*{_CMP_OFFLINE} + K*T + log2(T))",
+    ref="repeated tournament argmax with masking (cf. CrypTen/SPU top-k by repeated max)",
+    dims=_topk_dims,
+    example=_topk_example,
+    vars_doc="rows x n input; lv = ceil(log2 n); T = n rounded up to a power of two",
+)
+def topk_max(x: SharedTensor, k: int):
+    """Top-k of each row of a (rows, n) tensor by k rounds of argmax and masking; sorted, ties to lower index.
+
+    Steps (k times):
+      1. argmax: ceil(log2 n) tournament levels (MSB + one select of value and index per pair), then a
+         rotation one-hot of the winner's index (1 round).
+      2. x <- x - 2^(K-3) onehot (local: a public-integer product), so the winner sinks below all others.
+    Rounds: k (ceil(log2 n) (2 + log2 K) + 1). Comm: per comparator (N-1)(K + 2(2K-2-log2 K) + 1 + 2K) bits,
+    n - 1 comparators per extraction. Leaks: nothing. Requires |x| < 2^(K-4-f) so the masking cannot wrap.
+    Ref: the repeated-max top-k of CrypTen/SPU, with our batched tournament.
+    """
+    return _topk_max(x, k)
+
+
+def _topk_max(x: SharedTensor, k: int):
+    K, f = x.session.ring.bits, x.frac
+    big = 1 << (K - 3 - f) if K - 3 - f > 0 else 1
+    values, onehots, indices = [], [], []
+    for _ in range(k):
+        v, oh, idx = argmax(x, axis=-1, return_index=True)
+        values.append(v.reshape(v.shape + (1,)))
+        onehots.append(oh.reshape(oh.shape[:-1] + (1, oh.shape[-1])))
+        indices.append(idx.reshape(idx.shape + (1,)))
+        x = x + oh * (-big)  # push the winner below every other value (local)
+    return concatenate(values, axis=-1), concatenate(onehots, axis=-2), concatenate(indices, axis=-1)
+
+
+@protocol(
+    "topk_sort",
+    rounds="layers*(2+log2(K)) + 1",
+    comm=f"(N-1)*rows*(C*{_CMP_COMM} + k*log2(T))",
+    offline=f"rows*(C*{_CMP_OFFLINE} + k*(K*T + log2(T)))",
+    ref="bitonic sorting network (Batcher 1968) pruned for top-k",
+    dims=_sort_dims,
+    example=_topk_example,
+    vars_doc="rows x n input; layers, C = layers and comparators of the pruned network; T as above",
+)
+def topk_sort(x: SharedTensor, k: int):
+    """Top-k of each row of a (rows, n) tensor by a bitonic network pruned for top-k; sorted descending.
+
+    Steps:
+      1. Pad n to a power of two with values below every input; k' = 2^ceil(log2 k).
+      2. Sort chunks of k' descending (bitonic sort network).
+      3. While more than one chunk is left: pair chunks, keep max(A[i], B[k'-1-i]) (one comparator layer,
+         minima dropped), then a bitonic merge of each surviving chunk (log2 k' layers).
+      4. Take the first k; rotation one-hot of the carried indices (1 round).
+    Every comparator is an MSB and one select moving value and index together.
+    Rounds: layers (2 + log2 K) + 1. Comm: (N-1) rows (C (K + 2(2K-2-log2 K) + 1 + 2K) + k log2 T) bits.
+    Leaks: nothing (data-independent network). Ref: Batcher, "Sorting networks and their applications",
+    AFIPS 1968; the top-k pruning as in GPU bitonic top-k.
+    """
+    return _topk_sort(x, k)
+
+
+def _topk_sort(x: SharedTensor, k: int):
+    session = x.session
+    rows, n = x.shape
+    n2 = _pow2(n)
+    idx = session.zeros((rows, n), frac_bits=0) + np.arange(n, dtype=np.int64)
+    v = x
+    if n2 > n:  # pad with values below any input and indices >= n (they never reach the top k <= n)
+        floor = -(2.0 ** (session.ring.bits - 3 - x.frac))
+        v = concatenate([v, session.zeros((rows, n2 - n), frac_bits=x.frac) + floor], axis=1)
+        idx = concatenate([idx, session.zeros((rows, n2 - n), frac_bits=0) + np.arange(n, n2)], axis=1)
+    plan, _ = sort_network_plan(n, k)
+    for kind, (I, J) in plan:
+        v, idx = _compare_exchange(v, idx, I, J, keep_min=(kind == "cx"))
+    values, index = v[:, :k], idx[:, :k]
+    return values, onehot_rotation(index, n), index
+
+
+@protocol(
+    "shuffle",
+    rounds="2",
+    comm="K*n*(int(p != 0) + int(p != 1))",
+    offline="2*K*n",
+    leaks="nothing (each pass reshares under masks; the composed permutation is known to no party)",
+    ref="Chase-Ghosh-Poburinnaya, Secret-Shared Shuffle, ASIACRYPT 2020 (resharing with a dealer)",
+    dims=lambda t: {"n": t.size},
+    example=lambda s: ((_rng_values(s, (2, 5, 2)),), {}),
+    vars_doc="n = elements of the (rows, m, w) tensor",
+)
+def shuffle(t: SharedTensor) -> SharedTensor:
+    """Shuffle axis 1 of a (rows, m, w) tensor with a fresh uniform permutation per row.
+
+    Steps (two passes, permuter P = 0 then P = 1):
+      1. Dealer: pi (per row) for P; uniform masks a_q, b_q for every q != P; Delta = pi(sum a_q) - sum b_q
+         for P.
+      2. Every q != P sends z_q = x_q + a_q to P (one round).
+      3. P keeps pi(x_P + sum z_q) - Delta = pi(x) + sum b_q; each q keeps -b_q.
+    Rounds: 2. Comm: party p sends K |t| bits in each pass where it is not the permuter.
+    Offline: 2 K |t| bits (the two Deltas). Leaks: nothing: z_q is padded by a_q; new shares are fresh.
+    Ref: Chase, Ghosh, Poburinnaya, "Secret-Shared Shuffle", ASIACRYPT 2020 (resharing with correlations).
+    """
+    if t.ndim != 3:
+        raise ValueError(f"shuffle takes a (rows, m, w) tensor, got shape {t.shape}")
+    session = t.session
+    payload, depth = t.payload, t.depth
+    bits = session.ring.bits * t.size
+    for permuter in (0, 1):
+        perm, a, b, delta = session.dealer.shuffle_pass(t.shape, permuter)
+        sends = [(q, permuter, bits) for q in range(session.parties) if q != permuter]
+        session._check_open()
+        depth = session.channel.exchange("reshare", sends, depth)
+        payload = session.backend.shuffle_apply(payload, perm, a, b, delta, permuter)
+    return t._like(payload, t.shape, depth=depth)
+
+
+def _open_outcomes(session, bits: SharedTensor, simulate):
+    bits.width = 1
+    (value,), depth = session._open("open_outcomes", [bits], simulate=simulate)
+    return np.asarray(value, dtype=np.uint64).astype(bool).reshape(bits.shape), depth
+
+
+def _partition_round(session, keys: SharedTensor, segments, sim_ranks):
+    """Compare every non-pivot member of every segment with its segment's pivot (first member) in one batch.
+
+    segments: list of (row, positions array). Returns list of (greater positions, pivot, smaller positions).
+    """
+    rows_idx, pos_idx, piv_idx = [], [], []
+    for row, pos in segments:
+        rows_idx.append(np.full(len(pos) - 1, row))
+        pos_idx.append(pos[1:])
+        piv_idx.append(np.full(len(pos) - 1, pos[0]))
+    rows_idx, pos_idx, piv_idx = (np.concatenate(a) for a in (rows_idx, pos_idx, piv_idx))
+    diff = keys[rows_idx, piv_idx] - keys[rows_idx, pos_idx]
+    greater = msb(diff)  # [key(other) > key(pivot)]
+
+    def simulate(rng):
+        return [(sim_ranks[rows_idx, pos_idx] > sim_ranks[rows_idx, piv_idx]).astype(np.uint64)]
+
+    outcome, depth = _open_outcomes(session, greater, simulate if sim_ranks is not None else None)
+    # What happens next is chosen by these public outcomes: it cannot start before they are known.
+    keys.depth = max(keys.depth, depth)
+    out, start = [], 0
+    for row, pos in segments:
+        m = len(pos) - 1
+        o = outcome[start : start + m]
+        start += m
+        out.append((pos[1:][o], pos[0], pos[1:][~o]))
+    return out
+
+
+def quickselect_plan(ranks: np.ndarray, k: int):
+    """Plaintext quickselect on rows of distinct ranks (first candidate as pivot), as the protocol runs it.
+
+    Returns (rounds of comparisons, comparisons in total, selected positions per row).
+    """
+    state = [[np.arange(ranks.shape[1]), k, []] for _ in range(ranks.shape[0])]
+    iterations = comparisons = 0
+    while True:
+        active = [i for i, (c, need, _) in enumerate(state) if need > 0 and len(c) > need]
+        for i, (c, need, sel) in enumerate(state):
+            if need > 0 and len(c) == need:
+                sel.extend(c.tolist())
+                state[i][1] = 0
+        if not active:
+            break
+        iterations += 1
+        for i in active:
+            c, need, sel = state[i]
+            pivot, rest = c[0], c[1:]
+            comparisons += len(rest)
+            g = rest[ranks[i, rest] > ranks[i, pivot]]
+            s = rest[ranks[i, rest] <= ranks[i, pivot]]
+            if len(g) >= need:
+                state[i][0] = g
+            else:
+                sel.extend(g.tolist() + [pivot])
+                state[i][1] = need - len(g) - 1
+                state[i][0] = s
+    return iterations, comparisons, [np.array(s) for _, _, s in state]
+
+
+def _quickselect(session, keys: SharedTensor, k: int, sim_ranks):
+    rows, n = keys.shape
+    cands = [np.arange(n) for _ in range(rows)]
+    need = [k] * rows
+    chosen = [[] for _ in range(rows)]
+    while True:
+        for r in range(rows):
+            if need[r] > 0 and len(cands[r]) == need[r]:
+                chosen[r].extend(cands[r].tolist())
+                need[r] = 0
+        active = [r for r in range(rows) if need[r] > 0]
+        if not active:
+            break
+        results = _partition_round(session, keys, [(r, cands[r]) for r in active], sim_ranks)
+        for r, (g, pivot, s) in zip(active, results):
+            if len(g) >= need[r]:
+                cands[r] = g
+            else:
+                chosen[r].extend(g.tolist() + [int(pivot)])
+                need[r] -= len(g) + 1
+                cands[r] = s
+    return [np.array(c) for c in chosen]
+
+
+def _quicksort(session, keys: SharedTensor, chosen, sim_ranks):
+    """Order each row's chosen positions by descending key (opening pivot comparisons, still shuffled)."""
+    segments = [[(r, np.asarray(c))] for r, c in enumerate(chosen)]
+    while any(len(p) > 1 for seg in segments for _, p in seg):
+        todo = [(r, p) for seg in segments for r, p in seg if len(p) > 1]
+        results = iter(_partition_round(session, keys, todo, sim_ranks))
+        new_segments = []
+        for seg in segments:
+            out = []
+            for r, p in seg:
+                if len(p) > 1:
+                    g, pivot, s = next(results)
+                    out += [(r, g), (r, np.array([pivot])), (r, s)]
+                else:
+                    out.append((r, p))
+            new_segments.append([(r, p) for r, p in out if len(p)])
+        segments = new_segments
+    return [np.concatenate([p for _, p in seg]) if seg else np.array([], int) for seg in segments]
+
+
+@protocol(
+    "topk_shuffle",
+    rounds="2 + I*(2+log2(K)) + 1",
+    comm="K*rows*n*(int(p != 0) + int(p != 1)) + (N-1)*(Q*(K + 2*(2*K-2-log2(K)) + 1) + rows*k*log2(T))",
+    offline="2*K*rows*n + Q*(3*K - 2 - log2(K)) + rows*k*(K*T + log2(T))",
+    kind="randomized",
+    leaks="nothing: opened comparison outcomes of shuffled distinct keys are independent of the data",
+    ref="shuffle (Chase-Ghosh-Poburinnaya 2020) then quickselect (Hoare 1961) on opened outcomes",
+    dims=_topk_dims,
+    example=_topk_example,
+    vars_doc="I = quickselect rounds, Q = comparisons (random, data-independent); T as above",
+)
+def topk_shuffle(x: SharedTensor, k: int, sorted: bool = False):
+    """Top-k of each row of a (rows, n) tensor by shuffle-then-quickselect (randomized cost).
+
+    Steps:
+      1. key = x 2^b + j (local; b = ceil(log2 n)): distinct keys, ties broken by the original index.
+      2. Shuffle (key, x) pairs along each row (``shuffle``: 2 rounds, permutations of parties 0 and 1).
+      3. Quickselect, all rows in lockstep: per iteration compare every candidate of every active row with
+         its row's first candidate (the pivot) by MSB, open the outcome bits (1 bit each), partition.
+      4. Optionally (sorted=True) quicksort the k chosen the same way.
+      5. Values from the shuffled x at the chosen (public, shuffled) positions; one-hot by rotation from
+         the key (reduced mod 2^b = j); index = onehot @ (0..n-1) (local).
+    Rounds: 2 + I (2 + log2 K) + 1, I = quickselect iterations (a random variable independent of the data).
+    Comm: the shuffle's K rows n bits per non-permuting pass, (N-1)(K + 2(2K-2-log2 K) + 1) bits per
+    comparison, Q comparisons in all (about 2-3 n per row), and the one-hot.
+    Leaks: nothing beyond the output (see the module docstring). Requires |x| < 2^(K-2-b-f).
+    Ref: Chase-Ghosh-Poburinnaya, ASIACRYPT 2020; Hoare, "Algorithm 65: Find", CACM 1961.
+    """
+    return _topk_shuffle(x, k, sorted)
+
+
+def _topk_shuffle(x: SharedTensor, k: int, sorted_: bool):
+    session = x.session
+    rows, n = x.shape
+    b = max(1, (n - 1).bit_length())
+    keys = _relabel(x, 0) * (1 << b) + np.arange(n, dtype=np.int64)  # ring-level: x_ring 2^b + j
+    stacked = concatenate([keys.reshape(rows, n, 1), _relabel(x, 0).reshape(rows, n, 1)], axis=-1)
+    shuffled = shuffle(stacked)
+    sh_keys, sh_x = shuffled[..., 0], _relabel(shuffled[..., 1], x.frac)
+    sim_ranks = None
+    if not session.backend.has_data:
+        sim_ranks = np.stack([session.backend.sim_rng.permutation(n) for _ in range(rows)]) if rows else None
+    chosen = _quickselect(session, sh_keys, k, sim_ranks)
+    if sorted_:
+        chosen = _quicksort(session, sh_keys, chosen, sim_ranks)
+    rows_idx = np.repeat(np.arange(rows), k).reshape(rows, k)
+    pos = np.stack(chosen).astype(np.int64) if rows else np.zeros((0, k), np.int64)
+    sh_x.depth = max(sh_x.depth, sh_keys.depth)  # the chosen positions are known only after the last opening
+    values = sh_x[rows_idx, pos]
+    oh = onehot_rotation(sh_keys[rows_idx, pos], n, check_domain=False)  # reduces the key mod 2^b = j
+    index = oh @ np.arange(n, dtype=np.int64)
+    return values, oh, index
+
+
+def estimate(method: str, rows: int, n: int, k: int, K: int = 64, N: int = 2) -> tuple[float, float]:
+    """(rounds, bytes per party) estimated for a method; the shuffle method's from a seeded simulation."""
+    L = int(math.log2(K))
+    cmp_bits = (N - 1) * (K + 2 * (2 * K - 2 - L))
+    sel2_bits = (N - 1) * (1 + 2 * K)
+    if method == "max":
+        rounds = k * (levels(n) * (2 + L) + 1)
+        bits = k * rows * ((n - 1) * (cmp_bits + sel2_bits) + (N - 1) * int(math.log2(_pow2(n))))
+    elif method == "sort":
+        plan, comparators = sort_network_plan(n, k)
+        rounds = len(plan) * (2 + L) + 1
+        bits = rows * comparators * (cmp_bits + sel2_bits) + rows * k * (N - 1) * int(math.log2(_pow2(n)))
+    elif method == "shuffle":
+        ranks = np.stack([np.random.default_rng(i).permutation(n) for i in range(min(rows, 8))])
+        iterations, comparisons, _ = quickselect_plan(ranks, k)
+        comparisons = comparisons / len(ranks) * rows
+        rounds = 2 + iterations * (2 + L) + 1
+        bits = 2 * K * rows * n + comparisons * (cmp_bits + (N - 1)) + rows * k * (N - 1) * int(math.log2(_pow2(n)))
+    else:
+        raise ValueError(f"unknown top-k method {method!r}")
+    return rounds, bits / 8
+
+
+def choose_method(rows: int, n: int, k: int, K: int = 64, N: int = 2) -> str:
+    def latency(m):
+        rounds, nbytes = estimate(m, rows, n, k, K, N)
+        return rounds * LAN_HALF_RTT_S + nbytes * 8 / LAN_BPS
+
+    return min(("max", "sort", "shuffle"), key=latency)
+
+
+def topk(x: SharedTensor, k: int, axis: int = -1, method: str = "auto", sorted: bool = False,
+         return_index: bool = False):
+    """The k largest values along ``axis`` and their secret one-hots (see the module docstring).
+
+    Returns (values (..., k), onehot (..., k, n)[, index (..., k)]); with ``sorted=True`` values descend.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    x_last = x.swapaxes(axis, -1) if axis not in (-1, x.ndim - 1) else x
+    lead, n = x_last.shape[:-1], x_last.shape[-1]
+    if not isinstance(k, (int, np.integer)) or not 1 <= k <= n:
+        raise ValueError(f"k must be an integer in [1, {n}], got {k!r}")
+    rows = int(np.prod(lead, dtype=np.int64))
+    flat = x_last.reshape(rows, n)
+    if method == "auto":
+        method = choose_method(rows, n, k, x.session.ring.bits, x.session.parties)
+    if method == "max":
+        values, oh, index = topk_max(flat, k)
+    elif method == "sort":
+        values, oh, index = topk_sort(flat, k)
+    else:
+        values, oh, index = topk_shuffle(flat, k, sorted)
+    values = values.reshape(lead + (k,))
+    oh = oh.reshape(lead + (k, n))
+    index = index.reshape(lead + (k,))
+    return (values, oh, index) if return_index else (values, oh)
