@@ -29,6 +29,18 @@ class Opening:
     width: int
     depth: int = 0
     kind: str = "A"  # "A": additive shares, opened by summing; "B": XOR shares, opened by XOR
+    call: int = -1  # the call that produced the value (for the call graph)
+
+
+@dataclass(frozen=True)
+class CallInfo:
+    """One channel call: where it happened and which earlier calls it waited for."""
+
+    call: int
+    scope: str
+    op: str
+    depth: int
+    parents: tuple[int, ...]
 
 
 class Channel:
@@ -39,15 +51,26 @@ class Channel:
         self.backend = backend
         self.calls = 0
         self.max_depth = 0
+        self.call_info: list[CallInfo] = []
+        self._latest_at_depth: dict[int, int] = {}
 
-    def exchange(self, op: str, sends: Sequence[tuple[int, int, int]], depth_in: int) -> int:
+    def latest_call(self, depth: int) -> int:
+        """The most recent call at ``depth`` (-1 for depth 0 or none)."""
+        return self._latest_at_depth.get(depth, -1)
+
+    def exchange(self, op: str, sends: Sequence[tuple[int, int, int]], depth_in: int, parents=()) -> int:
         """Record one simultaneous exchange of (src, dst, bits) messages; return its depth.
 
-        This is the single counted path: every other online operation is built on it.
+        This is the single counted path: every other online operation is built on it. ``parents`` are the
+        calls whose results this exchange waits for (default: the latest call at ``depth_in``).
         """
         depth = depth_in + 1
         call = self.calls
         self.calls += 1
+        parents = tuple(sorted({p for p in parents if p >= 0})) or (
+            (self.latest_call(depth_in),) if depth_in > 0 else ())
+        self.call_info.append(CallInfo(call, self.profiler.path, op, depth, parents))
+        self._latest_at_depth[depth] = call
         for src, dst, bits in sends:
             if not (0 <= src < self.parties and 0 <= dst < self.parties) or src == dst:
                 raise ValueError(f"bad message {src} -> {dst} among {self.parties} parties")
@@ -74,7 +97,9 @@ class Channel:
             sends = [(s, d, bits) for s in range(self.parties) for d in range(self.parties) if s != d]
         else:
             sends = [(s, int(to), bits) for s in range(self.parties) if s != to]
-        depth = self.exchange(op, sends, max((item.depth for item in items), default=0))
+        deepest = max((item.depth for item in items), default=0)
+        parents = [item.call for item in items if item.depth > 0]
+        depth = self.exchange(op, sends, deepest, parents)
         if simulate is not None and not self.backend.has_data:
             values = list(simulate(self.backend.sim_rng))
             if len(values) != len(items):

@@ -218,7 +218,7 @@ class Session:
         """
         self._check_open()
         widths = widths or [t.width if t.kind == "B" else self.ring.bits for t in tensors]
-        items = [Opening(t.payload, t.shape, w, t.depth, t.kind) for t, w in zip(tensors, widths)]
+        items = [Opening(t.payload, t.shape, w, t.depth, t.kind, t.call) for t, w in zip(tensors, widths)]
         return self.channel.open(op, items, to=to, simulate=simulate)
 
 

@@ -50,7 +50,8 @@ class SharedTensor:
     __array_ufunc__ = None  # numpy defers to our reflected operators: array + shared -> shared.__radd__
     __array_priority__ = 1000
 
-    def __init__(self, session, payload, shape, frac: int, depth: int = 0, kind: str = "A", width: int | None = None):
+    def __init__(self, session, payload, shape, frac: int, depth: int = 0, kind: str = "A", width: int | None = None,
+                 call: int | None = None):
         if kind not in ("A", "B"):
             raise ValueError(f"kind is 'A' (arithmetic, additive shares) or 'B' (boolean, XOR shares), got {kind!r}")
         self.session = session
@@ -62,6 +63,9 @@ class SharedTensor:
         # Boolean sharings: how many low bits of each word are meaningful (K for words, 1 for bits);
         # opening one costs ``width`` bits per element.
         self.width = session.ring.bits if width is None else int(width)
+        # The channel call that produced this value's deepest dependency (-1: none), for the call graph. By
+        # default the latest call at this depth: protocols build their outputs right after their own call.
+        self.call = session.channel.latest_call(self.depth) if call is None else int(call)
 
     # -- basic properties ----------------------------------------------------------------------------------
     @property
@@ -102,7 +106,7 @@ class SharedTensor:
         return self.payload
 
     # -- construction helpers ------------------------------------------------------------------------------
-    def _like(self, payload, shape, frac=None, depth=None, kind=None, width=None) -> "SharedTensor":
+    def _like(self, payload, shape, frac=None, depth=None, kind=None, width=None, call=None) -> "SharedTensor":
         return SharedTensor(
             self.session,
             payload,
@@ -111,6 +115,7 @@ class SharedTensor:
             self.depth if depth is None else depth,
             self.kind if kind is None else kind,
             self.width if width is None else width,
+            (self.call if depth is None else None) if call is None else call,
         )
 
     def _view(self, fn) -> "SharedTensor":
@@ -160,6 +165,9 @@ class SharedTensor:
 
     def swapaxes(self, a1: int, a2: int) -> "SharedTensor":
         return self._view(lambda a: a.swapaxes(a1, a2))
+
+    def moveaxis(self, source, destination) -> "SharedTensor":
+        return self._view(lambda a: np.moveaxis(a, source, destination))
 
     def broadcast_to(self, shape) -> "SharedTensor":
         return self._view(lambda a: np.broadcast_to(a, shape))
@@ -232,7 +240,8 @@ class SharedTensor:
             shape = self._broadcast_shape(b.shape)
             nd = len(shape)
             payload = self.session.backend.map(kernels.ring_add, a._payload_nd(nd), b._payload_nd(nd))
-            return a._like(payload, shape, depth=max(a.depth, b.depth))
+            deeper = a if a.depth >= b.depth else b
+            return a._like(payload, shape, depth=deeper.depth, call=deeper.call)
         if not isinstance(other, (Number, np.ndarray, list, tuple)):
             return NotImplemented
         if self.frac == 0 and not is_integer_public(other):
@@ -356,4 +365,5 @@ def _join(tensors, fn, what: str) -> SharedTensor:
             np.stack([fn([t.payload[r] for t in tensors]) for r in range(first.payload.shape[0])])
         )
     width = max(t.width for t in tensors)
-    return SharedTensor(first.session, payload, shape, frac, max(t.depth for t in tensors), first.kind, width)
+    deepest = max(tensors, key=lambda t: t.depth)
+    return SharedTensor(first.session, payload, shape, frac, deepest.depth, first.kind, width, deepest.call)

@@ -47,9 +47,9 @@ def _check_index_domain(index: SharedTensor, n: int, check) -> None:
 
 @protocol(
     "onehot_rotation",
-    rounds="1",
+    rounds="int(T > 1)",
     comm="(N-1)*m*log2(T)",
-    offline="m*(K*T + log2(T))",
+    offline="m*(K*T + log2(T))*int(T > 1)",
     leaks="nothing (c = (r - i) mod T is uniform)",
     ref="dealer-rotated one-hot (protocol-notes; cf. function secret sharing / 'rotation' tricks)",
     dims=lambda index, n, check_domain=None: {"m": index.size, "T": _pow2_at_least(n)},
@@ -63,7 +63,8 @@ def onehot_rotation(index: SharedTensor, n: int, check_domain: bool | None = Non
       1. Dealer: per index a fresh r uniform in [0, T) and shares of r and of the one-hot e_r (length T).
       2. Each party reduces its share of r - i mod T; open c = (r - i) mod T (log2 T bits per index).
       3. e_i[j] = e_r[(j + c) mod T] for j < n (local rotation).
-    Rounds: 1. Comm: (N-1) m log2 T bits per party. Offline: m (K T + log2 T) bits.
+    Rounds: 1 (0 when n = 1: the one-hot is constant). Comm: (N-1) m log2 T bits per party.
+    Offline: m (K T + log2 T) bits.
     Leaks: nothing (c is uniform). Ref: the module docstring (correctness and security argument).
     """
     if index.kind != "A" or index.frac != 0:
@@ -74,6 +75,8 @@ def onehot_rotation(index: SharedTensor, n: int, check_domain: bool | None = Non
     session = index.session
     T = _pow2_at_least(n)
     log_t = T.bit_length() - 1
+    if T == 1:  # a range of one position: the one-hot is the constant 1
+        return session.zeros(index.shape + (1,), frac_bits=0) + 1
     r, e_r = session.dealer.rotation_onehot(index.shape, T)
     mask = np.uint64(T - 1)
     reduced = None

@@ -23,7 +23,7 @@ from .oblivious import onehot_rotation
 
 
 def _tournament(x: SharedTensor, axis: int, largest: bool, with_index: bool):
-    x = x.swapaxes(axis, -1) if axis not in (-1, x.ndim - 1) else x
+    x = x.moveaxis(axis, -1)
     n = x.shape[-1]
     if n == 0:
         raise ValueError("cannot reduce an empty axis")
@@ -80,8 +80,7 @@ def _arg(x, axis, largest, return_index):
     if index.frac:
         raise AssertionError("index must stay integer-encoded")
     oh = onehot_rotation(index, n)
-    if axis not in (-1, x.ndim - 1):
-        oh = oh.swapaxes(axis, -1)
+    oh = oh.moveaxis(-1, axis)
     return (values, oh, index) if return_index else (values, oh)
 
 

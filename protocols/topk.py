@@ -147,9 +147,9 @@ def _sort_dims(x, k, *args, **kwargs):
 
 @protocol(
     "topk_max",
-    rounds="k*(lv*(2+log2(K)) + 1)",
+    rounds="k*(lv*(2+log2(K)) + int(T > 1))",
     comm=f"k*(N-1)*rows*((n-1)*{_CMP_COMM} + log2(T))",
-    offline=f"k*rows*((n-1)*{_CMP_OFFLINE} + K*T + log2(T))",
+    offline=f"k*rows*((n-1)*{_CMP_OFFLINE} + (K*T + log2(T))*int(T > 1))",
     ref="repeated tournament argmax with masking (cf. CrypTen/SPU top-k by repeated max)",
     dims=_topk_dims,
     example=_topk_example,
@@ -463,11 +463,12 @@ def topk(x: SharedTensor, k: int, axis: int = -1, method: str = "auto", sorted: 
          return_index: bool = False):
     """The k largest values along ``axis`` and their secret one-hots (see the module docstring).
 
-    Returns (values (..., k), onehot (..., k, n)[, index (..., k)]); with ``sorted=True`` values descend.
+    Returns (values (..., k), onehot (..., k, n)[, index (..., k)]), where ... are the other axes in their
+    order; with ``sorted=True`` values descend.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    x_last = x.swapaxes(axis, -1) if axis not in (-1, x.ndim - 1) else x
+    x_last = x.moveaxis(axis, -1)
     lead, n = x_last.shape[:-1], x_last.shape[-1]
     if not isinstance(k, (int, np.integer)) or not 1 <= k <= n:
         raise ValueError(f"k must be an integer in [1, {n}], got {k!r}")

@@ -55,8 +55,12 @@ def test_axis_and_leading_batch_dimensions():
     s = mpsim.Session(parties=2, seed=4)
     values, onehot, index = P.topk(s.input(xv), 4, axis=1, method="sort", return_index=True)
     assert values.shape == (2, 3, 4) and onehot.shape == (2, 3, 4, 9)
-    expected = -np.sort(-np.swapaxes(xv, 1, 2), axis=-1)[..., :4]
+    expected = -np.sort(-np.moveaxis(xv, 1, -1), axis=-1)[..., :4]
     np.testing.assert_array_equal(s.reveal(values), expected)
+    xv4 = _grid(np.random.default_rng(4), (2, 3, 5, 4))
+    values = P.topk(s.input(xv4), 2, axis=0, method="max")[0]  # other axes keep their order
+    assert values.shape == (3, 5, 4, 2)
+    np.testing.assert_array_equal(s.reveal(values), -np.sort(-np.moveaxis(xv4, 0, -1), axis=-1)[..., :2])
 
 
 def test_bad_arguments():
