@@ -97,6 +97,9 @@ class Channel:
             sends = [(s, d, bits) for s in range(self.parties) for d in range(self.parties) if s != d]
         else:
             sends = [(s, int(to), bits) for s in range(self.parties) if s != to]
+        # Local work of an opening: each receiver sums N shares of every element.
+        elements = sum(int(np.prod(item.shape, dtype=np.int64)) for item in items)
+        self.ledger.record_work(self.profiler.path, op, 0, elements * self.parties)
         deepest = max((item.depth for item in items), default=0)
         parents = [item.call for item in items if item.depth > 0]
         depth = self.exchange(op, sends, deepest, parents)

@@ -174,12 +174,28 @@ def scope_matches(path: str, scope: str) -> bool:
     return any(have[i : i + n] == want for i in range(len(have) - n + 1))
 
 
+@dataclass(frozen=True)
+class Work:
+    """Local computation of the busiest party in one protocol step: ring multiply-accumulates of matrix
+    products, and other elementwise ring (or boolean word) operations. Counted from shapes, like messages."""
+
+    scope: str
+    op: str
+    macs: int
+    elems: int
+
+
 class Ledger:
-    """Append-only message log of one session."""
+    """Append-only message log of one session (and a log of local work for the compute-time model)."""
 
     def __init__(self, parties: int):
         self.parties = parties
         self.messages: list[Message] = []
+        self.work: list[Work] = []
+
+    def record_work(self, scope: str, op: str, macs: int = 0, elems: int = 0) -> None:
+        if macs or elems:
+            self.work.append(Work(scope, op, int(macs), int(elems)))
 
     def record(self, scope: str, op: str, depth: int, call: int, src: int, dst: int, bits: int, phase: str):
         if bits < 0:

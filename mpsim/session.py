@@ -211,6 +211,10 @@ class Session:
             payload = np.zeros((self.backend.rows,) + shape, dtype=np.uint64)
         return SharedTensor(self, payload, shape, self.frac_bits if frac_bits is None else frac_bits)
 
+    def _work(self, op: str, macs: int = 0, elems: int = 0) -> None:
+        """Record the busiest party's local work of a protocol step (for the compute-time model)."""
+        self.ledger.record_work(self.profiler.path, op, macs, elems)
+
     def _open(self, op: str, tensors, to=None, widths=None, simulate=None):
         """Open shared tensors in one channel call; returns (public arrays or None, depth).
 

@@ -129,6 +129,7 @@ def beaver_mul(x: SharedTensor, y: SharedTensor) -> SharedTensor:
     tb = SharedTensor(session, b, y.shape, 0)
     (e, f), depth = session._open("open", [_ring_sub(x, ta), _ring_sub(y, tb)])
     z = session.backend.beaver_combine(c, a, b, e, f)
+    session._work("combine", elems=6 * int(np.prod(shape, dtype=np.int64)))
     return SharedTensor(session, z, shape, x.frac + y.frac, depth)
 
 
@@ -156,6 +157,7 @@ def beaver_square(x: SharedTensor) -> SharedTensor:
     a, c = session.dealer.square_pair(x.shape)
     (e,), depth = session._open("open", [_ring_sub(x, SharedTensor(session, a, x.shape, 0))])
     z = session.backend.beaver_combine(c, a, a, e, e)
+    session._work("combine", elems=6 * x.size)
     return SharedTensor(session, z, x.shape, 2 * x.frac, depth)
 
 
@@ -221,6 +223,7 @@ def beaver_matmul(x: SharedTensor, y: SharedTensor) -> SharedTensor:
     tb = SharedTensor(session, b, y2.shape, 0)
     (e, f), depth = session._open("open", [_ring_sub(x2, ta), _ring_sub(y2, tb)])
     z = session.backend.matmul_combine(c, a, b, e, f)
+    session._work("combine", macs=3 * _numel(shape) * x2.shape[-1], elems=3 * _numel(shape))
     out = SharedTensor(session, z, shape, x.frac + y.frac, depth)
     return out.squeeze(squeeze) if squeeze else out
 

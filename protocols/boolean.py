@@ -110,6 +110,7 @@ def and_gates(pairs, gates) -> list[SharedTensor]:
         fb = xor(y, _bool(session, b, y.shape, 0, y.width))
         openings += [ea, fb]
     opened, depth = session._open("open_and", openings, widths=[g for g in gates for _ in (0, 1)])
+    session._work("and_combine", elems=6 * sum(x.size for x, _ in pairs))
     out = []
     for i, ((x, _), (a, b, c)) in enumerate(zip(pairs, triples)):
         e, f = opened[2 * i], opened[2 * i + 1]

@@ -132,6 +132,7 @@ def select(b: SharedTensor, y: SharedTensor) -> SharedTensor:
     masked_y = y._like(None if y.payload is None else session.backend.map(lambda u, v: u - v, y.payload, a),
                        y.shape, frac=0)
     (c, e), depth = session._open("open", [masked_bit, masked_y])
+    session._work("select_combine", elems=6 * int(np.prod(shape, dtype=np.int64)))
     if c is None:
         return SharedTensor(session, None, shape, y.frac, depth)
     ring = session.ring

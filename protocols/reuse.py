@@ -204,5 +204,7 @@ def matmul_reused(x: SharedTensor, operand: MaskedOperand) -> SharedTensor:
     a, c = session.dealer.reuse_triple(x2.shape, operand.dealer_mask, shape)
     (e,), depth = session._open("open", [_ring_sub(x2, SharedTensor(session, a, x2.shape, 0))])
     z = session.backend.matmul_combine(c, a, operand.mask_shares, e, operand.opened)
+    session._work("combine", macs=3 * int(np.prod(shape, dtype=np.int64)) * x2.shape[-1],
+                  elems=3 * int(np.prod(shape, dtype=np.int64)))
     out = SharedTensor(session, z, shape, x.frac + operand.frac, max(depth, operand.depth))
     return out.squeeze(squeeze) if squeeze else out

@@ -54,6 +54,7 @@ def trunc_local(x: SharedTensor, shift: int) -> SharedTensor:
     """
     if x.session.parties != 2:
         raise ValueError("local truncation is only correct for two parties")
+    x.session._work("trunc_local", elems=2 * x.size)
     payload = x.session.backend.trunc_local(x.payload, shift)
     return SharedTensor(x.session, payload, x.shape, x.frac - shift, x.depth)
 
@@ -98,6 +99,7 @@ def trunc_pr(x: SharedTensor, shift: int) -> SharedTensor:
     opened = shifted._like(_add_payload(session, shifted.payload, masked.payload), x.shape)
     (c,), depth = session._open("open", [opened])
     out_frac = x.frac - shift
+    session._work("trunc_combine", elems=8 * x.size)
     if c is None:
         return SharedTensor(session, None, x.shape, out_frac, depth)
     low = np.bitwise_and(c, ring.const((1 << (K - 1)) - 1))

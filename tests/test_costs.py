@@ -77,6 +77,20 @@ def test_measured_equals_declared_on_every_backend(name, parties, ring_bits):
         assert ledgers["share"] == ledgers["ideal"] == ledgers["count"]
 
 
+@pytest.mark.parametrize("parties", [2, 3])
+def test_recorded_local_work_is_the_same_on_every_backend(parties):
+    """The compute-time model's input (ring MACs, elementwise ops) depends on shapes only."""
+    works = []
+    for backend in BACKENDS:
+        s = _session(parties, 64, backend)
+        x = s.input(np.linspace(-1, 1, 24).reshape(4, 6))
+        protocols.max(x @ x.T * x[:, :4], axis=-1)
+        works.append(s.ledger.work)
+    assert works[0] == works[1] == works[2]
+    assert sum(w.macs for w in works[0]) == 3 * 4 * 4 * 6  # the Beaver matmul's three local products
+    assert sum(w.elems for w in works[0]) > 0
+
+
 def test_declared_formula_matches_the_issue_statement():
     """Beaver mul: 1 round, 2K(N-1) bits per party per element; matmul: K(N-1)(mk+kn)."""
     for K in (32, 64):
