@@ -208,11 +208,17 @@ class ShareBackend(Backend):
         return z
 
     def matmul_combine(self, c, a, b, e, f):
-        # Each party p: C_p + E @ B_p + A_p @ F; party 0 also adds E @ F.
-        out = c.copy()
-        for p in range(out.shape[0]):
-            kernels.ring_add(out[p], kernels.ring_matmul(e, b[p]), out=out[p])
-            kernels.ring_add(out[p], kernels.ring_matmul(a[p], f), out=out[p])
+        # Each party p: C_p + E @ B_p + A_p @ F; party 0 also adds E @ F. The party axis is a batch axis,
+        # so each product is one kernel launch over all parties.
+        nb = c.ndim - 3  # batch axes of the product (c is (R, *batch, m, n))
+
+        def lead(x, party_axis):
+            batch = x.ndim - 2 - party_axis
+            head = x.shape[:1] if party_axis else (1,)
+            return x.reshape(head + (1,) * (nb - batch) + x.shape[party_axis:])
+
+        out = kernels.ring_add(c, kernels.ring_matmul(lead(e, 0), lead(b, 1)))
+        kernels.ring_add(out, kernels.ring_matmul(lead(a, 1), lead(f, 0)), out=out)
         kernels.ring_add(out[0], kernels.ring_matmul(e, f), out=out[0])
         return self.ring.reduce(out)
 
