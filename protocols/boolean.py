@@ -248,6 +248,8 @@ def bit_planes(x: SharedTensor) -> SharedTensor:
 # -- arithmetic to boolean, MSB --------------------------------------------------------------------------------
 def _masked_open(x: SharedTensor):
     """Dealer edaBit r; open c = x + r (K bits per element). Returns (c, r_bool, depth)."""
+    if x.kind != "A":
+        raise TypeError("this protocol takes an arithmetic sharing; convert a boolean one with protocols.b2a")
     session = x.session
     r_arith, r_bool = session.dealer.edabit(x.shape)
     masked = x._like(x.payload, x.shape, frac=0)

@@ -120,6 +120,8 @@ def select(b: SharedTensor, y: SharedTensor) -> SharedTensor:
     """
     if b.kind != "B":
         raise TypeError("select takes a boolean-shared bit; use where() for an arithmetic condition")
+    if y.kind != "A":
+        raise TypeError("select multiplies an arithmetic sharing; convert a boolean one with protocols.b2a")
     session = b.session
     shape = tuple(np.broadcast_shapes(b.shape, y.shape))
     nd = len(shape)

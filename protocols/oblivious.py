@@ -40,7 +40,10 @@ def _check_index_domain(index: SharedTensor, n: int, check) -> None:
     if not check or not session.backend.has_data:
         return
     # A debugging check outside the protocol: reads the value without sending anything.
-    values = session.ring.to_signed(session.backend.open(index.payload)) >> np.int64(index.frac)
+    raw = session.ring.to_signed(session.backend.open(index.payload))
+    values = raw >> np.int64(index.frac)
+    if index.frac and np.any(values << np.int64(index.frac) != raw):
+        raise ValueError("secret index is not an integer (check_domain): the one-hot would be all zero")
     if values.size and (values.min() < 0 or values.max() >= n):
         raise ValueError(f"secret index outside [0, {n}) (check_domain): the one-hot would be wrong")
 
@@ -111,6 +114,7 @@ def onehot(index: SharedTensor, n: int, method: str = "auto", check_domain: bool
     if method not in ("auto", "rotation", "equality"):
         raise ValueError(f"method must be 'auto', 'rotation' or 'equality', got {method!r}")
     if method == "equality" or (method == "auto" and index.frac != 0):
+        _check_index_domain(index, n, check_domain)
         return onehot_equality(index, n)
     return onehot_rotation(index, n, check_domain=check_domain)
 

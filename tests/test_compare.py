@@ -1,0 +1,461 @@
+"""Comparisons, selection and reductions against numpy, with their exact costs.
+
+Every protocol here is exact (no truncation anywhere: a comparison is an MSB, a selection multiplies by an
+integer 0/1), so values are compared with ``==``, never with a tolerance.
+
+Comparison domain. ``lt(x, y)`` is the MSB of the ring element x - y, so it is right exactly when
+-2^(K-1) <= x - y < 2^(K-1) as ring integers, i.e. |x - y| < 2^(K-1-f) as reals (``ltz(x)`` alone is the
+MSB and is right on the whole ring). Inputs are therefore drawn from [-L, L) with L = 2^(K-2-f), half that
+bound, so every difference of two inputs is inside the domain; the edge values sit at +-L (on the largest
+grid float64 can hold there: 2^-f for K = 32, 2^-6 for K = 64, where f = 16). The exact boundary is
+tested on integer-encoded data (x - y = 2^(K-1) - 1 is right, 2^(K-1) wraps and is wrong, as documented).
+
+Sessions: backends share and ideal (values and costs) and count (shapes and costs), N in {2, 3} (N = 4 in
+the property tests), K = 64 with f = 16 and K = 32 with f = 8. Costs are checked against the registry's
+declared formulas: a comparison costs one ``msb`` (or ``eqz``), a selection one ``select``, and the
+composites (relu, abs, maximum, max over an axis, argmax) exactly the sum of their parts.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import mpsim
+import protocols as P
+from mpsim import SharedTensor, Unrevealed
+from protocols.reduce import levels
+from protocols.registry import REGISTRY
+
+BACKENDS = ("share", "ideal", "count")
+RINGS = {64: 16, 32: 8}
+CONFIGS = [(b, n, k) for b in BACKENDS for n in (2, 3) for k in RINGS]
+PROPERTY = settings(max_examples=20, deadline=None, database=None)
+
+
+class Env:
+    """One session plus: inputs inside the comparison domain, checked reveals of bits and values, costs."""
+
+    def __init__(self, backend, parties, ring_bits, seed=5):
+        self.backend, self.N, self.K = backend, parties, ring_bits
+        self.f = RINGS[ring_bits]
+        self.ulp = 2.0**-self.f
+        self.L = 2.0 ** (ring_bits - 2 - self.f)  # half the comparison domain 2^(K-1-f)
+        self.step = max(self.ulp, self.L / 2**52)  # the finest grid float64 holds exactly up to L
+        self.s = mpsim.Session(parties=parties, ring_bits=ring_bits, frac_bits=self.f, seed=seed,
+                               backend=backend, trunc="dealer" if ring_bits == 32 else "auto")
+        self.rng = np.random.default_rng(99)
+
+    @property
+    def count(self) -> bool:
+        return self.backend == "count"
+
+    def edges(self) -> np.ndarray:
+        top = self.L - self.step
+        return np.array([0.0, -0.0, self.ulp, -self.ulp, 1.0, -1.0, 1.0 + self.ulp, 1.0 - self.ulp,
+                         self.L / 2, -self.L / 2, top, -top, -self.L, top - self.step, -self.L + self.step])
+
+    def randoms(self, n: int) -> np.ndarray:
+        small = np.rint(self.rng.uniform(-4, 4, n) / self.ulp) * self.ulp
+        big = self.rng.integers(-round(self.L / self.step), round(self.L / self.step), n) * self.step
+        return np.where(self.rng.random(n) < 0.5, small, big)
+
+    def pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every pair of edge values, random pairs, and equal pairs: 15^2 + 64 + 16 = 305 pairs."""
+        e = self.edges()
+        a = np.concatenate([np.repeat(e, e.size), self.randoms(64), (r := self.randoms(16))])
+        b = np.concatenate([np.tile(e, e.size), self.randoms(64), r])
+        assert np.all(np.abs(a - b) < 2 * self.L)  # inside the domain, by construction
+        return a, b
+
+    def bits(self, t, expected) -> None:
+        expected = np.asarray(expected)
+        assert isinstance(t, SharedTensor) and t.kind == "B" and t.width == 1 and t.frac == 0
+        assert t.shape == expected.shape
+        got = P.reveal_bits(t)
+        if self.count:
+            assert isinstance(got, Unrevealed) and got.shape == expected.shape
+            return
+        assert got.dtype == np.uint64
+        np.testing.assert_array_equal(got, expected.astype(np.uint64))
+
+    def values(self, t, expected, frac=None) -> None:
+        expected = np.asarray(expected)
+        assert isinstance(t, SharedTensor) and t.kind == "A"
+        assert t.shape == expected.shape, f"shape {t.shape} != numpy's {expected.shape}"
+        if frac is not None:
+            assert t.frac == frac
+        got = self.s.reveal(t)
+        if self.count:
+            assert isinstance(got, Unrevealed)
+            return
+        np.testing.assert_array_equal(got, expected)
+
+    def cost_of(self, fn):
+        mark = self.s.mark()
+        out = fn()
+        return out, self.s.cost(since=mark)
+
+    def declared(self, name, **dims) -> mpsim.Cost:
+        return REGISTRY[name].declared(self.K, self.N, trunc=self.s.trunc, **dims)
+
+
+def _config_id(c):
+    return f"{c[0]}-N{c[1]}-K{c[2]}"
+
+
+@pytest.fixture(params=CONFIGS, ids=[_config_id(c) for c in CONFIGS])
+def env(request):
+    return Env(*request.param)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# comparisons
+# ----------------------------------------------------------------------------------------------------------
+
+COMPARISONS = {
+    "lt": (P.lt, np.less, "msb"),
+    "le": (P.le, np.less_equal, "msb"),
+    "gt": (P.gt, np.greater, "msb"),
+    "ge": (P.ge, np.greater_equal, "msb"),
+    "eq": (P.eq, np.equal, "eqz"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(COMPARISONS))
+def test_comparison_matches_numpy_with_shared_and_public_operands(env, name):
+    proto, ref, core = COMPARISONS[name]
+    a, b = env.pairs()
+    x, y = env.s.input(a), env.s.input(b, owner=env.N - 1)
+    n = a.size
+    cases = {
+        "shared, shared": (lambda: proto(x, y), ref(a, b)),
+        "shared, public array": (lambda: proto(x, b), ref(a, b)),
+        "public array, shared": (lambda: proto(a, y), ref(a, b)),
+        "shared, public scalar": (lambda: proto(x, 1.0), ref(a, 1.0)),
+        "public scalar, shared": (lambda: proto(-1.0, y), ref(-1.0, b)),
+    }
+    for case, (fn, expected) in cases.items():
+        out, cost = env.cost_of(fn)
+        assert cost == env.declared(core, n=n), case
+        env.bits(out, expected)
+
+
+def test_ltz_and_msb_match_numpy_and_cost_one_msb(env):
+    a = np.concatenate([env.edges(), env.randoms(64)])
+    x = env.s.input(a)
+    out, cost = env.cost_of(lambda: P.ltz(x))
+    assert cost == env.declared("msb", n=a.size)
+    assert cost.rounds == 1 + int(np.log2(env.K))
+    env.bits(out, a < 0)
+    env.bits(P.msb(x), a < 0)
+
+
+def test_eqz_matches_numpy_and_distinguishes_one_ulp(env):
+    a = np.array([0.0, -0.0, env.ulp, -env.ulp, 1.0, -env.L, env.L - env.step, env.L / 2])
+    x = env.s.input(a)
+    out, cost = env.cost_of(lambda: P.eqz(x))
+    assert cost == env.declared("eqz", n=a.size)
+    env.bits(out, a == 0)
+
+
+def test_negative_zero_is_zero(env):
+    x = env.s.input(np.array([-0.0, 0.0]))
+    env.bits(P.ltz(x), [False, False])
+    env.bits(P.eqz(x), [True, True])
+    env.bits(P.eq(x[0:1], x[1:2]), [True])
+    env.bits(P.le(x[0:1], x[1:2]), [True])
+    env.bits(P.lt(x, 0.0), [False, False])
+    env.values(P.sign(x), [1, 1], frac=0)
+    env.values(P.relu(x), [0.0, 0.0])
+    env.values(P.abs_(x), [0.0, 0.0])
+
+
+def test_comparisons_of_integer_tensors_at_the_exact_domain_boundary(env):
+    """Integer-encoded (f = 0): lt is right while -2^(K-1) <= x - y < 2^(K-1), and wraps beyond."""
+    h = 1 << (env.K - 2)
+    a = np.array([h - 1, -h, h - 1, -h, 0, -1], dtype=np.int64)
+    b = np.array([-h, h - 1, h - 1, -h, -1, 0], dtype=np.int64)  # x - y = 2^(K-1) - 1 and -(2^(K-1) - 1)
+    x, y = env.s.input(a, frac_bits=0), env.s.input(b, frac_bits=0)
+    env.bits(P.lt(x, y), a < b)
+    env.bits(P.gt(x, y), a > b)
+    env.bits(P.eq(x, y), a == b)
+    # Out of the domain: x - y = 2^(K-1) is the ring's most negative element, so [x < y] comes out 1.
+    x2, y2 = env.s.input(np.array([h]), frac_bits=0), env.s.input(np.array([-h]), frac_bits=0)
+    env.bits(P.lt(x2, y2), [True])
+    # ltz is the MSB, right on the whole ring
+    ring_edges = np.array([-(1 << (env.K - 1)), (1 << (env.K - 1)) - 1, 0, -1, 1], dtype=np.int64)
+    env.bits(P.ltz(env.s.input(ring_edges, frac_bits=0)), ring_edges < 0)
+
+
+def test_comparisons_of_mixed_scales_and_broadcasting(env):
+    i = env.s.input(np.array([[1], [2], [-3]]), frac_bits=0)
+    v = np.array([1.5, 2.0, -3.0, 0.0])
+    x = env.s.input(v)
+    ia = np.array([[1], [2], [-3]])
+    env.bits(P.lt(i, x), ia < v)  # integer vs fixed point: the integer is lifted to the fixed-point scale
+    env.bits(P.eq(i, 2.0), ia == 2.0)
+    env.bits(P.eq(i, 2.5), ia == 2.5)
+    env.bits(P.ge(x, i), v >= ia)
+
+
+def test_comparison_results_compose_as_booleans(env):
+    a, b = env.pairs()
+    x, y = env.s.input(a), env.s.input(b)
+    env.bits(P.xor(P.lt(x, y), P.gt(x, y)), a != b)
+    env.bits(P.not_(P.eq(x, y)), a != b)
+    env.bits(P.and_(P.le(x, y), P.ge(x, y)), a == b)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# sign, abs, relu, select, where, maximum, minimum
+# ----------------------------------------------------------------------------------------------------------
+
+
+def test_sign_abs_relu_match_numpy(env):
+    a = np.concatenate([env.edges(), env.randoms(32)])
+    x = env.s.input(a)
+    n = a.size
+    out, cost = env.cost_of(lambda: P.sign(x))
+    assert cost == env.declared("msb", n=n) + env.declared("b2a_bit", n=n)
+    env.values(out, np.where(a < 0, -1, 1), frac=0)  # documented: sign(0) = +1 (numpy gives 0)
+    out, cost = env.cost_of(lambda: P.abs_(x))
+    assert cost == env.declared("msb", n=n) + env.declared("select", nb=n, ny=n, n=n)
+    env.values(out, np.abs(a), frac=env.f)
+    out, cost = env.cost_of(lambda: P.relu(x))
+    assert cost == env.declared("msb", n=n) + env.declared("select", nb=n, ny=n, n=n)
+    env.values(out, np.maximum(a, 0.0), frac=env.f)
+    ints = np.array([5, -5, 0, -(1 << (env.K - 2)), (1 << (env.K - 2)) - 1], dtype=np.int64)
+    xi = env.s.input(ints, frac_bits=0)
+    env.values(P.relu(xi), np.maximum(ints, 0), frac=0)
+    env.values(P.abs_(xi), np.abs(ints), frac=0)
+
+
+SELECT_SHAPES = [((3, 4), (3, 4)), ((3, 1), (3, 4)), ((4,), (3, 4)), ((3, 4), (4,)), ((), (3,)), ((2,), ())]
+
+
+@pytest.mark.parametrize("b_shape,y_shape", SELECT_SHAPES)
+def test_select_broadcasts_and_costs_one_round(env, b_shape, y_shape):
+    bv = env.rng.integers(0, 2, b_shape)
+    yv = env.randoms(int(np.prod(y_shape, dtype=np.int64))).reshape(y_shape)
+    b, y = P.share_bits(env.s, bv, width=1), env.s.input(yv)
+    out, cost = env.cost_of(lambda: P.select(b, y))
+    n = int(np.prod(np.broadcast_shapes(b_shape, y_shape), dtype=np.int64))
+    assert cost == env.declared("select", nb=bv.size, ny=yv.size, n=n)
+    assert cost.rounds == 1
+    env.values(out, bv * yv, frac=env.f)
+
+
+def test_select_uses_bit_zero_of_a_word_and_rejects_arithmetic_bits(env):
+    b = P.share_bits(env.s, np.array([2, 3, 0, 1]))  # words: only bit 0 is the condition
+    y = env.s.input(np.array([1.0, 2.0, 3.0, 4.0]))
+    env.values(P.select(b, y), [0.0, 2.0, 0.0, 4.0])
+    with pytest.raises(TypeError):
+        P.select(y, y)
+
+
+def test_where_with_boolean_and_arithmetic_conditions(env):
+    a, b = env.pairs()
+    x, y = env.s.input(a), env.s.input(b)
+    n = a.size
+    cond = P.lt(x, y)
+    out, cost = env.cost_of(lambda: P.where(cond, x, y))
+    assert cost == env.declared("select", nb=n, ny=n, n=n)
+    env.values(out, np.where(a < b, a, b))
+    arith = P.b2a_bit(cond)
+    out, cost = env.cost_of(lambda: P.where(arith, x, y))
+    assert cost == env.declared("beaver_mul", nx=n, ny=n, n=n)  # integer 0/1 times fixed point: no truncation
+    env.values(out, np.where(a < b, a, b), frac=env.f)
+    # public branches on either side, and a scalar
+    env.values(P.where(cond, x, b), np.where(a < b, a, b))
+    env.values(P.where(cond, a, y), np.where(a < b, a, b))
+    env.values(P.where(arith, 2.0, y), np.where(a < b, 2.0, b))
+    env.values(P.where(arith, x, -1.0), np.where(a < b, a, -1.0))
+    with pytest.raises(ValueError):
+        P.where(x, x, y)  # a fixed-point "condition" is not a 0/1
+    with pytest.raises(TypeError):
+        P.where(cond, 1.0, 2.0)
+
+
+def test_where_broadcasts_condition_over_rows(env):
+    v = env.randoms(12).reshape(3, 4)
+    c = np.array([[1], [0], [1]])
+    x = env.s.input(v)
+    cb = P.share_bits(env.s, c, width=1)
+    ca = env.s.input(c, frac_bits=0)
+    env.values(P.where(cb, x, -x), np.where(c == 1, v, -v))
+    env.values(P.where(ca, x, 0.5), np.where(c == 1, v, 0.5))
+
+
+def test_maximum_minimum_match_numpy(env):
+    a, b = env.pairs()
+    x, y = env.s.input(a), env.s.input(b)
+    n = a.size
+    for proto, ref in ((P.maximum, np.maximum), (P.minimum, np.minimum)):
+        out, cost = env.cost_of(lambda: proto(x, y))
+        assert cost == env.declared("msb", n=n) + env.declared("select", nb=n, ny=n, n=n)
+        env.values(out, ref(a, b), frac=env.f)
+        env.values(proto(x, b), ref(a, b))
+        env.values(proto(a, y), ref(a, b))
+        env.values(proto(x, 0.5), ref(a, 0.5))
+        env.values(proto(0.5, y), ref(0.5, b))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# reductions: max, min, argmax, argmin
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _tournament_cost(env, rows: int, n: int, with_index: bool) -> mpsim.Cost:
+    """The declared cost of the tournament: per level, one msb and one select over the pairs."""
+    total = mpsim.Cost(0, 0, (0,) * env.N, 0, (0,) * env.N)
+    while n > 1:
+        m = rows * (n // 2)
+        total = total + env.declared("msb", n=m)
+        total = total + (env.declared("select", nb=m, ny=2 * m, n=2 * m) if with_index
+                         else env.declared("select", nb=m, ny=m, n=m))
+        n -= n // 2
+    return total
+
+
+def _onehot_ref(index: np.ndarray, n: int, axis: int) -> np.ndarray:
+    oh = (np.arange(n) == index[..., None]).astype(np.int64)
+    return np.moveaxis(oh, -1, axis)
+
+
+REDUCE_CASES = [((7,), 0), ((4, 5), -1), ((4, 5), 0), ((3, 1), -1), ((2, 3, 6), 1), ((2, 3, 6), -1),
+                ((2, 3, 4), 0), ((2, 3, 4), -3), ((2, 3, 4, 5), 1)]
+# Costs and shapes do not depend on the backend (checked for whole ledgers in test_oblivious.py), so the
+# reductions, the slowest tests here, run on a cover of the configurations rather than on all twelve.
+REDUCE_CONFIGS = [("share", 2, 64), ("share", 3, 32), ("ideal", 2, 32), ("ideal", 3, 64), ("count", 2, 64),
+                  ("count", 3, 32)]
+
+
+@pytest.fixture(params=REDUCE_CONFIGS, ids=[_config_id(c) for c in REDUCE_CONFIGS])
+def renv(request):
+    return Env(*request.param)
+
+
+@pytest.mark.parametrize("shape,axis", REDUCE_CASES, ids=[f"{s}-ax{a}" for s, a in REDUCE_CASES])
+def test_reductions_match_numpy_with_ties_to_the_lowest_index(renv, shape, axis):
+    """Values, indices and one-hots along every kind of axis (the reduced axis moves back to its place in
+    the one-hot; numpy's axis order is kept for values and indices: a leading axis of a 3-D tensor once
+    came out transposed)."""
+    env = renv
+    # Small integers make ties frequent; grid reals on top check the fixed-point path.
+    a = env.rng.integers(-2, 3, shape).astype(np.float64) * 0.5
+    if a.size >= 6:
+        a.reshape(-1)[:3] = env.L - env.step  # large ties
+    x = env.s.input(a)
+    n = shape[axis]
+    rows = a.size // n
+    for largest, reduce_fn, arg_fn, ref, arg_ref in ((True, P.max, P.argmax, np.max, np.argmax),
+                                                    (False, P.min, P.argmin, np.min, np.argmin)):
+        out, cost = env.cost_of(lambda: reduce_fn(x, axis=axis))
+        assert cost == _tournament_cost(env, rows, n, with_index=False)
+        assert cost.rounds == levels(n) * (2 + int(np.log2(env.K)))
+        env.values(out, ref(a, axis=axis), frac=env.f)
+        (values, oh, index), cost = env.cost_of(lambda: arg_fn(x, axis=axis, return_index=True))
+        want = _tournament_cost(env, rows, n, with_index=True) + env.declared(
+            "onehot_rotation", m=rows, T=1 << max(0, (n - 1).bit_length()))
+        assert cost == want
+        env.values(values, ref(a, axis=axis), frac=env.f)
+        env.values(index, arg_ref(a, axis=axis), frac=0)
+        env.values(oh, _onehot_ref(arg_ref(a, axis=axis), n, axis), frac=0)
+
+
+def test_all_equal_rows_and_single_candidates(env):
+    a = np.full((3, 5), 1.25)
+    x = env.s.input(a)
+    values, oh, index = P.argmax(x, return_index=True)
+    env.values(values, np.full(3, 1.25))
+    env.values(index, np.zeros(3, dtype=np.int64))
+    env.values(oh, _onehot_ref(np.zeros(3, dtype=np.int64), 5, -1))
+    values, oh, index = P.argmin(x[:, :1], return_index=True)  # one candidate: no comparison at all
+    env.values(values, np.full(3, 1.25))
+    env.values(oh, np.ones((3, 1), dtype=np.int64))
+    with pytest.raises(ValueError):
+        P.max(x[:, :0])
+
+
+def test_reduction_rounds_do_not_grow_with_rows():
+    s = mpsim.Session(parties=2, seed=0, backend="count")
+    rounds = []
+    for rows in (1, 8, 64):
+        x = s.placeholder((rows, 100))
+        mark = s.mark()
+        P.argmax(x)
+        rounds.append(s.cost(since=mark).rounds)
+    assert rounds[0] == rounds[1] == rounds[2] == levels(100) * 8 + 1
+
+
+# ----------------------------------------------------------------------------------------------------------
+# property-based tests (hypothesis): small shapes, share backend
+# ----------------------------------------------------------------------------------------------------------
+
+_SMALL_INTS = st.integers(-(1 << 30), (1 << 30))
+
+
+@PROPERTY
+@given(data=st.data(), parties=st.sampled_from([2, 3, 4]), ring_bits=st.sampled_from([32, 64]))
+def test_property_comparisons_on_integers(data, parties, ring_bits):
+    h = 1 << (ring_bits - 2)  # |x - y| < 2^(K-1) for every pair of values in [-h, h)
+    elems = st.one_of(st.integers(-h, h - 1), st.integers(-3, 3), st.sampled_from([-h, h - 1, 0]))
+    shape = data.draw(hnp.array_shapes(min_dims=1, max_dims=2, max_side=5))
+    a = data.draw(hnp.arrays(np.int64, shape, elements=elems))
+    b = data.draw(hnp.arrays(np.int64, shape, elements=elems))
+    s = mpsim.Session(parties=parties, ring_bits=ring_bits, frac_bits=0, seed=data.draw(st.integers(0, 2**32)))
+    x, y = s.input(a, frac_bits=0), s.input(b, frac_bits=0, owner=parties - 1)
+    for name, (proto, ref, _) in COMPARISONS.items():
+        np.testing.assert_array_equal(P.reveal_bits(proto(x, y)), ref(a, b).astype(np.uint64), err_msg=name)
+    np.testing.assert_array_equal(P.reveal_bits(P.ltz(x)), (a < 0).astype(np.uint64))
+
+
+@PROPERTY
+@given(data=st.data(), ring_bits=st.sampled_from([32, 64]))
+def test_property_fixed_point_comparisons_with_public_operand(data, ring_bits):
+    f = RINGS[ring_bits]
+    grid = st.integers(-(1 << 20), 1 << 20).map(lambda k: k * 2.0**-f)
+    a = data.draw(hnp.arrays(np.float64, data.draw(st.integers(1, 8)), elements=grid))
+    c = data.draw(grid)
+    s = mpsim.Session(parties=2, ring_bits=ring_bits, frac_bits=f, seed=data.draw(st.integers(0, 2**32)))
+    x = s.input(a)
+    for name, (proto, ref, _) in COMPARISONS.items():
+        np.testing.assert_array_equal(P.reveal_bits(proto(x, c)), ref(a, c).astype(np.uint64), err_msg=name)
+        np.testing.assert_array_equal(P.reveal_bits(proto(c, x)), ref(c, a).astype(np.uint64), err_msg=name)
+
+
+@PROPERTY
+@given(data=st.data(), parties=st.sampled_from([2, 3]))
+def test_property_selection(data, parties):
+    shape = data.draw(hnp.array_shapes(min_dims=1, max_dims=2, max_side=5))
+    a = data.draw(hnp.arrays(np.int64, shape, elements=_SMALL_INTS))
+    b = data.draw(hnp.arrays(np.int64, shape, elements=_SMALL_INTS))
+    c = data.draw(hnp.arrays(np.int64, shape, elements=st.integers(0, 1)))
+    s = mpsim.Session(parties=parties, frac_bits=16, seed=data.draw(st.integers(0, 2**32)))
+    x, y = s.input(a, frac_bits=0), s.input(b, frac_bits=0)
+    cb, ca = P.share_bits(s, c, width=1), s.input(c, frac_bits=0)
+    np.testing.assert_array_equal(s.reveal(P.where(cb, x, y)), np.where(c == 1, a, b))
+    np.testing.assert_array_equal(s.reveal(P.where(ca, x, y)), np.where(c == 1, a, b))
+    np.testing.assert_array_equal(s.reveal(P.select(cb, x)), c * a)
+    np.testing.assert_array_equal(s.reveal(P.maximum(x, y)), np.maximum(a, b))
+    np.testing.assert_array_equal(s.reveal(P.minimum(x, y)), np.minimum(a, b))
+    np.testing.assert_array_equal(s.reveal(P.relu(x)), np.maximum(a, 0))
+    np.testing.assert_array_equal(s.reveal(P.abs_(x)), np.abs(a))
+
+
+@PROPERTY
+@given(data=st.data(), parties=st.sampled_from([2, 3]))
+def test_property_argmax_argmin_ties_go_to_the_lowest_index(data, parties):
+    shape = data.draw(hnp.array_shapes(min_dims=1, max_dims=2, max_side=6))
+    axis = data.draw(st.integers(-len(shape), len(shape) - 1))
+    a = data.draw(hnp.arrays(np.int64, shape, elements=st.one_of(st.integers(-2, 2), _SMALL_INTS)))
+    s = mpsim.Session(parties=parties, seed=data.draw(st.integers(0, 2**32)))
+    x = s.input(a, frac_bits=0)
+    for fn, ref, arg_ref in ((P.argmax, np.max, np.argmax), (P.argmin, np.min, np.argmin)):
+        values, oh, index = fn(x, axis=axis, return_index=True)
+        np.testing.assert_array_equal(s.reveal(values), ref(a, axis=axis))
+        np.testing.assert_array_equal(s.reveal(index), arg_ref(a, axis=axis))
+        np.testing.assert_array_equal(s.reveal(oh), _onehot_ref(arg_ref(a, axis=axis), shape[axis], axis))
