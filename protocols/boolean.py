@@ -259,6 +259,20 @@ def _masked_open(x: SharedTensor):
     return c, _bool(session, r_bool, x.shape, 0, session.ring.bits), depth
 
 
+def _subtraction_signals(x: SharedTensor):
+    """Open c = x + r (edaBit r) and return the generate and propagate words of x = c + NOT(r) + 1.
+
+    g = c & ~r and p = c ^ ~r are local because c is public; both sit at the depth of the opening.
+    """
+    c, r_bool, depth = _masked_open(x)
+    not_r = not_(r_bool)
+    g = public_and_shared(c, not_r)
+    p = xor(not_r, c) if c is not None else _bool(x.session, None, x.shape, depth, x.session.ring.bits)
+    g.depth = p.depth = depth
+    g.call = p.call = x.session.channel.latest_call(depth)
+    return g, p
+
+
 def _kogge_stone_gates(K: int) -> list[tuple[int, int]]:
     """(G gates, P gates) per level of the Kogge-Stone prefix over K positions; P is skipped at the end."""
     levels = []
@@ -299,13 +313,8 @@ def a2b(x: SharedTensor) -> SharedTensor:
     Offline: n (K + G) bits (edaBit, AND triples). Leaks: nothing (c is padded by r; ANDs are Beaver).
     Ref: edaBits, Escudero et al., CRYPTO 2020; parallel prefix adders as in ABY3 (CCS 2018, Sec. 5.3).
     """
-    session = x.session
-    K = session.ring.bits
-    c, r_bool, depth = _masked_open(x)
-    not_r = not_(r_bool)
-    g = public_and_shared(c, not_r)
-    p = xor(not_r, c) if c is not None else _bool(session, None, x.shape, depth, K)
-    p.depth = g.depth = depth
+    K = x.session.ring.bits
+    g, p = _subtraction_signals(x)
     # Carry-in 1: G_0 = g_0 ^ p_0 (g and p are never both 1).
     G = xor(g, and_public(p, 1))
     P = p
@@ -364,13 +373,8 @@ def msb(x: SharedTensor) -> SharedTensor:
     N = 2, K = 64. Offline: n (K + 2K - 2 - log2 K) bits. Leaks: nothing.
     Ref: edaBits (Escudero et al., CRYPTO 2020); carry-only trees as in ABY3 (Sec. 5.3) and SPU's msb_a2b.
     """
-    session = x.session
-    K = session.ring.bits
-    c, r_bool, depth = _masked_open(x)
-    not_r = not_(r_bool)
-    g = public_and_shared(c, not_r)
-    p = xor(not_r, c) if c is not None else _bool(session, None, x.shape, depth, K)
-    p.depth = g.depth = depth
+    K = x.session.ring.bits
+    g, p = _subtraction_signals(x)
     top = np.uint64(1 << (K - 1))
     low = np.uint64((1 << (K - 1)) - 1)
     G = and_public(xor(g, and_public(p, 1)), low)  # carry-in folded into position 0; position K-1 cleared
