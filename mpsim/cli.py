@@ -1,26 +1,267 @@
 """The ``mpsim`` command line.
 
-Commands (this issue's subset; the cost-model issue extends it):
+* ``mpsim op NAME --shape 32x512 [--axis -1] [--parties 2] [--backend count|ideal|share] [--net lan,wan]``:
+  run one operation on random inputs and print its breakdown (scopes, rounds, bytes, time per network);
+  ``--sweep N=128,256,512`` with ``N`` in the shape runs it at each value and prints the curve
+  (``--plot FILE.png`` draws it; needs the ``[plot]`` extra); ``--save FILE.json`` keeps the report.
+  ``mpsim op --list`` lists the operations.
+* ``mpsim table``: the declared-cost table (markdown), as in ``docs/complexity.md``.
+* ``mpsim profiles``: the network presets.
+* ``mpsim compare A.json B.json ...``: saved reports side by side, with ratios against the first.
+* ``mpsim demo``: the README's main job.
 
-* ``mpsim table``: the declared-cost table of every registered protocol (markdown), as in
-  ``docs/complexity.md``.
-* ``mpsim demo``: the cost breakdown of a small attention block on the count backend. Until the MPCache
-  workload lands, this block has no softmax (the non-linear protocols are not built yet); it is honest about
-  that in its output.
-
-Errors from bad arguments are one readable line and a non-zero exit, never a traceback.
+Every command that prints numbers takes ``--json`` or ``--csv``. Errors from bad arguments are one
+readable line and exit status 2, never a traceback.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one readable line, no usage dump
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        raise SystemExit(2)
+
+
+def _console():
+    from rich.console import Console
+
+    return Console()
+
+
+def _emit_structured(args, payload_json: str | None, payload_csv: str | None) -> bool:
+    if getattr(args, "json", False):
+        sys.stdout.write(payload_json + "\n")
+        return True
+    if getattr(args, "csv", False):
+        sys.stdout.write(payload_csv)
+        return True
+    return False
+
+
+# -- commands ---------------------------------------------------------------------------------------------------
 def _table(args) -> int:
     from protocols.registry import markdown_table
 
     sys.stdout.write(markdown_table())
     return 0
+
+
+def _profiles(args) -> int:
+    from costmodel.profiles import PROFILES
+
+    rows = [{"name": p.name, "bandwidth_bps": p.bandwidth_bps, "rtt_s": p.rtt_s, "source": p.source}
+            for p in PROFILES.values()]
+    csv = "name,bandwidth_bps,rtt_s,source\n" + "".join(
+        f"{r['name']},{r['bandwidth_bps']},{r['rtt_s']},\"{r['source']}\"\n" for r in rows)
+    if _emit_structured(args, json.dumps({"profiles": rows}, indent=2), csv):
+        return 0
+    from rich.table import Table
+
+    table = Table(title="Network profiles (--net NAME, or BANDWIDTH/PING such as 1gbit/0.5ms)")
+    for col in ("name", "bandwidth", "ping (RTT)", "source"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["name"], f"{r['bandwidth_bps'] / 1e6:g} Mbit/s", f"{r['rtt_s'] * 1e3:g} ms", r["source"])
+    _console().print(table)
+    return 0
+
+
+def _session_for(args):
+    from .session import Session
+
+    return Session(parties=args.parties, ring_bits=args.ring, frac_bits=args.frac, seed=args.seed,
+                   backend=args.backend)
+
+
+def _op(args) -> int:
+    from .ops import OPS, parse_shape, run_op
+
+    if args.list:
+        for name, op in OPS.items():
+            print(f"{name:18s} {op.inputs:12s} {op.doc}")
+        return 0
+    if not args.name:
+        raise ValueError("name an operation (mpsim op --list shows them)")
+    from costmodel.profiles import parse_profiles
+
+    profiles = parse_profiles(args.net)
+    if args.sweep:
+        return _sweep(args, profiles)
+    from costmodel.report import Report, render, to_csv, to_json
+
+    shape = parse_shape(args.shape)
+    session = _session_for(args)
+    run_op(session, args.name, shape, axis=args.axis, k=args.k, n=args.n, method=args.method, seed=args.seed)
+    compute = _compute_model(args)
+    report = Report.from_session(session, profiles=profiles, name=f"{args.name} {args.shape}", compute=compute,
+                                 extra_config={"op": args.name, "shape": list(shape), "axis": args.axis,
+                                               "k": args.k, "n": args.n, "method": args.method})
+    if args.save:
+        Path(args.save).write_text(to_json(report))
+    if _emit_structured(args, to_json(report) if args.json else None, to_csv(report) if args.csv else None):
+        return 0
+    render(report, _console())
+    if args.save:
+        _console().print(f"saved to {args.save}")
+    return 0
+
+
+def _compute_model(args):
+    """The compute-time term: calibrated on this machine's kernels with --compute, else not modelled."""
+    if not args.compute:
+        return None
+    from costmodel.latency import calibrate
+
+    return calibrate()
+
+
+def _parse_sweep(text: str) -> tuple[str, list[int]]:
+    if "=" not in text:
+        raise ValueError(f"bad --sweep {text!r}: use NAME=V1,V2,... e.g. N=128,256,512")
+    name, values = text.split("=", 1)
+    name = name.strip().upper()
+    if not name.isalpha():
+        raise ValueError(f"bad --sweep variable {name!r}: use a letter such as N")
+    try:
+        points = [int(v) for v in values.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"bad --sweep values {values!r}: use positive integers separated by commas") from None
+    if not points or min(points) <= 0:
+        raise ValueError(f"bad --sweep values {values!r}: use positive integers separated by commas")
+    return name, points
+
+
+def _sweep(args, profiles) -> int:
+    from rich.progress import Progress
+
+    from costmodel.latency import estimate
+
+    from .ops import parse_shape, run_op
+
+    var, points = _parse_sweep(args.sweep)
+    compute = _compute_model(args)
+    if var not in args.shape.upper():
+        raise ValueError(f"--sweep variable {var} does not appear in --shape {args.shape}")
+    rows = []
+    with Progress(transient=True, console=None if not (args.json or args.csv) else _stderr_console()) as bar:
+        task = bar.add_task(f"{args.name} over {var}", total=len(points))
+        for value in points:
+            shape = parse_shape(args.shape, {var: value})
+            session = _session_for(args)
+            run_op(session, args.name, shape, axis=args.axis, k=args.k, n=args.n, method=args.method, seed=args.seed)
+            c = session.cost()
+            row = {var: value, "shape": list(shape), "rounds": c.rounds, "sequential_rounds": c.sequential_rounds,
+                   "sent_bytes": list(c.sent), "offline_bytes": c.offline_bytes,
+                   "latency_s": {p.name: estimate(session, p, compute=compute).total_s for p in profiles}}
+            rows.append(row)
+            bar.advance(task)
+    result = {"op": args.name, "shape": args.shape, "variable": var, "parties": args.parties,
+              "backend": args.backend, "points": rows}
+    csv_lines = [",".join([var, "rounds", "sequential_rounds", "max_sent_bytes", "offline_bytes"]
+                          + [f"latency_s_{p.name}" for p in profiles])]
+    for r in rows:
+        csv_lines.append(",".join(str(v) for v in [r[var], r["rounds"], r["sequential_rounds"], max(r["sent_bytes"]),
+                                                    r["offline_bytes"]] + [r["latency_s"][p.name] for p in profiles]))
+    if args.plot:
+        _plot(result, profiles, args.plot)
+    if _emit_structured(args, json.dumps(result, indent=2), "\n".join(csv_lines) + "\n"):
+        return 0
+    from rich.table import Table
+
+    table = Table(title=f"{args.name}, shape {args.shape}, {args.parties} parties, {args.backend} backend")
+    for col in [var, "rounds", "bytes / party", "offline bytes"] + [f"time {p.name}" for p in profiles]:
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(str(r[var]), str(r["rounds"]), f"{max(r['sent_bytes']):,.0f}", f"{r['offline_bytes']:,.0f}",
+                      *[_fmt_s(r["latency_s"][p.name]) for p in profiles])
+    console = _console()
+    console.print(table)
+    if args.plot:
+        console.print(f"plot written to {args.plot}")
+    return 0
+
+
+def _stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _fmt_s(seconds: float) -> str:
+    return f"{seconds * 1e3:,.2f} ms" if seconds < 1 else f"{seconds:,.3f} s"
+
+
+def _plot(result, profiles, path):
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ValueError("--plot needs matplotlib: pip install 'mpsim[plot]'") from None
+    var = result["variable"]
+    xs = [r[var] for r in result["points"]]
+    fig, (ax_t, ax_b) = plt.subplots(1, 2, figsize=(10, 4))
+    for p in profiles:
+        ax_t.plot(xs, [r["latency_s"][p.name] for r in result["points"]], marker="o", label=p.name)
+    ax_t.set_xlabel(var)
+    ax_t.set_ylabel("estimated latency (s)")
+    ax_t.set_title(f"{result['op']}: latency")
+    ax_t.legend()
+    ax_b.plot(xs, [max(r["sent_bytes"]) / 1e6 for r in result["points"]], marker="o", color="tab:red")
+    ax_b.set_xlabel(var)
+    ax_b.set_ylabel("online MB sent per party")
+    ax_b.set_title(f"{result['op']}: communication")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _compare(args) -> int:
+    from costmodel.report import from_json, render_comparison, to_csv
+
+    reports = []
+    for path in args.reports:
+        try:
+            reports.append(from_json(Path(path).read_text()))
+        except OSError as err:
+            raise ValueError(f"cannot read {path}: {err.strerror}") from None
+    if args.json:
+        sys.stdout.write(json.dumps(_comparison_dict(reports), indent=2) + "\n")
+        return 0
+    if args.csv:
+        sys.stdout.write("".join(to_csv(r) for r in reports))
+        return 0
+    render_comparison(reports, _console())
+    return 0
+
+
+def _comparison_dict(reports) -> dict:
+    """Totals of each run and their ratios against the first (what `compare` prints, as data)."""
+    runs = []
+    for r in reports:
+        t = r.as_dict()["totals"]
+        runs.append({"name": r.name, "rounds": t["rounds"], "max_sent_bytes": max(t["sent_bytes"]),
+                     "offline_bytes": t["offline_bytes"],
+                     "seconds": {name: e["total_s"] for name, e in t["estimates"].items()}})
+    base = runs[0]
+
+    def ratio(a, b):
+        return a / b if b else None
+
+    for run in runs:
+        run["ratio_vs_first"] = {
+            "rounds": ratio(run["rounds"], base["rounds"]),
+            "max_sent_bytes": ratio(run["max_sent_bytes"], base["max_sent_bytes"]),
+            "offline_bytes": ratio(run["offline_bytes"], base["offline_bytes"]),
+            "seconds": {k: ratio(v, base["seconds"].get(k, 0)) for k, v in run["seconds"].items()},
+        }
+    return {"runs": runs}
 
 
 def _demo(args) -> int:
@@ -30,21 +271,6 @@ def _demo(args) -> int:
         seq=args.seq, heads=args.heads, head_dim=args.head_dim, parties=args.parties, backend=args.backend
     )
     return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mpsim", description="MPC protocol simulator with an exact cost model")
-    sub = parser.add_subparsers(dest="command", required=True)
-    table = sub.add_parser("table", help="print the declared-cost table (markdown)")
-    table.set_defaults(run=_table)
-    demo = sub.add_parser("demo", help="cost breakdown of one private attention block (no softmax yet)")
-    demo.add_argument("--seq", type=_positive, default=1024, help="KV cache length (default 1024)")
-    demo.add_argument("--heads", type=_positive, default=12, help="attention heads (default 12)")
-    demo.add_argument("--head-dim", type=_positive, default=64, help="head dimension (default 64)")
-    demo.add_argument("--parties", type=_positive, default=2, help="number of parties (default 2)")
-    demo.add_argument("--backend", choices=("count", "ideal", "share"), default="count")
-    demo.set_defaults(run=_demo)
-    return parser
 
 
 def _positive(text: str) -> int:
@@ -57,13 +283,68 @@ def _positive(text: str) -> int:
     return value
 
 
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="mpsim", description="MPC protocol simulator with an exact cost model")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    table = sub.add_parser("table", help="print the declared-cost table (markdown)")
+    table.set_defaults(run=_table)
+
+    profiles = sub.add_parser("profiles", help="the network presets")
+    _structured(profiles)
+    profiles.set_defaults(run=_profiles)
+
+    op = sub.add_parser("op", help="run one operation on random inputs and print its cost breakdown")
+    op.add_argument("name", nargs="?", help="operation (mpsim op --list)")
+    op.add_argument("--list", action="store_true", help="list the operations")
+    op.add_argument("--shape", default="32x512", help="input shape, e.g. 32x512 (MxKxN for matmul)")
+    op.add_argument("--axis", type=int, default=-1, help="axis for reductions, softmax, top-k")
+    op.add_argument("--k", type=_positive, default=None, help="k for top-k (default min(50, n))")
+    op.add_argument("--n", type=_positive, default=None, help="positions for one-hot")
+    op.add_argument("--method", default="auto", help="top-k method: auto, max, sort, shuffle")
+    op.add_argument("--parties", type=_positive, default=2)
+    op.add_argument("--backend", choices=("count", "ideal", "share"), default="count")
+    op.add_argument("--ring", type=int, choices=(32, 64), default=64, help="ring bits K")
+    op.add_argument("--frac", type=int, default=16, help="fractional bits f")
+    op.add_argument("--seed", type=int, default=0)
+    op.add_argument("--net", default="lan,wan", help="profiles: names or BANDWIDTH/PING, comma-separated")
+    op.add_argument("--sweep", default=None, help="VAR=V1,V2,... with VAR in --shape, e.g. N=128,256,512")
+    op.add_argument("--plot", default=None, help="with --sweep: write the curves to this PNG")
+    op.add_argument("--save", default=None, help="write the report as JSON to this file")
+    op.add_argument("--compute", action="store_true",
+                    help="add local compute time, calibrated on this machine's kernels")
+    _structured(op)
+    op.set_defaults(run=_op)
+
+    compare = sub.add_parser("compare", help="saved reports side by side")
+    compare.add_argument("reports", nargs="+", help="JSON reports (mpsim op ... --save FILE)")
+    _structured(compare)
+    compare.set_defaults(run=_compare)
+
+    demo = sub.add_parser("demo", help="cost breakdown of one private attention decode step")
+    demo.add_argument("--seq", type=_positive, default=1024, help="KV cache length (default 1024)")
+    demo.add_argument("--heads", type=_positive, default=12, help="attention heads (default 12)")
+    demo.add_argument("--head-dim", type=_positive, default=64, help="head dimension (default 64)")
+    demo.add_argument("--parties", type=_positive, default=2, help="number of parties (default 2)")
+    demo.add_argument("--backend", choices=("count", "ideal", "share"), default="count")
+    demo.set_defaults(run=_demo)
+    return parser
+
+
+def _structured(p):
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--json", action="store_true", help="print JSON")
+    group.add_argument("--csv", action="store_true", help="print CSV")
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, TypeError) as err:
-        print(f"mpsim {args.command}: error: {err}", file=sys.stderr)
+    except (ValueError, TypeError, KeyError) as err:
+        message = err.args[0] if err.args else str(err)
+        print(f"mpsim {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

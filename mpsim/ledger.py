@@ -183,6 +183,7 @@ class Work:
     op: str
     macs: int
     elems: int
+    position: int = 0  # number of messages recorded before this work (for cost(since=...)-style selection)
 
 
 class Ledger:
@@ -195,7 +196,7 @@ class Ledger:
 
     def record_work(self, scope: str, op: str, macs: int = 0, elems: int = 0) -> None:
         if macs or elems:
-            self.work.append(Work(scope, op, int(macs), int(elems)))
+            self.work.append(Work(scope, op, int(macs), int(elems), len(self.messages)))
 
     def record(self, scope: str, op: str, depth: int, call: int, src: int, dst: int, bits: int, phase: str):
         if bits < 0:

@@ -38,8 +38,9 @@ class MaskedOperand:
     Build with ``session.reusable(w)``; use as the right operand: ``x @ wm``.
     """
 
-    def __init__(self, session, shape, frac, depth, opened, mask_shares, dealer_mask):
+    def __init__(self, session, shape, frac, depth, opened, mask_shares, dealer_mask, call=None):
         self.session = session
+        self.call = session.channel.latest_call(depth) if call is None else call
         self.shape = tuple(shape)
         self.frac = frac
         self.depth = depth
@@ -62,7 +63,7 @@ class MaskedOperand:
         """Apply a local shape operation to D, B's shares and the dealer's B alike (same value, same mask)."""
         shape = _shape_after(self.shape, fn)
         if self.opened is None:
-            return MaskedOperand(self.session, shape, self.frac, self.depth, None, None, None)
+            return MaskedOperand(self.session, shape, self.frac, self.depth, None, None, None, self.call)
         shares = np.ascontiguousarray(np.stack([fn(row) for row in self.mask_shares]))
         return MaskedOperand(
             self.session, shape, self.frac, self.depth, np.ascontiguousarray(fn(self.opened)), shares,
@@ -92,7 +93,7 @@ class MaskedOperand:
         payload = None
         if self.opened is not None:
             payload = self.session.backend.add_public(self.mask_shares, self.opened)
-        return SharedTensor(self.session, payload, self.shape, self.frac, self.depth)
+        return SharedTensor(self.session, payload, self.shape, self.frac, self.depth, call=self.call)
 
     def append(self, rows: SharedTensor, axis: int = -2) -> "MaskedOperand":
         """W with ``rows`` concatenated along ``axis``; only the new rows are masked (fresh) and opened."""

@@ -56,7 +56,7 @@ def trunc_local(x: SharedTensor, shift: int) -> SharedTensor:
         raise ValueError("local truncation is only correct for two parties")
     x.session._work("trunc_local", elems=2 * x.size)
     payload = x.session.backend.trunc_local(x.payload, shift)
-    return SharedTensor(x.session, payload, x.shape, x.frac - shift, x.depth)
+    return SharedTensor(x.session, payload, x.shape, x.frac - shift, x.depth, call=x.call)
 
 
 @protocol(
@@ -94,7 +94,7 @@ def trunc_pr(x: SharedTensor, shift: int) -> SharedTensor:
     ring = session.ring
     K = ring.bits
     r, r_low, r_top = session.dealer.trunc_pair(x.shape, shift)
-    masked = SharedTensor(session, r, x.shape, 0, x.depth)
+    masked = SharedTensor(session, r, x.shape, 0, x.depth, call=x.call)
     shifted = x._like(x.payload, x.shape, frac=0) + ring.const(1 << (K - 2))  # public constant: party 0 adds
     opened = shifted._like(_add_payload(session, shifted.payload, masked.payload), x.shape)
     (c,), depth = session._open("open", [opened])

@@ -1,0 +1,128 @@
+"""Every `mpsim` command through its entry point, with assertions on what it prints."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from mpsim.cli import main
+
+
+def run(argv, capsys):
+    code = main(argv)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_op_prints_the_breakdown_with_latency_per_profile(capsys):
+    code, out, _ = run(["op", "max", "--shape", "4x16", "--net", "lan,wan"], capsys)
+    assert code == 0
+    # 4 tournament levels of (MSB: 7 rounds + select: 1 round)
+    assert "rounds 32" in out and "msb" in out and "select" in out
+    assert "lan" in out and "wan" in out and "dominant" in out
+
+
+def test_op_json_is_a_report_with_exact_numbers(capsys):
+    code, out, _ = run(["op", "eqz", "--shape", "3x5", "--json"], capsys)
+    assert code == 0
+    report = json.loads(out)
+    assert report["schema_version"] == 1
+    total = report["totals"]
+    assert total["rounds"] == 7
+    # eqz: (N-1) n (K + 2(K-1)) bits = 15 * 190 bits per party
+    assert total["sent_bytes"] == [15 * 190 / 8] * 2
+    assert report["tree"]["children"][0]["path"] == "eqz"
+    assert report["provenance"]["config"]["parties"] == 2 and report["provenance"]["extra"]["op"] == "eqz"
+
+
+def test_op_csv_has_a_header_and_one_row_per_scope(capsys):
+    code, out, _ = run(["op", "relu", "--shape", "8", "--csv"], capsys)
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(out)))
+    scopes = [r["path"] for r in rows]
+    assert "relu/msb" in scopes and "relu/select" in scopes
+
+
+def test_save_and_compare_reports_with_ratios(tmp_path, capsys):
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    assert run(["op", "onehot", "--shape", "4x5", "--n", "64", "--save", str(a)], capsys)[0] == 0
+    assert run(["op", "onehot_equality", "--shape", "4x5", "--n", "64", "--save", str(b)], capsys)[0] == 0
+    code, out, _ = run(["compare", str(a), str(b)], capsys)
+    assert code == 0
+    assert "onehot 4x5" in out and "onehot_equality 4x5" in out and "x" in out
+    code, out, _ = run(["compare", str(a), str(b), "--json"], capsys)
+    data = json.loads(out)
+    rotation, equality = data["runs"]
+    assert rotation["ratio_vs_first"]["rounds"] == 1.0
+    assert equality["ratio_vs_first"]["max_sent_bytes"] > 100  # 64 equality tests vs 6 bits per index
+
+
+def test_sweep_json_and_csv(capsys):
+    code, out, _ = run(["op", "max", "--shape", "2xN", "--sweep", "N=4,8,16", "--json"], capsys)
+    assert code == 0
+    result = json.loads(out)
+    assert [p["N"] for p in result["points"]] == [4, 8, 16]
+    assert [p["rounds"] for p in result["points"]] == [16, 24, 32]  # log2 N levels of 8 rounds
+    assert all(p["latency_s"]["wan"] > p["latency_s"]["lan"] for p in result["points"])
+    code, out, _ = run(["op", "max", "--shape", "2xN", "--sweep", "N=4,8", "--csv"], capsys)
+    lines = out.strip().splitlines()
+    assert lines[0].startswith("N,rounds") and len(lines) == 3
+
+
+def test_sweep_plot_writes_a_png(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "curve.png"
+    code, out, _ = run(["op", "max", "--shape", "2xN", "--sweep", "N=4,8", "--plot", str(png)], capsys)
+    assert code == 0 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_without_matplotlib_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    code, _, err = run(["op", "max", "--shape", "2xN", "--sweep", "N=4", "--plot", str(tmp_path / "x.png")], capsys)
+    assert code == 2 and "mpsim[plot]" in err
+
+
+def test_profiles_and_table_and_list(capsys):
+    code, out, _ = run(["profiles", "--json"], capsys)
+    names = {p["name"]: p for p in json.loads(out)["profiles"]}
+    assert names["lan"]["bandwidth_bps"] == 3e9 and names["wan"]["rtt_s"] == 0.04
+    code, out, _ = run(["op", "--list"], capsys)
+    assert code == 0 and "topk" in out and "onehot" in out
+    code, out, _ = run(["table"], capsys)
+    assert code == 0 and "| `msb` |" in out
+
+
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["op", "nope"], "unknown operation"),
+        (["op", "max", "--shape", "0x3"], "bad shape"),
+        (["op", "max", "--sweep", "N="], "bad --sweep"),
+        (["op", "max", "--shape", "4xN", "--sweep", "M=4"], "does not appear"),
+        (["op", "max", "--net", "fast"], "BANDWIDTH/PING"),
+        (["op", "matmul", "--shape", "4x4"], "MxKxN"),
+        (["op", "onehot", "--shape", "4"], "--n"),
+        (["compare", "/nonexistent.json"], "cannot read"),
+        (["op", "max", "--parties", "0"], "positive integer"),
+    ],
+)
+def test_bad_arguments_are_one_line_and_nonzero(argv, needle, capsys):
+    try:
+        code = main(argv)
+    except SystemExit as exit_:  # argparse's own errors
+        code = exit_.code
+    err = capsys.readouterr().err
+    assert code == 2
+    assert needle in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_console_script_is_installed_and_runs():
+    exe = shutil.which("mpsim")
+    cmd = [exe] if exe else [sys.executable, "-m", "mpsim.cli"]
+    out = subprocess.run(cmd + ["profiles", "--csv"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("name,bandwidth_bps,rtt_s,source")
