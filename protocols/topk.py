@@ -288,7 +288,8 @@ def _partition_round(session, keys: SharedTensor, segments, sim_ranks):
 
     outcome, depth = _open_outcomes(session, greater, simulate if sim_ranks is not None else None)
     # What happens next is chosen by these public outcomes: it cannot start before they are known.
-    keys.depth = max(keys.depth, depth)
+    if depth >= keys.depth:
+        keys.depth, keys.call = depth, session.channel.latest_call(depth)
     out, start = [], 0
     for row, pos in segments:
         m = len(pos) - 1
@@ -421,7 +422,7 @@ def _topk_shuffle(x: SharedTensor, k: int, sorted_: bool):
         chosen = _quicksort(session, sh_keys, chosen, sim_ranks)
     rows_idx = np.repeat(np.arange(rows), k).reshape(rows, k)
     pos = np.stack(chosen).astype(np.int64) if rows else np.zeros((0, k), np.int64)
-    sh_x.depth = max(sh_x.depth, sh_keys.depth)  # the chosen positions are known only after the last opening
+    sh_x.depth, sh_x.call = sh_keys.depth, sh_keys.call  # the chosen positions are known after the last opening
     values = sh_x[rows_idx, pos]
     oh = onehot_rotation(sh_keys[rows_idx, pos], n, check_domain=False)  # reduces the key mod 2^b = j
     index = oh @ np.arange(n, dtype=np.int64)
