@@ -7,6 +7,8 @@
   of 2^-f, and checks that the three backends' ledgers (messages and local work) are identical.
 * ``assert_cost(fn, inputs, rounds=..., sent=..., offline=...)``: checks a protocol's measured cost against
   the author's own declaration (bytes; ``sent`` per party or one number for all).
+* ``capture_openings(session)``: for security tests, records what the parties see opened: returns a list
+  that gets, for every later ``session.channel.open`` call, that call's list of opened values.
 
 Example::
 
@@ -96,6 +98,25 @@ def assert_cost(fn: Callable, inputs: Sequence, rounds: int | None = None, sent=
     if offline is not None:
         assert cost.offline_bytes == offline, f"offline bytes: measured {cost.offline_bytes}, declared {offline}"
     return cost
+
+
+def capture_openings(session: Session) -> list:
+    """Record every opening of ``session`` from now on (the transcript the parties observe).
+
+    Wraps ``session.channel.open(op, items, to=None, simulate=None)``, keeping its signature and results,
+    and returns a list to which each call appends its list of opened values, as ``open`` returns them.
+    For security tests: e.g. check that opened masks look uniform whatever the secret.
+    """
+    seen = []
+    original = session.channel.open
+
+    def open_and_record(op, items, to=None, simulate=None):
+        values, depth = original(op, items, to=to, simulate=simulate)
+        seen.append(values)
+        return values, depth
+
+    session.channel.open = open_and_record
+    return seen
 
 
 @pytest.fixture(params=MPC_CONFIGS, ids=[f"N{n}-{b}" for n, b in MPC_CONFIGS])

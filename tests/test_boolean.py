@@ -18,27 +18,17 @@ from hypothesis.extra import numpy as hnp
 
 import mpsim
 import protocols as P
-from mpsim import SharedTensor, Unrevealed
-from protocols.registry import REGISTRY
+from protocol_env import BACKENDS, CONFIGS, ProtocolEnv, config_id
 
-BACKENDS = ("share", "ideal", "count")
-RINGS = {64: 16, 32: 8}
-CONFIGS = [(b, n, k) for b in BACKENDS for n in (2, 3) for k in RINGS]
 PROPERTY = settings(max_examples=20, deadline=None, database=None)
 
 
-class Env:
-    def __init__(self, backend, parties, ring_bits, seed=11):
-        self.backend, self.N, self.K = backend, parties, ring_bits
-        self.f = RINGS[ring_bits]
-        self.s = mpsim.Session(parties=parties, ring_bits=ring_bits, frac_bits=self.f, seed=seed,
-                               backend=backend, trunc="dealer" if ring_bits == 32 else "auto")
-        self.rng = np.random.default_rng(7)
-        self.mask = (1 << ring_bits) - 1
+class Env(ProtocolEnv):
+    SEED, RNG_SEED = 11, 7
 
-    @property
-    def count(self) -> bool:
-        return self.backend == "count"
+    def __init__(self, backend, parties, ring_bits, seed=None):
+        super().__init__(backend, parties, ring_bits, seed=seed)
+        self.mask = (1 << ring_bits) - 1
 
     def ring_ints(self, n: int) -> np.ndarray:
         """Random signed integers over the whole ring, plus its extremes and the values around 0."""
@@ -50,42 +40,8 @@ class Env:
         """The ring encoding of signed integers as uint64 words."""
         return self.s.ring.from_ints(np.asarray(values, dtype=np.int64))
 
-    def bits(self, t, expected, width=None) -> None:
-        expected = np.asarray(expected).astype(np.uint64)
-        assert isinstance(t, SharedTensor) and t.kind == "B" and t.shape == expected.shape
-        if width is not None:
-            assert t.width == width
-        got = P.reveal_bits(t)
-        if self.count:
-            assert isinstance(got, Unrevealed) and got.shape == expected.shape
-            return
-        assert isinstance(got, np.ndarray) and got.dtype == np.uint64
-        np.testing.assert_array_equal(got, expected)
 
-    def values(self, t, expected, frac=None) -> None:
-        expected = np.asarray(expected)
-        assert isinstance(t, SharedTensor) and t.kind == "A" and t.shape == expected.shape
-        if frac is not None:
-            assert t.frac == frac
-        got = self.s.reveal(t)
-        if self.count:
-            assert isinstance(got, Unrevealed)
-            return
-        np.testing.assert_array_equal(got, expected)
-
-    def cost_of(self, fn):
-        mark = self.s.mark()
-        out = fn()
-        return out, self.s.cost(since=mark)
-
-    def declared(self, name, **dims) -> mpsim.Cost:
-        return REGISTRY[name].declared(self.K, self.N, trunc=self.s.trunc, **dims)
-
-    def zero(self) -> mpsim.Cost:
-        return mpsim.Cost(0, 0, (0,) * self.N, 0, (0,) * self.N)
-
-
-@pytest.fixture(params=CONFIGS, ids=[f"{b}-N{n}-K{k}" for b, n, k in CONFIGS])
+@pytest.fixture(params=CONFIGS, ids=[config_id(c) for c in CONFIGS])
 def env(request):
     return Env(*request.param)
 

@@ -25,32 +25,22 @@ from hypothesis.extra import numpy as hnp
 
 import mpsim
 import protocols as P
-from mpsim import SharedTensor, Unrevealed
+from protocol_env import CONFIGS, RINGS, ProtocolEnv, config_id
 from protocols.reduce import levels
-from protocols.registry import REGISTRY
 
-BACKENDS = ("share", "ideal", "count")
-RINGS = {64: 16, 32: 8}
-CONFIGS = [(b, n, k) for b in BACKENDS for n in (2, 3) for k in RINGS]
 PROPERTY = settings(max_examples=20, deadline=None, database=None)
 
 
-class Env:
+class Env(ProtocolEnv):
     """One session plus: inputs inside the comparison domain, checked reveals of bits and values, costs."""
 
-    def __init__(self, backend, parties, ring_bits, seed=5):
-        self.backend, self.N, self.K = backend, parties, ring_bits
-        self.f = RINGS[ring_bits]
+    SEED, RNG_SEED = 5, 99
+
+    def __init__(self, backend, parties, ring_bits, seed=None):
+        super().__init__(backend, parties, ring_bits, seed=seed)
         self.ulp = 2.0**-self.f
         self.L = 2.0 ** (ring_bits - 2 - self.f)  # half the comparison domain 2^(K-1-f)
         self.step = max(self.ulp, self.L / 2**52)  # the finest grid float64 holds exactly up to L
-        self.s = mpsim.Session(parties=parties, ring_bits=ring_bits, frac_bits=self.f, seed=seed,
-                               backend=backend, trunc="dealer" if ring_bits == 32 else "auto")
-        self.rng = np.random.default_rng(99)
-
-    @property
-    def count(self) -> bool:
-        return self.backend == "count"
 
     def edges(self) -> np.ndarray:
         top = self.L - self.step
@@ -71,42 +61,11 @@ class Env:
         return a, b
 
     def bits(self, t, expected) -> None:
-        expected = np.asarray(expected)
-        assert isinstance(t, SharedTensor) and t.kind == "B" and t.width == 1 and t.frac == 0
-        assert t.shape == expected.shape
-        got = P.reveal_bits(t)
-        if self.count:
-            assert isinstance(got, Unrevealed) and got.shape == expected.shape
-            return
-        assert got.dtype == np.uint64
-        np.testing.assert_array_equal(got, expected.astype(np.uint64))
-
-    def values(self, t, expected, frac=None) -> None:
-        expected = np.asarray(expected)
-        assert isinstance(t, SharedTensor) and t.kind == "A"
-        assert t.shape == expected.shape, f"shape {t.shape} != numpy's {expected.shape}"
-        if frac is not None:
-            assert t.frac == frac
-        got = self.s.reveal(t)
-        if self.count:
-            assert isinstance(got, Unrevealed)
-            return
-        np.testing.assert_array_equal(got, expected)
-
-    def cost_of(self, fn):
-        mark = self.s.mark()
-        out = fn()
-        return out, self.s.cost(since=mark)
-
-    def declared(self, name, **dims) -> mpsim.Cost:
-        return REGISTRY[name].declared(self.K, self.N, trunc=self.s.trunc, **dims)
+        """Comparison results are single bits at scale 0."""
+        super().bits(t, expected, width=1, frac=0)
 
 
-def _config_id(c):
-    return f"{c[0]}-N{c[1]}-K{c[2]}"
-
-
-@pytest.fixture(params=CONFIGS, ids=[_config_id(c) for c in CONFIGS])
+@pytest.fixture(params=CONFIGS, ids=[config_id(c) for c in CONFIGS])
 def env(request):
     return Env(*request.param)
 
@@ -310,7 +269,7 @@ def test_maximum_minimum_match_numpy(env):
 
 def _tournament_cost(env, rows: int, n: int, with_index: bool) -> mpsim.Cost:
     """The declared cost of the tournament: per level, one msb and one select over the pairs."""
-    total = mpsim.Cost(0, 0, (0,) * env.N, 0, (0,) * env.N)
+    total = env.zero()
     while n > 1:
         m = rows * (n // 2)
         total = total + env.declared("msb", n=m)
@@ -333,7 +292,7 @@ REDUCE_CONFIGS = [("share", 2, 64), ("share", 3, 32), ("ideal", 2, 32), ("ideal"
                   ("count", 3, 32)]
 
 
-@pytest.fixture(params=REDUCE_CONFIGS, ids=[_config_id(c) for c in REDUCE_CONFIGS])
+@pytest.fixture(params=REDUCE_CONFIGS, ids=[config_id(c) for c in REDUCE_CONFIGS])
 def renv(request):
     return Env(*request.param)
 

@@ -23,22 +23,17 @@ def _session(parties, ring_bits, backend, seed=7):
                          seed=seed, backend=backend)
 
 
-def _run(name, parties, ring_bits, backend):
+def _run(name, parties, ring_bits, backend, declared=True):
+    """Run the protocol's registered example; returns (session, measured cost, declared cost or None when
+    ``declared`` is false, the call's messages)."""
     entry = REGISTRY[name]
     s = _session(parties, ring_bits, backend)
     args, kwargs = entry.example(s)
     mark = s.mark()
     entry.fn(*args, **kwargs)
-    return s, s.cost(since=mark), entry.declared_for(s, *args, **kwargs), s.ledger.messages[mark:]
-
-
-def _run_randomized(name, parties, ring_bits, backend):
-    entry = REGISTRY[name]
-    s = _session(parties, ring_bits, backend)
-    args, kwargs = entry.example(s)
-    mark = s.mark()
-    entry.fn(*args, **kwargs)
-    return s, s.cost(since=mark), None, s.ledger.messages[mark:]
+    measured = s.cost(since=mark)
+    declaration = entry.declared_for(s, *args, **kwargs) if declared else None
+    return s, measured, declaration, s.ledger.messages[mark:]
 
 
 def test_every_protocol_has_a_complete_declaration():
@@ -64,7 +59,7 @@ def test_measured_equals_declared_on_every_backend(name, parties, ring_bits):
             # agree exactly; count draws them (tests/test_topk.py checks its distribution).
             if backend == "count":
                 continue
-            s, measured, _, messages = _run_randomized(name, parties, ring_bits, backend)
+            s, measured, _, messages = _run(name, parties, ring_bits, backend, declared=False)
         else:
             s, measured, declared, messages = _run(name, parties, ring_bits, backend)
             assert measured == declared, f"{name} on {backend}: measured {measured} != declared {declared}"

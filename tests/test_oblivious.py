@@ -23,12 +23,9 @@ from hypothesis import strategies as st
 
 import mpsim
 import protocols as P
-from mpsim import SharedTensor, Unrevealed
-from protocols.registry import REGISTRY
+from mpsim import SharedTensor
+from protocol_env import BACKENDS, CONFIGS, RINGS, ProtocolEnv, config_id
 
-BACKENDS = ("share", "ideal", "count")
-RINGS = {64: 16, 32: 8}
-CONFIGS = [(b, n, k) for b in BACKENDS for n in (2, 3) for k in RINGS]
 PROPERTY = settings(max_examples=25, deadline=None, database=None)
 
 
@@ -40,46 +37,19 @@ def onehot_ref(index, n: int) -> np.ndarray:
     return (np.asarray(index)[..., None] == np.arange(n)).astype(np.int64)
 
 
-class Env:
-    def __init__(self, backend, parties, ring_bits, seed=3, check_domain=False):
-        self.backend, self.N, self.K = backend, parties, ring_bits
-        self.f = RINGS[ring_bits]
-        self.s = mpsim.Session(parties=parties, ring_bits=ring_bits, frac_bits=self.f, seed=seed, backend=backend,
-                               trunc="dealer" if ring_bits == 32 else "auto", check_domain=check_domain)
-        self.rng = np.random.default_rng(21)
+class Env(ProtocolEnv):
+    """Sessions take options as keywords: ``Env(backend, parties, ring_bits, check_domain=True)``."""
 
-    @property
-    def count(self) -> bool:
-        return self.backend == "count"
+    SEED, RNG_SEED = 3, 21
 
     def index(self, values) -> SharedTensor:
         return self.s.input(np.asarray(values, dtype=np.int64), frac_bits=0)
-
-    def values(self, t, expected, frac=None) -> None:
-        expected = np.asarray(expected)
-        assert isinstance(t, SharedTensor) and t.kind == "A"
-        assert t.shape == expected.shape, f"shape {t.shape} != {expected.shape}"
-        if frac is not None:
-            assert t.frac == frac
-        got = self.s.reveal(t)
-        if self.count:
-            assert isinstance(got, Unrevealed)
-            return
-        np.testing.assert_array_equal(got, expected)
-
-    def cost_of(self, fn):
-        mark = self.s.mark()
-        out = fn()
-        return out, self.s.cost(since=mark)
-
-    def declared(self, name, **dims) -> mpsim.Cost:
-        return REGISTRY[name].declared(self.K, self.N, trunc=self.s.trunc, **dims)
 
     def matrix(self, n: int, d: int) -> np.ndarray:
         return np.rint(self.rng.uniform(-50, 50, (n, d)) * 2**self.f) / 2**self.f
 
 
-@pytest.fixture(params=CONFIGS, ids=[f"{b}-N{n}-K{k}" for b, n, k in CONFIGS])
+@pytest.fixture(params=CONFIGS, ids=[config_id(c) for c in CONFIGS])
 def env(request):
     return Env(*request.param)
 

@@ -6,23 +6,10 @@ import pytest
 
 import mpsim
 import protocols
+from mpsim.testing import capture_openings
 from protocols.registry import REGISTRY
 
 ULP = 2.0**-16
-
-
-def _capture_openings(session):
-    """Wrap the channel so a test can see what was opened (the transcript a party observes)."""
-    seen = []
-    original = session.channel.open
-
-    def spy(op, items, to=None, simulate=None):
-        values, depth = original(op, items, to=to, simulate=simulate)
-        seen.append(values)
-        return values, depth
-
-    session.channel.open = spy
-    return seen
 
 
 @pytest.mark.parametrize("parties", [2, 3])
@@ -62,7 +49,7 @@ def test_every_use_gets_a_fresh_pad():
     s = mpsim.Session(parties=2, seed=3)
     x = s.input(np.ones((2, 8)))
     wm = s.reusable(s.input(np.ones((8, 3))))
-    seen = _capture_openings(s)
+    seen = capture_openings(s)
     x @ wm
     x @ wm
     e1, e2 = seen[0][0], seen[1][0]

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import mpsim
+from mpsim.testing import capture_openings
 
 N_SAMPLES = 40_000
 
@@ -42,17 +43,10 @@ def test_each_party_share_is_uniform_whatever_the_secret(parties, secret):
 @pytest.mark.parametrize("secret", SECRETS, ids=["zeros", "constant"])
 def test_opened_values_of_products_and_truncation_are_uniform(secret):
     s = mpsim.Session(parties=3, seed=23, trunc="dealer")
-    opened = []
-    original = s.channel.open
-
-    def spy(op, items, to=None, simulate=None):
-        values, depth = original(op, items, to=to, simulate=simulate)
-        opened.extend(values)
-        return values, depth
-
-    s.channel.open = spy
+    calls = capture_openings(s)
     x = s.input(secret)
     x * x  # opens x - a, then trunc_pr opens x' + r
+    opened = [value for values in calls for value in values]
     assert len(opened) == 2
     for value in opened:
         _assert_uniform(value)
