@@ -8,6 +8,7 @@ from .arith import beaver_matmul, beaver_mul, beaver_square, reveal, share_input
 from .boolean import a2b, and_, b2a, b2a_bit, msb, not_, reveal_bits, share_bits, xor
 from .compare import abs_, eq, eqz, ge, gt, le, lt, ltz, maximum, minimum, relu, select, sign, where
 from .fxp import matmul, matmul_public, mul, mul_public
+from .nonlinear import NonlinearConfig, exp, gelu, layernorm, reciprocal, rmsnorm, rsqrt, silu, softmax
 from .oblivious import gather, onehot, onehot_equality, onehot_rotation
 from .reduce import argmax, argmin, max, min
 from .registry import REGISTRY, markdown_table, protocol
@@ -22,4 +23,5 @@ __all__ = [
     "mul", "mul_public", "not_", "onehot", "onehot_equality", "onehot_rotation", "protocol", "relu", "reveal",
     "reveal_bits", "select", "share_bits", "share_input", "shuffle", "sign", "topk", "topk_max", "topk_shuffle", "topk_sort", "trunc_local", "trunc_pr", "truncate",
     "where", "xor",
+    "NonlinearConfig", "exp", "gelu", "layernorm", "reciprocal", "rmsnorm", "rsqrt", "silu", "softmax",
 ]

@@ -1,0 +1,1153 @@
+"""Non-linear functions of a transformer in fixed point on secret-shared tensors, with plaintext twins.
+
+exp, reciprocal, rsqrt, softmax (exact and PUMA-style), GeLU, SiLU, LayerNorm and RMSNorm, built from the
+ring protocols (Beaver products, truncation, MSB, bit selection). Every approximation knob sits in one
+:class:`NonlinearConfig` (``Session(approx=...)`` or a ``config=`` argument). Every public function is
+registered with its declared cost; where that cost depends on the configuration, the entry's ``dims``
+reads the configuration of the actual call, so the declaration is exact for any configuration.
+
+Fixed-point conventions used throughout (f = fractional bits of the input):
+
+* a "product" is a Beaver product followed by one truncation (floor, or floor + 1 ULP);
+* a linear combination with public real coefficients is formed at double scale (ring products by the
+  encoded coefficients are local) and truncated once;
+* polynomials are evaluated in z = x / 4, which is x's ring integer read at scale f + 2 (no truncation), so
+  that powers of z stay below 1 and coefficients near 1 keep their precision after encoding.
+
+Truncations follow the engine: exact floor in the ideal backend, floor or floor + 1 (stochastic rounding,
+unbiased) in the share backend. No rounding offset is added: it would un-bias the ideal backend but bias the
+real protocols by half a unit per truncation, which the squarings of exp amplify 2^t-fold.
+
+Each approximation has a twin in plain numpy (:class:`Twin`, ``twin_*``): the same steps on the same
+fixed-point grid with floor truncation, carrying a bound on how far an MPC run can be from it (every
+truncation may add one ULP; input differences propagate through products). The ideal backend equals the
+twin exactly; the share backend stays within the bound. The docstrings state each function's domain and
+its error against the true function, measured on the twin at f = 16 (tests/test_nonlinear.py checks them).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+
+from mpsim.tensor import SharedTensor, concatenate, stack
+
+from .arith import beaver_mul, beaver_square
+from .boolean import msb, not_, xor
+from .compare import select
+from .reduce import levels
+from .reduce import max as _reduce_max
+from .registry import protocol
+from .trunc import truncate
+
+EXP_METHODS = ("limit", "pade")
+RECIP_METHODS = ("goldschmidt", "newton")
+
+# Reciprocal on [0.5, 1): y0 = C - 2x with C = 4 sqrt(3) - 4 (the slope 2 keeps y0 free of truncation; this C
+# equalises the extremes of 1 - x y0 = 1 - Cx + 2x^2 at x = 1 and x = C/4: max |1 - x y0| = 3 - C = 0.0718).
+RECIP_C = 4.0 * math.sqrt(3.0) - 4.0
+RECIP_E0 = 3.0 - RECIP_C
+# rsqrt on [0.5, 1): minimax relative error of a linear guess, max |y0 sqrt(x) - 1| = 0.02226 (Nelder-Mead on
+# a grid of 20001 points).
+RSQRT_A, RSQRT_B = 1.787727479911323, 0.8099868548047122
+RSQRT_E0 = 0.022259374893396133
+# Pade [2/2] of e^u on u in [-0.875, 0]: Q(u) = 1 - u/2 + u^2/12 lies in [1, Q(-0.875)]; the Goldschmidt
+# division starts from the constant 2 / (1 + Q(-0.875)), so |1 - c Q| <= (Qmax - 1)/(Qmax + 1) = 0.2004.
+PADE_UMAX = 0.875
+_PADE_QMAX = 1.0 + PADE_UMAX / 2 + PADE_UMAX**2 / 12
+PADE_C = 2.0 / (1.0 + _PADE_QMAX)
+PADE_E0 = (_PADE_QMAX - 1.0) / (_PADE_QMAX + 1.0)
+
+# GeLU pieces (our fit, see gelu's docstring): 0 below -4; cubic on [-4, -2); 0.5x + even octic on
+# [-2, 3.125]; x above 3.125. Coefficients of powers of x.
+GELU_T0, GELU_T1, GELU_T2 = -4.0, -2.0, 3.125
+GELU_LOW = (-0.49294084525197385, -0.4086232387088689, -0.11339043848812051, -0.01051450646466929)
+GELU_MID = (2.4296359232707145e-03, 3.8422762470953042e-01, -5.1900071805092089e-02, 4.4810421770892983e-03,
+            -1.5624932381771070e-04)  # x^0, x^2, x^4, x^6, x^8
+# SiLU pieces of MPCache's hack_silu (mpcache.md 8.3), copied exactly.
+SILU_SEG1 = (-0.3067541139982155, -0.0819767021525476, -0.0055465625580307)  # x^0, x^1, x^2 on [-8, -4)
+SILU_SEG2 = (0.0085064025895951, 0.2281430841728270, -0.011113046708173, 0.0002743776353465)  # x^0,2,4,6
+POLY_SHIFT = 2  # polynomials are evaluated in z = x / 2^POLY_SHIFT
+
+
+@dataclass(frozen=True)
+class NonlinearConfig:
+    """All approximation knobs of the non-linear protocols (defaults in brackets).
+
+    * ``exp_method`` ["limit"]: "limit" is (1 + x/2^t)^(2^t) with t = ``exp_iters`` [8] squarings; "pade" is
+      the [2/2] Pade approximant of e^(x/2^s) (a Goldschmidt division of ``exp_pade_iters`` [3] steps),
+      raised to 2^s by s = ``exp_pade_squarings`` [4] squarings.
+    * ``exp_clip`` [None]: exp returns 0 below this threshold (one comparison and one selection).
+    * ``recip_method`` ["goldschmidt"] or "newton", ``recip_iters`` [3]; ``rsqrt_iters`` [2] Newton steps.
+    * ``norm_log2_max`` [None]: reciprocal and rsqrt accept x in [2^-f, 2^D) with D this value; None picks
+      D = min(21, K - f - 12): 21 for K = 64 (f <= 24), 12 for K = 32, f = 8. The normalising product stays
+      below 2^(f + D), so its local truncation fails with probability about 2^(f + D + 1 - K): 2^-26 at
+      K = 64, f = 16; 2^-11 at K = 32, f = 8 (the level of K = 32's own products of values near 16).
+    * ``puma_exp_method`` ["pade"] and ``puma_clip`` [-14.0]: the exp used by ``softmax(method="puma")``.
+    """
+
+    exp_method: str = "limit"
+    exp_iters: int = 8
+    exp_pade_squarings: int = 4
+    exp_pade_iters: int = 3
+    exp_clip: float | None = None
+    recip_method: str = "goldschmidt"
+    recip_iters: int = 3
+    rsqrt_iters: int = 2
+    norm_log2_max: int | None = None
+    puma_exp_method: str = "pade"
+    puma_clip: float | None = -14.0
+
+    def __post_init__(self):
+        for name, allowed in (("exp_method", EXP_METHODS), ("puma_exp_method", EXP_METHODS),
+                              ("recip_method", RECIP_METHODS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        for name in ("exp_iters", "exp_pade_squarings", "exp_pade_iters", "recip_iters", "rsqrt_iters"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or not 1 <= value <= 30:
+                raise ValueError(f"{name} must be an integer in [1, 30], got {value!r}")
+        if self.norm_log2_max is not None and (not isinstance(self.norm_log2_max, (int, np.integer))
+                                               or self.norm_log2_max < 1):
+            raise ValueError(f"norm_log2_max must be a positive integer or None, got {self.norm_log2_max!r}")
+        for name in ("exp_clip", "puma_clip"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value)):
+                raise ValueError(f"{name} must be a finite number or None, got {value!r}")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def log2_max(self, K: int, f: int) -> int:
+        """D: reciprocal and rsqrt take x in [2^-f, 2^D), normalised over P = f + D bit positions."""
+        D = self.norm_log2_max if self.norm_log2_max is not None else max(1, min(21, K - f - 12))
+        if f + D > K - 2:
+            raise ValueError(f"norm_log2_max = {D} leaves no room in a {K}-bit ring with {f} fractional bits")
+        return int(D)
+
+    def puma(self) -> "NonlinearConfig":
+        """The configuration softmax(method="puma") hands to exp."""
+        return replace(self, exp_method=self.puma_exp_method, exp_clip=self.puma_clip)
+
+
+def _config(session, config) -> NonlinearConfig:
+    if config is None:
+        config = getattr(session, "approx", None) or NonlinearConfig()
+    if not isinstance(config, NonlinearConfig):
+        raise TypeError(f"config must be a NonlinearConfig, got {type(config).__name__}")
+    return config
+
+
+# -- small local helpers ---------------------------------------------------------------------------------------
+def _relabel(t: SharedTensor, frac: int) -> SharedTensor:
+    """The same ring elements under another fixed-point scale (no arithmetic)."""
+    return t._like(t.payload, t.shape, frac=frac)
+
+
+def _mul(a: SharedTensor, b: SharedTensor) -> SharedTensor:
+    """Fixed-point product: a Beaver product (a square when a is b), then one truncation by the smaller
+    scale. (As ``protocols.fxp.mul``; spelled out here so every product in this module is visibly one.)"""
+    raw = beaver_square(a) if a is b else beaver_mul(a, b)
+    return truncate(raw, min(a.frac, b.frac))
+
+
+def _fixed(x: SharedTensor) -> SharedTensor:
+    if not isinstance(x, SharedTensor) or x.kind != "A":
+        raise TypeError("non-linear functions take an arithmetic SharedTensor")
+    if x.frac == 0:
+        if x.session.frac_bits == 0:
+            raise ValueError("non-linear functions need a fixed-point scale (frac_bits > 0)")
+        x = x._scale_up(x.session.frac_bits)
+    return x
+
+
+def _enc(c: float, frac: int) -> int:
+    return int(np.rint(c * 2.0**frac))
+
+
+def _lin_raw(parts, F: int) -> SharedTensor:
+    """sum_i c_i t_i at scale 2F, untruncated: t_i at scale F times its coefficient encoded at F (local)."""
+    acc = None
+    for t, c in parts:
+        if t.frac != F:
+            raise AssertionError(f"term at scale {t.frac}, expected {F}")
+        term = _relabel(t._mul_public_int(_enc(c, F)), 2 * F)
+        acc = term if acc is None else acc + term
+    return acc
+
+
+def _goldschmidt(n: SharedTensor, d: SharedTensor, iters: int) -> SharedTensor:
+    """n / d for d near 1: n, d <- n (2 - d), d (2 - d); both products share one Beaver call (d's factor is
+    opened once, broadcast). The last step updates n only. |1 - d_k| = |1 - d_0|^(2^k)."""
+    for k in range(iters):
+        g = 2.0 - d
+        if k == iters - 1:
+            return _mul(n, g)
+        nd = _mul(stack([n, d]), g)
+        n, d = nd[0], nd[1]
+    return n
+
+
+def _onehot_msb(x: SharedTensor, P: int) -> SharedTensor:
+    """Boolean one-hot (shape x.shape + (P,)) of pos = floor(log2 x_ring), clamped to [0, P-1].
+
+    The thermometer t_j = [x_ring < 2^j] (j = 1..P-1) comes from one batched MSB call; then h_0 = t_1,
+    h_j = t_{j+1} xor t_j, h_{P-1} = not t_{P-1} (local)."""
+    xi = _relabel(x, 0).reshape(x.shape + (1,))
+    t = msb(xi - np.array([1 << j for j in range(1, P)], dtype=np.int64))
+    parts = [t[..., :1]]
+    if P > 2:
+        parts.append(xor(t[..., 1:], t[..., :-1]))
+    parts.append(not_(t[..., -1:]))
+    return concatenate(parts, axis=-1)
+
+
+def _normalise(x: SharedTensor, P: int, D: int):
+    """(one-hot h, x_n) with x_n = x 2^(f-1-pos) in [0.5, 1) at scale f: one select, one truncation by D."""
+    f = x.frac
+    h = _onehot_msb(x, P)
+    hx = select(h, _relabel(x, 0).reshape(x.shape + (1,)))
+    z = (hx * np.array([1 << (P - 1 - j) for j in range(P)], dtype=np.int64)).sum(axis=-1)
+    return h, truncate(_relabel(z, f + D), D)
+
+
+def _rescale(h: SharedTensor, y: SharedTensor, weights: np.ndarray, S: int) -> SharedTensor:
+    """y * v_pos / 2^S: one select by the one-hot, a public-weighted sum, one truncation by S."""
+    hy = select(h, y.reshape(y.shape + (1,)))
+    z = (hy * weights).sum(axis=-1)
+    return truncate(_relabel(z, y.frac + S), S)
+
+
+def _recip_weights(f: int, P: int) -> np.ndarray:
+    """v_j = 2^(f-1-j) at scale S = f + 1, i.e. 2^(2f - j), and 0 where that is below one unit."""
+    return np.array([1 << (2 * f - j) if j <= 2 * f else 0 for j in range(P)], dtype=np.int64)
+
+
+def _rsqrt_weights(f: int, P: int) -> np.ndarray:
+    """v_j = round(2^((f-1-j)/2) 2^S), S = f + 1."""
+    return np.array([int(np.rint(2.0 ** ((f - 1 - j) / 2 + f + 1))) for j in range(P)], dtype=np.int64)
+
+
+def _check_domain(x: SharedTensor, P: int, D: int, what: str) -> None:
+    session = x.session
+    if not session.check_domain or not session.backend.has_data:
+        return
+    # A debugging check outside the protocol: reads the value without sending anything.
+    values = session.ring.to_signed(session.backend.open(x.payload))
+    if values.size and (values.min() <= 0 or values.max() >= (1 << P)):
+        lo, hi = values.min() / 2.0**x.frac, values.max() / 2.0**x.frac
+        raise ValueError(
+            f"{what}: input outside its domain [2^-{x.frac}, 2^{D}) (check_domain): values span [{lo}, {hi}]; "
+            f"non-positive inputs have no {what} here, larger ones need NonlinearConfig(norm_log2_max=...)"
+        )
+
+
+def _last_axis(x: SharedTensor, axis: int) -> tuple[SharedTensor, bool]:
+    axis = axis % x.ndim if x.ndim else 0
+    if axis == x.ndim - 1:
+        return x, False
+    return x.swapaxes(axis, -1), True
+
+
+# -- cost formulas (strings over K, N, TR, TC, TO and the dims variables) ------------------------------------
+MSB_C = "(K + 2*(2*K - 2 - log2(K)))"  # bits per element each party sends to each other party in msb
+MSB_O = "(3*K - 2 - log2(K))"  # offline bits per element of msb
+
+
+def _exp_formulas(n: str) -> dict:
+    Q = "(t if lim else 1 + q + s)"  # product steps
+    Tq = "(t + 1 if lim else 3 + q + s)"  # truncation steps on the critical path
+    B = "(t if lim else 3*q + s)"  # Beaver-opened elements per input element
+    O = "(t if lim else 2*q + s)"  # Beaver outputs per element
+    Z = "(t + 1 if lim else 2*q + 3 + s)"  # truncated elements per element
+    return {
+        "rounds": f"max({Q} + TR*{Tq}, c*(1 + log2(K))) + c",
+        "calls": f"{Q} + TR*{Tq} + c*(2 + log2(K))",
+        "comm": f"(N-1)*{n}*(K*{B} + c*({MSB_C} + 1 + K)) + TC*{n}*{Z}",
+        "offline": f"{n}*(K*{O} + c*({MSB_O} + 2*K)) + TO*{n}*{Z}",
+    }
+
+
+def _recip_formulas(m: str) -> dict:
+    J = "(I + 1 if gs else 2*I)"  # sequential products of the iteration phase
+    A = "(3*I + 1 if gs else 4*I)"  # Beaver-opened elements per element in that phase
+    rounds = f"log2(K) + 3 + {J} + TR*(2 + {J})"
+    return {
+        "rounds": rounds,
+        "calls": rounds,
+        "comm": f"(N-1)*{m}*((P-1)*{MSB_C} + 2*(P + K) + K*{A}) + TC*{m}*(2 + 2*I)",
+        "offline": f"{m}*((P-1)*{MSB_O} + 4*K*P + 2*K*I) + TO*{m}*(2 + 2*I)",
+    }
+
+
+def _rsqrt_formulas(m: str) -> dict:
+    rounds = "log2(K) + 3 + 2*I + TR*(3 + 2*I)"
+    return {
+        "rounds": rounds,
+        "calls": rounds,
+        "comm": f"(N-1)*{m}*((P-1)*{MSB_C} + 2*(P + K) + 5*K*I) + TC*{m}*(3 + 3*I)",
+        "offline": f"{m}*((P-1)*{MSB_O} + 4*K*P + 3*K*I) + TO*{m}*(3 + 3*I)",
+    }
+
+
+def _softmax_formulas() -> dict:
+    e, r = _exp_formulas("(R*n)"), _recip_formulas("R")
+    mx = "L*(2 + log2(K))"
+    return {
+        "rounds": f"{mx} + ({e['rounds']}) + ({r['rounds']}) + 1 + TR",
+        "calls": f"{mx} + ({e['calls']}) + ({r['calls']}) + 1 + TR",
+        "comm": f"(N-1)*R*(n-1)*({MSB_C} + 1 + K) + {e['comm']} + {r['comm']} + K*(N-1)*R*(n+1) + TC*R*n",
+        "offline": f"R*(n-1)*({MSB_O} + 2*K) + {e['offline']} + {r['offline']} + K*R*n + TO*R*n",
+    }
+
+
+def _norm_formulas(centre: bool) -> dict:
+    r = _rsqrt_formulas("R")
+    k = 6 if centre else 4  # truncation rounds outside rsqrt and the final product
+    means = "4*R" if centre else "2*R"
+    gamma_comm = "gs*(K*(N-1)*(R*n + ng) + TC*R*n) + gp*TC*R*n"
+    gamma_off = "gs*(K + TO)*R*n + gp*TO*R*n"
+    return {
+        "rounds": f"2 + {k}*TR + {r['rounds']}",
+        "calls": f"2 + {k}*TR + {r['rounds']} + gs*(1 + TR) + gp*TR",
+        "comm": f"K*(N-1)*R*n + TC*({means} + R*n) + {r['comm']} + {gamma_comm} + K*(N-1)*R*(n+1) + TC*R*n",
+        "offline": f"K*R*n + TO*({means} + R*n) + {r['offline']} + {gamma_off} + K*R*n + TO*R*n",
+    }
+
+
+def _exp_vars(cfg: NonlinearConfig) -> dict:
+    return {"lim": int(cfg.exp_method == "limit"), "t": cfg.exp_iters, "s": cfg.exp_pade_squarings,
+            "q": cfg.exp_pade_iters, "c": int(cfg.exp_clip is not None)}
+
+
+def _norm_vars(session, cfg: NonlinearConfig, frac: int) -> dict:
+    f = frac or session.frac_bits
+    return {"P": f + cfg.log2_max(session.ring.bits, f)}
+
+
+def _recip_vars(session, cfg, frac) -> dict:
+    return {"gs": int(cfg.recip_method == "goldschmidt"), "I": cfg.recip_iters, **_norm_vars(session, cfg, frac)}
+
+
+_EXP_VARS_DOC = ("n = elements; lim = 1 for the limit method (t squarings), 0 for Pade (s squarings, q division "
+                 "steps); c = 1 when clipping")
+_RECIP_VARS_DOC = "I = iterations; gs = 1 for Goldschmidt, 0 for Newton; P = f + D normalisation positions"
+
+
+def _example_input(values):
+    return lambda s: ((s.input(values),), {})
+
+
+# -- exp ---------------------------------------------------------------------------------------------------------
+_EXP = _exp_formulas("n")
+
+
+@protocol(
+    "exp",
+    rounds=_EXP["rounds"],
+    calls=_EXP["calls"],
+    comm=_EXP["comm"],
+    offline=_EXP["offline"],
+    ref="limit: CrypTen (Knott et al., NeurIPS 2021); Pade [2/2] with squaring: SPU fxp_exp_mode=1 / PUMA",
+    dims=lambda x, config=None: {"n": x.size, **_exp_vars(_config(x.session, config))},
+    example=_example_input(np.linspace(-6.0, 0.5, 16).reshape(2, 8)),
+    vars_doc=_EXP_VARS_DOC,
+)
+def exp(x: SharedTensor, config: NonlinearConfig | None = None) -> SharedTensor:
+    """e^x elementwise (scale f in, scale f out).
+
+    Steps ("limit", t = exp_iters):
+      1. b = 1 + floor(x / 2^t) (one truncation by t bits).
+      2. b <- b * b, t times (squares).
+    Steps ("pade", s = exp_pade_squarings, q = exp_pade_iters):
+      1. u = floor(x / 2^s); u^2 (one square).
+      2. n0 = c P(u), d0 = c Q(u) with P(u) = 1 + u/2 + u^2/12, Q(u) = P(-u), c = 2 / (1 + Q(-0.875)): one
+         linear combination at double scale, truncated once for both.
+      3. Goldschmidt: n, d <- n (2 - d), d (2 - d), q times (both products in one Beaver call), so
+         n -> P(u) / Q(u) ~ e^u.
+      4. Square s times.
+    Clipping (exp_clip = c0): keep = NOT msb(x - c0), in parallel with the above; out = select(keep, e).
+    Rounds: limit t + TR (t + 1); Pade 1 + q + s + TR (3 + q + s); with clipping max(that, 1 + log2 K) + 1.
+    Comm: limit t squares, (N-1) K t bits per element; Pade 3q + s opened elements per element; plus an msb
+    and a select per element when clipping; TC per truncated element.
+    Leaks: nothing beyond the output.
+    Ref: CrypTen's exp (Knott et al., NeurIPS 2021); Pade exp with squaring as SPU's fxp_exp_mode=1 and PUMA
+    (Dong et al. 2023); Goldschmidt division (Goldschmidt 1964).
+
+    Domain and error (f = 16, on the twin): "limit", t = 8, on [-16, 0]: |err| <= 0.0045. Sources: the
+    floor of x / 2^t moves x by up to 2^(t-f) (a relative error of 2^-8 on e^x); the limit itself gives
+    e^x e^(-x^2/2^(t+1)+...), off by at most 0.0011 (at x = -2); each squaring's truncation error doubles
+    through the later ones. Below -2^t the base 1 + x/2^t is negative; below -2^(t+1) the result
+    diverges. "pade", s = 4, on [-14, 0]: |err| <= 0.0012 (Pade's own relative error is below 1e-3 at
+    u = -0.875 and far smaller near 0; the rest is truncation amplified by the 2^s power); below
+    -0.875 * 2^s it degrades, so use it with clipping. On [0, 1] the errors are 0.026 (limit) and 0.003
+    (Pade). One share-backend run (N = 2, 4096 points) measured 0.0031 (limit) and 0.0007 (Pade).
+    """
+    x = _fixed(x)
+    cfg = _config(x.session, config)
+    f = x.frac
+    if cfg.exp_method == "limit":
+        t = cfg.exp_iters
+        e = truncate(_relabel(x, f + t), t) + 1.0
+        for _ in range(t):
+            e = _mul(e, e)
+    else:
+        s = cfg.exp_pade_squarings
+        u = truncate(_relabel(x, f + s), s)
+        u2 = _mul(u, u)
+        raw_p = _lin_raw([(u, PADE_C / 2), (u2, PADE_C / 12)], f)
+        raw_q = _lin_raw([(u, -PADE_C / 2), (u2, PADE_C / 12)], f)
+        nd = truncate(stack([raw_p, raw_q]), f) + PADE_C
+        e = _goldschmidt(nd[0], nd[1], cfg.exp_pade_iters)
+        for _ in range(s):
+            e = _mul(e, e)
+    if cfg.exp_clip is not None:
+        keep = not_(msb(x - float(cfg.exp_clip)))
+        e = select(keep, e)
+    return e
+
+
+# -- reciprocal and rsqrt --------------------------------------------------------------------------------------------
+_REC = _recip_formulas("m")
+
+
+@protocol(
+    "reciprocal",
+    rounds=_REC["rounds"],
+    comm=_REC["comm"],
+    offline=_REC["offline"],
+    ref="MSB normalisation (Catrina-Saxena, FC 2010; SPU reciprocal) + Goldschmidt (1964) / Newton-Raphson",
+    dims=lambda x, config=None: {"m": x.size, **_recip_vars(x.session, _config(x.session, config), x.frac)},
+    example=_example_input(np.array([[0.5, 1.0, 1.5, 3.0, 7.25, 10.0, 33.0, 100.0]] * 2)),
+    vars_doc="m = elements; " + _RECIP_VARS_DOC,
+)
+def reciprocal(x: SharedTensor, config: NonlinearConfig | None = None) -> SharedTensor:
+    """1/x elementwise for positive x, normalised by the position of x's leading bit.
+
+    Domain: x in [2^-f, 2^D) (D = config.log2_max(K, f): 21 at K = 64, i.e. x < 2 097 152; 12 at K = 32).
+    Steps (P = f + D bit positions of x's ring integer):
+      1. Thermometer: t_j = [x < 2^(j-f)] for j = 1..P-1, one batched MSB call; one-hot of the leading bit
+         h_j = t_{j+1} xor t_j (local).
+      2. Normalise: select(h, x) and the public-weighted sum sum_j h_j x 2^(P-1-j), truncated by D, give
+         x_n = x 2^(f-1-pos) in [0.5, 1) (one select: no B2A of h is needed).
+      3. y0 = C - 2 x_n with C = 4 sqrt(3) - 4, so |1 - x_n y0| <= 0.0718 (local: the slope is an integer).
+      4. Goldschmidt (default): n0 = y0, d0 = x_n y0, then I steps n, d <- n (2-d), d (2-d) (one Beaver
+         call each); Newton: I steps y <- y (2 - x_n y) (two products each).
+      5. Rescale: select(h, y) and sum_j h_j y 2^(2f-j) (weights below one unit are 0), truncated by f + 1,
+         give y 2^(f-1-pos) = 1/x.
+    Rounds: log2 K + 3 + J + TR (2 + J), J = I + 1 (Goldschmidt) or 2I (Newton): 13 for K = 64, N = 2.
+    Comm: an msb of P - 1 values, two selects of P bits and one value, and 3I + 1 (or 4I) opened elements
+    per element; TC per truncated element (2 + 2I of them).
+    Leaks: nothing beyond the output.
+    Ref: normalisation by the leading bit as in Catrina-Saxena (FC 2010) and SPU's reciprocal; Goldschmidt,
+    "Applications of division by convergence" (MIT, 1964); Newton-Raphson division.
+
+    Error (f = 16, on the twin; ``reciprocal_bound``): |y - 1/x| <= 3 2^-f + (5e-5 + 0.0718^(2^I)) / x,
+    i.e. at most 3 ULPs for x in [1, 2^20] (measured 2.8) and a relative error below 6e-5 down to x = 2^-f
+    (measured 2.3e-5). For x >= 2^(f+1) the result is 0 (the true value is below half a unit).
+    Out of domain (x <= 0 or x >= 2^D) the output is meaningless and nothing is raised, unless
+    Session(check_domain=True). The normalising product sits below 2^(f+D) and the rescaling one below
+    2^(2f+1)/x (ring units), which bounds the local-truncation failure rate (2^-26 and, for x >= 1, 2^-30
+    at K = 64, f = 16).
+    """
+    x = _fixed(x)
+    session = x.session
+    cfg = _config(session, config)
+    f = x.frac
+    D = cfg.log2_max(session.ring.bits, f)
+    P = f + D
+    _check_domain(x, P, D, "reciprocal")
+    h, xn = _normalise(x, P, D)
+    y0 = RECIP_C - xn * 2
+    if cfg.recip_method == "goldschmidt":
+        y = _goldschmidt(y0, _mul(xn, y0), cfg.recip_iters)
+    else:
+        y = y0
+        for _ in range(cfg.recip_iters):
+            y = _mul(y, 2.0 - _mul(xn, y))
+    return _rescale(h, y, _recip_weights(f, P), f + 1)
+
+
+_RSQ = _rsqrt_formulas("m")
+
+
+@protocol(
+    "rsqrt",
+    rounds=_RSQ["rounds"],
+    comm=_RSQ["comm"],
+    offline=_RSQ["offline"],
+    ref="MSB normalisation (Catrina-Saxena 2010; SPU rsqrt) + Newton-Raphson for 1/sqrt(x)",
+    dims=lambda x, config=None: {"m": x.size, "I": _config(x.session, config).rsqrt_iters,
+                                 **_norm_vars(x.session, _config(x.session, config), x.frac)},
+    example=_example_input(np.array([[0.5, 1.0, 1.5, 3.0, 7.25, 10.0, 33.0, 100.0]] * 2)),
+    vars_doc="m = elements; I = Newton iterations; P = f + D normalisation positions",
+)
+def rsqrt(x: SharedTensor, config: NonlinearConfig | None = None) -> SharedTensor:
+    """1/sqrt(x) elementwise for positive x, normalised by the position of x's leading bit.
+
+    Domain: x in [2^-f, 2^D), as for ``reciprocal``.
+    Steps:
+      1-2. One-hot of the leading bit and x_n = x 2^(f-1-pos) in [0.5, 1), as in ``reciprocal``.
+      3. y0 = 1.7877 - 0.8100 x_n (one truncation): |y0 sqrt(x_n) - 1| <= 0.0223.
+      4. I Newton steps y <- 1.5 y - 0.5 x_n y^3: [x_n y, y^2] in one Beaver call (y opened once), then
+         their product, combined with 3 y at scale 2f + 1 and truncated once. Error e -> 1.5 e^2.
+      5. Rescale by the public weights round(2^((f-1-j)/2) 2^(f+1)) (the odd exponents carry sqrt(2) in the
+         weight): select(h, y), weighted sum, truncation by f + 1.
+    Rounds: log2 K + 3 + 2I + TR (3 + 2I): 13 for K = 64, N = 2, I = 2.
+    Comm: an msb of P - 1 values, two selects of P bits and one value, 5I opened elements per element;
+    TC per truncated element (3 + 3I of them).
+    Leaks: nothing beyond the output.
+    Ref: Catrina-Saxena (FC 2010) normalisation; SPU's rsqrt; Newton-Raphson for the inverse square root.
+
+    Error (f = 16, on the twin; ``rsqrt_bound``): |y - 1/sqrt(x)| <= 3 2^-f + (1.5e-5 + e_I) / sqrt(x) with
+    e_I the Newton error (8.4e-7 for I = 2): at most 3 ULPs for x >= 1, relative 1.6e-5 near 2^-f. Out of
+    domain as for ``reciprocal``.
+    """
+    x = _fixed(x)
+    session = x.session
+    cfg = _config(session, config)
+    f = x.frac
+    D = cfg.log2_max(session.ring.bits, f)
+    P = f + D
+    _check_domain(x, P, D, "rsqrt")
+    h, xn = _normalise(x, P, D)
+    y = truncate(_lin_raw([(xn, -RSQRT_B)], f), f) + RSQRT_A
+    for _ in range(cfg.rsqrt_iters):
+        prods = _mul(stack([xn, y]), y)  # x_n y and y^2
+        m_raw = beaver_mul(prods[0], prods[1])  # x_n y^3 at scale 2f
+        y = truncate(_relabel(y._mul_public_int(3 << f), 2 * f + 1) - _relabel(m_raw, 2 * f + 1), f + 1)
+    return _rescale(h, y, _rsqrt_weights(f, P), f + 1)
+
+
+# -- softmax ---------------------------------------------------------------------------------------------------------
+_SMX = _softmax_formulas()
+
+
+def _softmax_dims(puma: bool):
+    def dims(x, axis=-1, config=None):
+        cfg = _config(x.session, config)
+        n = x.shape[axis]
+        return {"R": x.size // n, "n": n, "L": levels(n), **_exp_vars(cfg.puma() if puma else cfg),
+                **_recip_vars(x.session, cfg, x.frac)}
+
+    return dims
+
+
+_SOFTMAX_EXAMPLE = np.round(np.random.default_rng(5).uniform(-4, 4, size=(2, 8)), 3)
+_SOFTMAX_VARS_DOC = ("R = rows; n = row length; L = ceil(log2 n) max levels; exp: " + _EXP_VARS_DOC
+                     + "; reciprocal: " + _RECIP_VARS_DOC)
+
+
+def _softmax(x, axis, cfg, exp_cfg):
+    x = _fixed(x)
+    xt, swapped = _last_axis(x, axis)
+    m = _reduce_max(xt, axis=-1)
+    e = exp(xt - m.reshape(m.shape + (1,)), config=exp_cfg)
+    r = reciprocal(e.sum(axis=-1), config=cfg)
+    out = _mul(e, r.reshape(r.shape + (1,)))
+    return out.swapaxes(axis, -1) if swapped else out
+
+
+@protocol(
+    "softmax_exact",
+    rounds=_SMX["rounds"],
+    calls=_SMX["calls"],
+    comm=_SMX["comm"],
+    offline=_SMX["offline"],
+    ref="CrypTen softmax (max subtraction, exp, one reciprocal per row)",
+    dims=_softmax_dims(False),
+    example=_example_input(_SOFTMAX_EXAMPLE),
+    vars_doc=_SOFTMAX_VARS_DOC,
+)
+def softmax_exact(x: SharedTensor, axis: int = -1, config: NonlinearConfig | None = None) -> SharedTensor:
+    """Softmax along ``axis`` with the configured exp (default: limit, t = 8, no clipping).
+
+    Steps:
+      1. m = max along the axis (tournament, ``protocols.max``): L = ceil(log2 n) levels of msb + select.
+      2. d = x - m (local); e = exp(d) (config's method and clipping).
+      3. s = sum of e along the row (local); r = reciprocal(s): ONE reciprocal per row.
+      4. out = e * r, r broadcast along the row (one Beaver call: r is opened once per row).
+    Rounds: L (2 + log2 K) + exp + reciprocal + 1 + TR: 94 for (32, 512), N = 2, K = 64.
+    Comm: per row n - 1 msb and selects; exp per element; one reciprocal per row; K(N-1)(n + 1) per row
+    for the product; TC per output element.
+    Leaks: nothing beyond the output.
+    Ref: CrypTen's softmax (Knott et al. 2021); one reciprocal per row as in SPU/PUMA.
+
+    Domain: rows whose spread max - min is below 2^t (the limit exp is meaningless below -2^t). Error (f = 16,
+    default config, on the twin, n = 512): <= 0.03 per output, measured 0.025. The limit's log-error
+    d^2 / 2^(t+1) on an entry d below the max moves probability mass; the worst rows hold one maximum and
+    n - 1 entries near d = -ln(n - 1) (0.019 from that alone, plus the floor bias of exp).
+    """
+    cfg = _config(x.session, config)
+    return _softmax(x, axis, cfg, cfg)
+
+
+@protocol(
+    "softmax_puma",
+    rounds=_SMX["rounds"],
+    calls=_SMX["calls"],
+    comm=_SMX["comm"],
+    offline=_SMX["offline"],
+    ref="PUMA (Dong et al. 2023) / MPCache hack_softmax: exp clipped to 0 below -14",
+    dims=_softmax_dims(True),
+    example=_example_input(_SOFTMAX_EXAMPLE),
+    vars_doc=_SOFTMAX_VARS_DOC,
+)
+def softmax_puma(x: SharedTensor, axis: int = -1, config: NonlinearConfig | None = None) -> SharedTensor:
+    """Softmax along ``axis`` with exp clipped to 0 below config.puma_clip (-14) and the Pade exp.
+
+    Steps: as ``softmax_exact``, with exp(config.puma()): the clip comparison runs alongside the exp.
+    Rounds: L (2 + log2 K) + max(exp, 1 + log2 K) + 1 + reciprocal + 1 + TR: 95 for (32, 512), N = 2,
+    K = 64.
+    Comm: as softmax_exact plus one msb and one select per element (the clip); Pade exp 3q + s = 13 opened
+    elements per element.
+    Leaks: nothing beyond the output.
+    Ref: PUMA (Dong et al., "PUMA: Secure Inference of LLaMA-7B in Five Minutes", 2023); MPCache's
+    hack_softmax (mpcache.md 8.3).
+
+    Domain: any row of inputs in the ring range (clipping removes everything 14 below the max). Error
+    (f = 16, on the twin): <= n 2^-f + 0.002 per output (0.0098 for n = 512; measured 0.0076, share backend
+    0.0003), against the 0.03 target. The n 2^-f term: entries far below the max have e^d under one unit,
+    and each loses up to one unit to truncation, so a row of 511 of them shifts the sum by up to 511 units.
+    """
+    cfg = _config(x.session, config)
+    return _softmax(x, axis, cfg, cfg.puma())
+
+
+def softmax(x: SharedTensor, axis: int = -1, method: str = "exact",
+            config: NonlinearConfig | None = None) -> SharedTensor:
+    """Softmax along ``axis``: method "exact" (``softmax_exact``) or "puma" (``softmax_puma``)."""
+    if method == "exact":
+        return softmax_exact(x, axis=axis, config=config)
+    if method == "puma":
+        return softmax_puma(x, axis=axis, config=config)
+    raise ValueError(f"softmax method must be 'exact' or 'puma', got {method!r}")
+
+
+# -- GeLU and SiLU ------------------------------------------------------------------------------------------------
+def _segment_bits(x: SharedTensor, thresholds):
+    """[x < t0], [x < t1], [x > t2] from one msb call on stacked differences."""
+    t0, t1, t2 = thresholds
+    bits = msb(stack([x - t0, x - t1, (-x) + t2]))
+    return bits[0], bits[1], bits[2]
+
+
+def _piecewise(x, b0, b1, b2, low, mid):
+    """b2 x + (b0 xor b1) low + NOT(b1 xor b2) mid, one select call on the stacked pieces."""
+    bits = stack([b2, xor(b0, b1), not_(xor(b1, b2))])
+    return select(bits, stack([x, low, mid])).sum(axis=0)
+
+
+_PIECEWISE = {
+    "rounds": "max(1 + log2(K), 3 + 4*TR) + 1",
+    "msb_comm": f"(N-1)*3*n*{MSB_C} + (N-1)*(3*n + 3*K*n)",
+    "msb_off": f"3*n*{MSB_O} + 6*K*n",
+}
+
+
+@protocol(
+    "gelu",
+    rounds=_PIECEWISE["rounds"],
+    calls="(1 + log2(K)) + 3 + 4*TR + 1",
+    comm=f"{_PIECEWISE['msb_comm']} + 7*K*(N-1)*n + 7*TC*n",
+    offline=f"{_PIECEWISE['msb_off']} + 5*K*n + 7*TO*n",
+    ref="PUMA (Dong et al. 2023), piecewise polynomial GeLU; coefficients our own minimax fit",
+    dims=lambda x: {"n": x.size},
+    example=_example_input(np.linspace(-5.0, 5.0, 16).reshape(2, 8)),
+    vars_doc="n = elements",
+)
+def gelu(x: SharedTensor) -> SharedTensor:
+    """GeLU(x) = x Phi(x) by a piecewise polynomial on segments chosen by 3 comparisons.
+
+    Pieces: 0 for x < -4; a cubic on [-4, -2); 0.5 x + an even octic a0 + a2 x^2 + ... + a8 x^8 on
+    [-2, 3.125]; x for x > 3.125.
+    Fitting: x Phi(x) - x/2 = (x/2) erf(x/sqrt 2) is even, so the middle piece is 0.5 x plus an even
+    polynomial fitted on [0, 3.125] (valid on [-3.125, 3.125]); both polynomials are minimax fits by Lawson's
+    iteratively reweighted least squares (5000 steps, 20001 grid points); thresholds chosen so the pieces'
+    errors balance (octic 0.0024 on the middle, cubic 0.00036 on [-4, -2), |GeLU(x) - x| <= 0.0028 above
+    3.125, |GeLU(x)| <= 0.00013 below -4).
+    Steps:
+      1. [x < -4], [x < -2], [x > 3.125]: one msb call on the three stacked differences.
+      2. In parallel: z = x/4 (x's ring integer read at scale f + 2); z^2; [z^3, z^4] = [z, z^2] z^2 (one
+         Beaver call); [z^6, z^8] = [z^2, z^4] z^4 (one call); both polynomials in z, coefficients scaled by
+         4^k, at double scale, truncated once together.
+      3. out = b_hi x + b_low cubic + b_mid octic (one select call on the stacked pieces, summed).
+    Rounds: max(1 + log2 K, 3 + 4 TR) + 1: 8 for N = 2, K = 64.
+    Comm: 3 msb per element, 7 opened ring elements, a select of 3 bits and 3 elements; TC for 7 truncated
+    elements.
+    Leaks: nothing beyond the output.
+    Ref: PUMA (Dong et al., "PUMA: Secure Inference of LLaMA-7B in Five Minutes", 2023), Sec. on GeLU;
+    Lawson's algorithm for minimax fits.
+
+    Domain: all x in the ring range. Error (f = 16, on the twin, x in [-20, 20]): <= 0.0029 (the fit's
+    0.0028 plus under 1e-5 of fixed point).
+    """
+    x = _fixed(x)
+    f = x.frac
+    F = f + POLY_SHIFT
+    b0, b1, b2 = _segment_bits(x, (GELU_T0, GELU_T1, GELU_T2))
+    z = _relabel(x, F)
+    z2 = _mul(z, z)
+    z34 = _mul(stack([z, z2]), z2)
+    z68 = _mul(stack([z2, z34[1]]), z34[1])
+    sc = [4.0**k for k in range(9)]
+    lo = GELU_LOW
+    low = _lin_raw([(z, lo[1] * sc[1]), (z2, lo[2] * sc[2]), (z34[0], lo[3] * sc[3])], F)
+    a = GELU_MID
+    mid = _lin_raw([(z, 0.5 * sc[1]), (z2, a[1] * sc[2]), (z34[1], a[2] * sc[4]), (z68[0], a[3] * sc[6]),
+                    (z68[1], a[4] * sc[8])], F)
+    polys = truncate(stack([low, mid]), 2 * F - f) + np.array([lo[0], a[0]]).reshape(2, *([1] * x.ndim))
+    return _piecewise(x, b0, b1, b2, polys[0], polys[1])
+
+
+@protocol(
+    "silu",
+    rounds=_PIECEWISE["rounds"],
+    calls="(1 + log2(K)) + 3 + 4*TR + 1",
+    comm=f"{_PIECEWISE['msb_comm']} + 4*K*(N-1)*n + 5*TC*n",
+    offline=f"{_PIECEWISE['msb_off']} + 3*K*n + 5*TO*n",
+    ref="MPCache hack_silu (SPU scripts; mpcache.md 8.3), coefficients copied exactly",
+    dims=lambda x: {"n": x.size},
+    example=_example_input(np.linspace(-9.0, 5.0, 16).reshape(2, 8)),
+    vars_doc="n = elements",
+)
+def silu(x: SharedTensor) -> SharedTensor:
+    """SiLU(x) = x sigmoid(x), exactly MPCache's piecewise polynomial (mpcache.md 8.3).
+
+    Pieces: 0 for x < -8; -0.0055465625580307 x^2 - 0.0819767021525476 x - 0.3067541139982155 on [-8, -4);
+    0.0002743776353465 x^6 - 0.011113046708173 x^4 + 0.2281430841728270 x^2 + 0.5 x + 0.0085064025895951 on
+    [-4, 4]; x for x > 4.
+    Steps:
+      1. b0 = [x < -8], b1 = [x < -4], b2 = [x > 4]: one msb call on the stacked differences.
+      2. In parallel: z = x/4 (x's ring integer read at scale f + 2), z^2, z^4 = (z^2)^2, z^6 = z^2 z^4;
+         both polynomials in z (coefficients times 4^k) at double scale, truncated once together.
+      3. out = b2 x + (b0 xor b1) seg1 + NOT(b1 xor b2) seg2 (one select call, summed).
+    Rounds: max(1 + log2 K, 3 + 4 TR) + 1: 8 for N = 2, K = 64.
+    Comm: 3 msb per element, 4 opened ring elements, a select of 3 bits and 3 elements; TC for 5 truncated
+    elements.
+    Leaks: nothing beyond the output.
+    Ref: MPCache's hack_silu (SPU scripts, infer/generation_evaluation.py; mpcache.md 8.3).
+
+    Domain: all x in the ring range. Error (f = 16, on the twin; the polynomial's own error plus under 5e-5
+    of fixed point): <= 0.0097 on [-4, 4], <= 0.0044 on [-8, -4), <= 0.0027 below -8, and x sigmoid(-x)
+    above 4 (0.072 just above 4, 0.015 at 6).
+    """
+    x = _fixed(x)
+    f = x.frac
+    F = f + POLY_SHIFT
+    b0, b1, b2 = _segment_bits(x, (-8.0, -4.0, 4.0))
+    z = _relabel(x, F)
+    z2 = _mul(z, z)
+    z4 = _mul(z2, z2)
+    z6 = _mul(z2, z4)
+    c1, c2 = SILU_SEG1, SILU_SEG2
+    seg1 = _lin_raw([(z, c1[1] * 4.0), (z2, c1[2] * 16.0)], F)
+    seg2 = _lin_raw([(z, 0.5 * 4.0), (z2, c2[1] * 16.0), (z4, c2[2] * 256.0), (z6, c2[3] * 4096.0)], F)
+    polys = truncate(stack([seg1, seg2]), 2 * F - f) + np.array([c1[0], c2[0]]).reshape(2, *([1] * x.ndim))
+    return _piecewise(x, b0, b1, b2, polys[0], polys[1])
+
+
+# -- LayerNorm and RMSNorm ----------------------------------------------------------------------------------------
+def _row_mean(total: SharedTensor, n: int) -> SharedTensor:
+    """total / n at scale f: truncate by g = max(1, ceil(log2 n)), then times the public 2^g / n in [1, 2)
+    (two truncations; the error stays within 3 ULPs + |mean| 2^-(f+1), unlike a direct product by an
+    encoded 1/n, whose relative error is n 2^-(f+1))."""
+    g = max(1, math.ceil(math.log2(n))) if n > 1 else 1
+    f = total.frac
+    shifted = truncate(_relabel(total, f + g), g)
+    return truncate(_lin_raw([(shifted, 2.0**g / n)], f), f)
+
+
+def _gamma_vars(gamma) -> dict:
+    shared = isinstance(gamma, SharedTensor)
+    return {"gs": int(shared), "gp": int(gamma is not None and not shared),
+            "ng": gamma.size if shared else 0}
+
+
+def _apply_gamma(d: SharedTensor, gamma):
+    if gamma is None:
+        return d
+    if isinstance(gamma, SharedTensor):
+        return _mul(d, _fixed(gamma))
+    return truncate(_lin_raw_public(d, np.asarray(gamma, dtype=np.float64)), d.frac)
+
+
+def _lin_raw_public(t: SharedTensor, coef: np.ndarray) -> SharedTensor:
+    """t times a public real array encoded at t's scale, untruncated (scale 2f)."""
+    F = t.frac
+    ints = np.rint(np.asarray(coef) * 2.0**F).astype(np.int64)
+    return _relabel(t._mul_public_int(ints), 2 * F)
+
+
+def _norm_dims(centre: bool):
+    def dims(x, gamma=None, beta=None, axis=-1, eps=1e-5, config=None):
+        cfg = _config(x.session, config)
+        n = x.shape[axis]
+        return {"R": x.size // n, "n": n, "I": cfg.rsqrt_iters, **_norm_vars(x.session, cfg, x.frac),
+                **_gamma_vars(gamma)}
+
+    return dims
+
+
+def _layernorm_example(s):
+    x = s.input(np.round(np.random.default_rng(6).normal(0.5, 2.0, size=(2, 8)), 3))
+    gamma = s.input(np.linspace(0.5, 1.5, 8))
+    return (x,), {"gamma": gamma, "beta": np.linspace(-0.25, 0.25, 8)}
+
+
+def _rmsnorm_example(s):
+    x = s.input(np.round(np.random.default_rng(7).normal(0.0, 2.0, size=(2, 8)), 3))
+    return (x,), {"gamma": np.linspace(0.5, 1.5, 8)}
+
+
+_LN = _norm_formulas(True)
+_RMS = _norm_formulas(False)
+_NORM_VARS_DOC = ("R = rows; n = row length; I = rsqrt iterations; P = f + D; gs / gp = 1 for a shared / public "
+                  "gamma (ng = its elements)")
+
+
+def _norm(x, gamma, beta, axis, eps, config, centre: bool):
+    x = _fixed(x)
+    cfg = _config(x.session, config)
+    xt, swapped = _last_axis(x, axis)
+    n = xt.shape[-1]
+    if centre:
+        mean = _row_mean(xt.sum(axis=-1), n)
+        xt = xt - mean.reshape(mean.shape + (1,))
+    var = _row_mean(_mul(xt, xt).sum(axis=-1), n) + float(eps)
+    scaled = _apply_gamma(xt, gamma)  # runs alongside rsqrt
+    r = rsqrt(var, config=cfg)
+    out = _mul(scaled, r.reshape(r.shape + (1,)))
+    if beta is not None:
+        out = out + (_fixed(beta) if isinstance(beta, SharedTensor) else np.asarray(beta, dtype=np.float64))
+    return out.swapaxes(axis, -1) if swapped else out
+
+
+@protocol(
+    "layernorm",
+    rounds=_LN["rounds"],
+    calls=_LN["calls"],
+    comm=_LN["comm"],
+    offline=_LN["offline"],
+    ref="Ba et al. 2016 (LayerNorm); MPC form as in PUMA (Dong et al. 2023) with our rsqrt",
+    dims=_norm_dims(True),
+    example=_layernorm_example,
+    vars_doc=_NORM_VARS_DOC,
+)
+def layernorm(x: SharedTensor, gamma=None, beta=None, axis: int = -1, eps: float = 1e-5,
+              config: NonlinearConfig | None = None) -> SharedTensor:
+    """(x - mean) / sqrt(var + eps) * gamma + beta along ``axis`` (gamma, beta public arrays or shared).
+
+    Steps:
+      1. mean = row sum / n (local sum, two truncations per row, see ``_row_mean``); d = x - mean.
+      2. var = mean of d^2 (one square per element, then as step 1) + eps.
+      3. r = rsqrt(var): one per row. Meanwhile d * gamma (public: one truncation; shared: one product).
+      4. out = (d gamma) * r (r broadcast: one Beaver call) + beta (local).
+    Rounds: 2 + 6 TR + rsqrt: 15 for N = 2, K = 64.
+    Comm: one square and one broadcast product per element, the gamma product if shared, one rsqrt per
+    row; TC per truncated element.
+    Leaks: nothing beyond the output.
+    Ref: Ba, Kiros, Hinton, "Layer normalization", 2016; PUMA (Dong et al. 2023) for the MPC form.
+
+    Domain: var + eps in [2^-f, 2^D) (rows with variance below 2^D; eps below 2^-f encodes to 0, and a
+    constant row then leaves rsqrt's domain). Error (f = 16, on the twin, n <= 768, row deviation s):
+    <= (8 + 4/s^2 + 3s) max|gamma| ULPs: the variance is held to one unit 2^-f, so small-variance rows
+    lose relative precision (s = 0.05: 0.022; s = 1: 1e-4).
+    """
+    return _norm(x, gamma, beta, axis, eps, config, centre=True)
+
+
+@protocol(
+    "rmsnorm",
+    rounds=_RMS["rounds"],
+    calls=_RMS["calls"],
+    comm=_RMS["comm"],
+    offline=_RMS["offline"],
+    ref="Zhang-Sennrich, NeurIPS 2019 (RMSNorm); our rsqrt",
+    dims=_norm_dims(False),
+    example=_rmsnorm_example,
+    vars_doc=_NORM_VARS_DOC,
+)
+def rmsnorm(x: SharedTensor, gamma=None, axis: int = -1, eps: float = 1e-5,
+            config: NonlinearConfig | None = None) -> SharedTensor:
+    """x / sqrt(mean(x^2) + eps) * gamma along ``axis``.
+
+    Steps:
+      1. ms = mean of x^2 (one square per element, two truncations per row) + eps.
+      2. r = rsqrt(ms), one per row; meanwhile x * gamma.
+      3. out = (x gamma) * r (r broadcast: one Beaver call).
+    Rounds: 2 + 4 TR + rsqrt: 15 for N = 2, K = 64.
+    Comm: one square and one broadcast product per element, the gamma product if shared, one rsqrt per row.
+    Leaks: nothing beyond the output.
+    Ref: Zhang, Sennrich, "Root mean square layer normalization", NeurIPS 2019.
+
+    Domain: ms + eps in [2^-f, 2^D). Error (f = 16, on the twin, n <= 768, root mean square r):
+    <= (6 + 3r) max|gamma| ULPs.
+    """
+    return _norm(x, gamma, None, axis, eps, config, centre=False)
+
+
+# -- plaintext twins ----------------------------------------------------------------------------------------------
+class Twin:
+    """A fixed-point value in plain numpy: signed ring integers ``v`` at scale ``frac`` (floor after every
+    truncation), and ``err``, a bound in units of 2^-frac on how far an MPC run of the same steps can be.
+
+    Truncation: MPC gives floor or floor + 1 of its own input; if the inputs differ by e, the floors differ
+    by at most e / 2^s + 1, so err <- e / 2^s + 2 (1 when e = 0). Products: |a'b' - ab| <= |a| e_b + |b| e_a
+    + e_a e_b. Comparisons are exact when their input is (err = 0).
+    """
+
+    def __init__(self, v, frac: int, err=None):
+        self.v = np.asarray(v, dtype=np.int64)
+        self.frac = int(frac)
+        e = np.zeros(self.v.shape) if err is None else np.asarray(err, dtype=np.float64)
+        self.err = np.array(np.broadcast_to(e, self.v.shape), dtype=np.float64)
+
+    @classmethod
+    def encode(cls, values, frac: int) -> "Twin":
+        return cls(np.rint(np.asarray(values, dtype=np.float64) * 2.0**frac).astype(np.int64), frac)
+
+    def real(self) -> np.ndarray:
+        return self.v / 2.0**self.frac
+
+    def relabel(self, frac: int) -> "Twin":
+        return Twin(self.v, frac, self.err)
+
+    def trunc(self, s: int) -> "Twin":
+        if s == 0:
+            return self
+        return Twin(self.v >> np.int64(s), self.frac - s, np.where(self.err > 0, self.err / 2.0**s + 2, 1.0))
+
+    def scale(self, k) -> "Twin":
+        k = np.asarray(k, dtype=np.int64)
+        return Twin(self.v * k, self.frac, self.err * np.abs(k))
+
+    def __add__(self, other) -> "Twin":
+        if isinstance(other, Twin):
+            if other.frac != self.frac:
+                raise AssertionError("twin scales differ")
+            return Twin(self.v + other.v, self.frac, self.err + other.err)
+        return Twin(self.v + np.rint(np.asarray(other, dtype=np.float64) * 2.0**self.frac).astype(np.int64),
+                    self.frac, self.err)
+
+    def __neg__(self) -> "Twin":
+        return Twin(-self.v, self.frac, self.err)
+
+    def __sub__(self, other) -> "Twin":
+        return self + (-other if isinstance(other, Twin) else -np.asarray(other, dtype=np.float64))
+
+    def __rsub__(self, other) -> "Twin":
+        return (-self) + other
+
+    def raw_mul(self, other: "Twin") -> "Twin":
+        """The Beaver product: exact, at the sum of the scales."""
+        err = np.abs(self.v) * other.err + np.abs(other.v) * self.err + self.err * other.err
+        return Twin(self.v * other.v, self.frac + other.frac, err)
+
+    def __mul__(self, other: "Twin") -> "Twin":
+        """Fixed-point product: Beaver product, then truncation by the smaller scale."""
+        return self.raw_mul(other).trunc(min(self.frac, other.frac))
+
+    def select(self, bits) -> "Twin":
+        bits = np.asarray(bits, dtype=bool)
+        return Twin(np.where(bits, self.v, 0), self.frac, np.where(bits, self.err, 0.0))
+
+    def sum(self, axis=-1) -> "Twin":
+        return Twin(self.v.sum(axis=axis), self.frac, self.err.sum(axis=axis))
+
+    def __getitem__(self, index) -> "Twin":
+        return Twin(self.v[index], self.frac, self.err[index])
+
+    def expand(self) -> "Twin":
+        return Twin(self.v[..., None], self.frac, self.err[..., None])
+
+    def swapaxes(self, a, b) -> "Twin":
+        return Twin(np.swapaxes(self.v, a, b), self.frac, np.swapaxes(self.err, a, b))
+
+    def exact(self) -> "Twin":
+        return Twin(self.v, self.frac)
+
+
+def _twin_lin(parts, F: int) -> Twin:
+    acc = None
+    for t, c in parts:
+        term = t.scale(_enc(c, F)).relabel(2 * F)
+        acc = term if acc is None else acc + term
+    return acc
+
+
+def _twin_goldschmidt(n: Twin, d: Twin, iters: int) -> Twin:
+    for k in range(iters):
+        g = 2.0 - d
+        if k == iters - 1:
+            return n * g
+        n, d = n * g, d * g
+    return n
+
+
+def twin_exp(x: Twin, config: NonlinearConfig | None = None) -> Twin:
+    """The plaintext twin of ``exp`` (inputs compared exactly: x.err must be 0 when clipping)."""
+    cfg = config or NonlinearConfig()
+    f = x.frac
+    if cfg.exp_method == "limit":
+        e = x.relabel(f + cfg.exp_iters).trunc(cfg.exp_iters) + 1.0
+        for _ in range(cfg.exp_iters):
+            e = e * e
+    else:
+        s = cfg.exp_pade_squarings
+        u = x.relabel(f + s).trunc(s)
+        u2 = u * u
+        n = _twin_lin([(u, PADE_C / 2), (u2, PADE_C / 12)], f).trunc(f) + PADE_C
+        d = _twin_lin([(u, -PADE_C / 2), (u2, PADE_C / 12)], f).trunc(f) + PADE_C
+        e = _twin_goldschmidt(n, d, cfg.exp_pade_iters)
+        for _ in range(s):
+            e = e * e
+    if cfg.exp_clip is not None:
+        assert not np.any(x.err), "clipping compares the input: the twin needs it exact"
+        e = e.select(x.v >= np.rint(cfg.exp_clip * 2.0**f))
+    return e
+
+
+def _twin_pos(v: np.ndarray, P: int) -> np.ndarray:
+    _, e = np.frexp(np.maximum(v, 1).astype(np.float64))
+    return np.clip(e.astype(np.int64) - 1, 0, P - 1)
+
+
+def _twin_normalised(x: Twin, K: int, cfg: NonlinearConfig):
+    f = x.frac
+    D = cfg.log2_max(K, f)
+    P = f + D
+    pos = _twin_pos(x.v, P)
+    xn = Twin(x.v << (P - 1 - pos), f + D).trunc(D)
+    return f, P, pos, xn
+
+
+def _input_error(x: Twin, out: Twin, deriv_ulps, bound_ulps) -> Twin:
+    """Where the input already carries an MPC error, the MPC may normalise differently: bound the gap by
+    the function's slope times the input error plus twice the approximation's own error bound."""
+    extra = np.where(x.err > 0, deriv_ulps + 2 * bound_ulps, 0.0)
+    return Twin(out.v, out.frac, out.err + extra)
+
+
+def reciprocal_bound(x_real, f: int, config: NonlinearConfig | None = None) -> np.ndarray:
+    """Documented bound on |reciprocal(x) - 1/x|, in units of 2^-f, for x in the domain."""
+    cfg = config or NonlinearConfig()
+    x_real = np.asarray(x_real, dtype=np.float64)
+    rel = RECIP_E0 ** (2**cfg.recip_iters)  # both methods square the initial error per iteration
+    return 3.0 + (rel + 5e-5) / x_real * 2.0**f
+
+
+def rsqrt_bound(x_real, f: int, config: NonlinearConfig | None = None) -> np.ndarray:
+    """Documented bound on |rsqrt(x) - 1/sqrt(x)|, in units of 2^-f, for x in the domain."""
+    cfg = config or NonlinearConfig()
+    e = RSQRT_E0
+    for _ in range(cfg.rsqrt_iters):
+        e = 1.5 * e * e + 0.5 * e**3
+    return 3.0 + (e + 1.5e-5) / np.sqrt(np.asarray(x_real, dtype=np.float64)) * 2.0**f
+
+
+def twin_reciprocal(x: Twin, config: NonlinearConfig | None = None, K: int = 64) -> Twin:
+    """The plaintext twin of ``reciprocal``."""
+    cfg = config or NonlinearConfig()
+    f, P, pos, xn = _twin_normalised(x, K, cfg)
+    y0 = xn.scale(-2) + RECIP_C
+    if cfg.recip_method == "goldschmidt":
+        y = _twin_goldschmidt(y0, xn * y0, cfg.recip_iters)
+    else:
+        y = y0
+        for _ in range(cfg.recip_iters):
+            y = y * (2.0 - xn * y)
+    v = _recip_weights(f, P)[pos]
+    out = Twin(y.v * v, 2 * f + 1, y.err * v).trunc(f + 1)
+    xr = np.maximum(x.real() - x.err * 2.0**-f, 2.0**-f)
+    return _input_error(x, out, x.err / xr / np.maximum(x.real(), 2.0**-f), reciprocal_bound(xr, f, cfg))
+
+
+def twin_rsqrt(x: Twin, config: NonlinearConfig | None = None, K: int = 64) -> Twin:
+    """The plaintext twin of ``rsqrt``."""
+    cfg = config or NonlinearConfig()
+    f, P, pos, xn = _twin_normalised(x, K, cfg)
+    y = _twin_lin([(xn, -RSQRT_B)], f).trunc(f) + RSQRT_A
+    for _ in range(cfg.rsqrt_iters):
+        m = (xn * y).raw_mul(y * y)
+        y = (y.scale(3 << f).relabel(2 * f + 1) - m.relabel(2 * f + 1)).trunc(f + 1)
+    v = _rsqrt_weights(f, P)[pos]
+    out = Twin(y.v * v, 2 * f + 1, y.err * v).trunc(f + 1)
+    xr = np.maximum(x.real() - x.err * 2.0**-f, 2.0**-f)
+    return _input_error(x, out, 0.5 * x.err * xr**-1.5, rsqrt_bound(xr, f, cfg))
+
+
+def twin_softmax(x: Twin, axis: int = -1, method: str = "exact", config: NonlinearConfig | None = None,
+                 K: int = 64) -> Twin:
+    """The plaintext twin of ``softmax`` (the max is exact, as in MPC)."""
+    cfg = config or NonlinearConfig()
+    xt = x.swapaxes(axis, -1)
+    d = xt - Twin(xt.v.max(axis=-1), x.frac).expand()
+    e = twin_exp(d, cfg.puma() if method == "puma" else cfg)
+    r = twin_reciprocal(e.sum(axis=-1), cfg, K)
+    return (e * r.expand()).swapaxes(axis, -1)
+
+
+def _twin_piecewise(x: Twin, thresholds, low: Twin, mid: Twin) -> Twin:
+    t0, t1, t2 = (np.rint(t * 2.0**x.frac) for t in thresholds)
+    b0, b1, b2 = x.v < t0, x.v < t1, x.v > t2
+    return x.select(b2) + low.select(b0 ^ b1) + mid.select(~(b1 ^ b2))
+
+
+def twin_gelu(x: Twin) -> Twin:
+    """The plaintext twin of ``gelu``."""
+    f = x.frac
+    F = f + POLY_SHIFT
+    z = x.relabel(F)
+    z2 = z * z
+    z3, z4 = z * z2, z2 * z2
+    z6, z8 = z2 * z4, z4 * z4
+    lo, a = GELU_LOW, GELU_MID
+    low = _twin_lin([(z, lo[1] * 4), (z2, lo[2] * 16), (z3, lo[3] * 64)], F).trunc(2 * F - f) + lo[0]
+    mid = (_twin_lin([(z, 2.0), (z2, a[1] * 16), (z4, a[2] * 4.0**4), (z6, a[3] * 4.0**6), (z8, a[4] * 4.0**8)],
+                     F).trunc(2 * F - f) + a[0])
+    return _twin_piecewise(x, (GELU_T0, GELU_T1, GELU_T2), low, mid)
+
+
+def twin_silu(x: Twin) -> Twin:
+    """The plaintext twin of ``silu``."""
+    f = x.frac
+    F = f + POLY_SHIFT
+    z = x.relabel(F)
+    z2 = z * z
+    z4 = z2 * z2
+    z6 = z2 * z4
+    c1, c2 = SILU_SEG1, SILU_SEG2
+    seg1 = _twin_lin([(z, c1[1] * 4.0), (z2, c1[2] * 16.0)], F).trunc(2 * F - f) + c1[0]
+    seg2 = (_twin_lin([(z, 2.0), (z2, c2[1] * 16.0), (z4, c2[2] * 256.0), (z6, c2[3] * 4096.0)], F)
+            .trunc(2 * F - f) + c2[0])
+    return _twin_piecewise(x, (-8.0, -4.0, 4.0), seg1, seg2)
+
+
+def _twin_row_mean(total: Twin, n: int) -> Twin:
+    g = max(1, math.ceil(math.log2(n))) if n > 1 else 1
+    f = total.frac
+    return _twin_lin([(total.relabel(f + g).trunc(g), 2.0**g / n)], f).trunc(f)
+
+
+def _twin_norm(x: Twin, gamma, beta, eps, config, centre: bool, K: int) -> Twin:
+    cfg = config or NonlinearConfig()
+    f = x.frac
+    n = x.v.shape[-1]
+    if centre:
+        x = x - _twin_row_mean(x.sum(-1), n).expand()
+    var = _twin_row_mean((x * x).sum(-1), n) + float(eps)
+    scaled = x if gamma is None else x * Twin.encode(gamma, f)
+    out = scaled * twin_rsqrt(var, cfg, K).expand()
+    return out if beta is None else out + Twin.encode(beta, f)
+
+
+def twin_layernorm(x: Twin, gamma=None, beta=None, eps: float = 1e-5, config=None, K: int = 64) -> Twin:
+    """The plaintext twin of ``layernorm`` along the last axis (gamma, beta as real arrays)."""
+    return _twin_norm(x, gamma, beta, eps, config, True, K)
+
+
+def twin_rmsnorm(x: Twin, gamma=None, eps: float = 1e-5, config=None, K: int = 64) -> Twin:
+    """The plaintext twin of ``rmsnorm`` along the last axis."""
+    return _twin_norm(x, gamma, None, eps, config, False, K)

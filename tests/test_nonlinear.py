@@ -1,0 +1,355 @@
+"""Non-linear protocols: MPC == plaintext twin (ideal: bit for bit; share: within the derived slack), the twin
+against the true function within each docstring's bound, the softmax targets, one reciprocal per row, domain
+checks, and declared == measured cost for configurations beyond the registry's examples.
+
+Slack of MPC against the twin (``Twin.err``, derived, never tuned): the twin floors after every product; the
+share backend's truncation gives floor or floor + 1 of its own input, so a truncation of an exact input is
+off by at most 1 ULP, and of an input already off by e ULPs by at most e / 2^s + 2; a product of values off
+by e_a, e_b is off by |a| e_b + |b| e_a + e_a e_b. Comparisons in these protocols see exact values (the input
+itself, or x - max), except the normalisation inside reciprocal/rsqrt when their input carries an error,
+where the slack adds slope * input error + twice the documented bound.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import mpsim
+import protocols
+from protocols.nonlinear import (
+    NonlinearConfig,
+    Twin,
+    reciprocal_bound,
+    rsqrt_bound,
+    twin_exp,
+    twin_gelu,
+    twin_layernorm,
+    twin_reciprocal,
+    twin_rmsnorm,
+    twin_rsqrt,
+    twin_silu,
+    twin_softmax,
+)
+from protocols.registry import REGISTRY
+
+F = 16  # fractional bits of every accuracy test (K = 64)
+ULP = 2.0**-F
+RNG = np.random.default_rng(2024)
+PADE = NonlinearConfig(exp_method="pade", exp_clip=-14.0)
+NEWTON = NonlinearConfig(recip_method="newton", recip_iters=3, rsqrt_iters=3)
+
+
+def _true_softmax(x):
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+_ERF = np.vectorize(math.erf)
+
+
+def _gelu(x):
+    return 0.5 * x * (1 + _ERF(x / math.sqrt(2)))
+
+
+def _adversarial_rows(n=512):
+    """One maximum and m equal entries at -a: the rows where an exp error moves the most mass."""
+    rows = []
+    for m in (1, 3, 10, 30, 100, 300, n - 1):
+        for a in np.linspace(0.25, 13.5, 54):
+            r = np.full(n, -20.0)
+            r[0], r[1 : 1 + m] = 20.0, 20.0 - a
+            rows.append(r)
+    return np.array(rows)
+
+
+GAMMA = np.linspace(-1.5, 1.5, 64)
+BETA = np.linspace(-0.5, 0.5, 64)
+
+# name -> (MPC call, twin call, input)
+CASES = {
+    "exp_limit": (lambda x: protocols.exp(x), lambda t: twin_exp(t), RNG.uniform(-12, 0.5, (4, 48))),
+    "exp_pade_clip": (lambda x: protocols.exp(x, config=PADE), lambda t: twin_exp(t, PADE),
+                      RNG.uniform(-18, 0, (4, 48))),
+    "reciprocal": (lambda x: protocols.reciprocal(x), lambda t: twin_reciprocal(t),
+                   2.0 ** RNG.uniform(-16, 20.9, (4, 48))),
+    "reciprocal_newton": (lambda x: protocols.reciprocal(x, config=NEWTON), lambda t: twin_reciprocal(t, NEWTON),
+                          2.0 ** RNG.uniform(-16, 20.9, (4, 48))),
+    "rsqrt": (lambda x: protocols.rsqrt(x), lambda t: twin_rsqrt(t), 2.0 ** RNG.uniform(-16, 20.9, (4, 48))),
+    "gelu": (lambda x: protocols.gelu(x), twin_gelu, RNG.uniform(-6, 6, (4, 48))),
+    "silu": (lambda x: protocols.silu(x), twin_silu, RNG.uniform(-10, 6, (4, 48))),
+    "softmax_exact": (lambda x: protocols.softmax(x), lambda t: twin_softmax(t), RNG.uniform(-20, 20, (3, 96))),
+    "softmax_puma": (lambda x: protocols.softmax(x, method="puma"), lambda t: twin_softmax(t, method="puma"),
+                     RNG.uniform(-20, 20, (3, 96))),
+    "layernorm": (lambda x: protocols.layernorm(x, gamma=GAMMA, beta=BETA),
+                  lambda t: twin_layernorm(t, GAMMA, BETA), RNG.normal(0.5, 2.0, (3, 64))),
+    "rmsnorm": (lambda x: protocols.rmsnorm(x, gamma=GAMMA), lambda t: twin_rmsnorm(t, GAMMA),
+                RNG.normal(0.0, 2.0, (3, 64))),
+}
+
+
+def _ring_values(s, t):
+    return s.ring.to_signed(s.backend.open(t.payload))
+
+
+# -- (a) MPC against the plaintext twin -------------------------------------------------------------------------
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_ideal_backend_equals_the_twin_bit_for_bit(name):
+    mpc, twin, x = CASES[name]
+    s = mpsim.Session(parties=2, ring_bits=64, frac_bits=F, seed=1, backend="ideal")
+    np.testing.assert_array_equal(_ring_values(s, mpc(s.input(x))), twin(Twin.encode(x, F)).v)
+
+
+@pytest.mark.parametrize("parties", [2, 3])
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_share_backend_within_derived_slack_of_the_twin(name, parties):
+    mpc, twin, x = CASES[name]
+    s = mpsim.Session(parties=parties, ring_bits=64, frac_bits=F, seed=11 + parties, backend="share")
+    got = _ring_values(s, mpc(s.input(x)))
+    ref = twin(Twin.encode(x, F))
+    gap = np.abs(got - ref.v)
+    assert np.all(gap <= ref.err), f"{name}: {gap.max()} ULPs off, slack {ref.err[np.argmax(gap - ref.err)]}"
+    # The slack is a real constraint, not a blanket: some truncation really moved the result.
+    assert gap.max() >= 1
+
+
+def test_slack_is_a_few_ulps_where_no_chain_amplifies():
+    """Piecewise polynomials: a handful of truncations, so the derived slack stays small."""
+    x = Twin.encode(np.linspace(-10, 10, 2001), F)
+    assert twin_silu(x).err.max() <= 8  # z^2, z^4, z^6, the combination: 1 + 3 + 2 + 2 ULPs at most
+    assert twin_gelu(x).err.max() <= 50  # the octic's top terms carry z^8's slack
+
+
+# -- (b) the twin against the true function -------------------------------------------------------------------------
+def test_exp_limit_and_pade_within_documented_error():
+    x = np.linspace(-16, 0, 100001)
+    err = np.abs(twin_exp(Twin.encode(x, F)).real() - np.exp(x))
+    assert err.max() <= 0.0045
+    x = np.linspace(-14, 0, 100001)
+    err = np.abs(twin_exp(Twin.encode(x, F), NonlinearConfig(exp_method="pade")).real() - np.exp(x))
+    assert err.max() <= 0.0012
+
+
+def test_exp_clipping_is_zero_below_threshold():
+    x = np.linspace(-30, 0, 3001)
+    y = twin_exp(Twin.encode(x, F), PADE).real()
+    assert np.all(y[x < -14] == 0) and np.all(y[x >= -14] >= 0)
+    # The limit method's base 1 + x/2^t turns negative below -2^t; below -2^(t+1) the result diverges.
+    assert abs(twin_exp(Twin.encode(np.array([-600.0]), F)).real()[0]) > 1
+
+
+def _recip_grid():
+    ints = np.concatenate([np.arange(1, 3000), np.rint(2.0 ** RNG.uniform(0, 37, 60000)), 2 ** np.arange(37),
+                           2 ** np.arange(1, 37) - 1]).astype(np.int64)
+    return np.unique(ints[(ints >= 1) & (ints < 2**37)])  # [2^-16, 2^21) at f = 16
+
+
+@pytest.mark.parametrize("config", [NonlinearConfig(), NEWTON, NonlinearConfig(recip_iters=2)])
+def test_reciprocal_twin_within_documented_bound_over_whole_domain(config):
+    xi = _recip_grid()
+    x = xi * ULP
+    err = np.abs(twin_reciprocal(Twin(xi, F), config).real() - 1 / x) / ULP
+    assert np.all(err <= reciprocal_bound(x, F, config))
+    # In particular: at most 3 ULPs for denominators 1 .. 2^20, and a small relative error for tiny ones.
+    assert err[(x >= 1) & (x <= 2**20)].max() <= 3
+    assert (err * ULP * x)[x <= 2**-4].max() <= 6e-5
+
+
+def test_reciprocal_mpc_accurate_for_denominators_up_to_2_pow_20():
+    """Normalisation keeps long softmax rows right, where the textbook start 3 exp(1 - 2x) + 0.003 fails."""
+    x = np.concatenate([2.0 ** np.arange(0, 21), [3.0, 7.5, 100.0, 777.0, 4095.5, 123456.0, 2.0**20 - 1]])
+    s = mpsim.Session(parties=2, seed=4, backend="share")
+    y = s.reveal(protocols.reciprocal(s.input(x)))
+    assert np.all(np.abs(y - 1 / x) <= reciprocal_bound(x, F) * ULP)
+    assert np.all(np.abs(y * x - 1)[x <= 256] <= 4 * ULP * 256)  # relative: < 4 ULPs of 1/x where 1/x >= 2^-8
+    # The textbook Newton start (CrypTen), 10 iterations in floats, is far off already at x = 1000.
+    # It starts at y0 = 0.003 > 2/1000, outside Newton's basin (0, 2/x), and runs off to -inf.
+    t = np.array([3.0, 1000.0])
+    y_nr = 3 * np.exp(1 - 2 * t) + 0.003
+    for _ in range(6):
+        y_nr = y_nr * (2 - t * y_nr)
+    assert abs(y_nr[0] * 3 - 1) < 0.02 and y_nr[1] < -1e10
+
+
+@pytest.mark.parametrize("config", [NonlinearConfig(), NonlinearConfig(rsqrt_iters=3)])
+def test_rsqrt_twin_within_documented_bound(config):
+    xi = _recip_grid()
+    x = xi * ULP
+    err = np.abs(twin_rsqrt(Twin(xi, F), config).real() - 1 / np.sqrt(x)) / ULP
+    assert np.all(err <= rsqrt_bound(x, F, config))
+    assert err[x >= 1].max() <= 3
+
+
+def test_gelu_error_bound_and_pieces():
+    x = np.linspace(-20, 20, 400001)
+    y = twin_gelu(Twin.encode(x, F)).real()
+    assert np.abs(y - _gelu(x)).max() <= 0.0029
+    assert np.all(y[x < -4] == 0) and np.array_equal(y[x > 3.125], Twin.encode(x[x > 3.125], F).real())
+
+
+def test_silu_is_mpcache_polynomial_within_documented_errors():
+    x = np.linspace(-20, 20, 400001)
+    y = twin_silu(Twin.encode(x, F)).real()
+    s1 = -0.0055465625580307 * x**2 - 0.0819767021525476 * x - 0.3067541139982155
+    s2 = (0.0002743776353465 * x**6 - 0.011113046708173 * x**4 + 0.2281430841728270 * x**2 + 0.5 * x
+          + 0.0085064025895951)
+    poly = np.where(x > 4, x, np.where(x < -8, 0, np.where(x < -4, s1, s2)))
+    assert np.abs(y - poly).max() <= 5e-5  # the same polynomial, up to fixed point
+    err = np.abs(y - x / (1 + np.exp(-x)))
+    mid, low, tail = (x >= -4) & (x <= 4), (x >= -8) & (x < -4), x < -8
+    assert err[mid].max() <= 0.0097 and err[low].max() <= 0.0044 and err[tail].max() <= 0.0027
+    assert np.all(err[x > 4] <= x[x > 4] / (1 + np.exp(x[x > 4])) + 5e-5)
+
+
+def test_softmax_twin_errors_within_documented_bounds():
+    x = np.vstack([_adversarial_rows(), RNG.uniform(-20, 20, (16, 512)), RNG.normal(0, 3, (16, 512))])
+    ref = _true_softmax(x)
+    err_exact = np.abs(twin_softmax(Twin.encode(x, F)).real() - ref).max()
+    err_puma = np.abs(twin_softmax(Twin.encode(x, F), method="puma").real() - ref).max()
+    assert err_exact <= 0.03
+    assert err_puma <= 512 * ULP + 0.002
+
+
+def test_norms_within_documented_bounds():
+    for n, sigma in ((16, 0.05), (64, 0.25), (768, 0.05), (768, 1.0), (64, 4.0), (768, 16.0)):
+        x = RNG.normal(1.0, sigma, (8, n))
+        g, b = RNG.uniform(-1.5, 1.5, n), RNG.uniform(-1, 1, n)
+        s = x.std(axis=-1, keepdims=True)
+        ref = (x - x.mean(-1, keepdims=True)) / np.sqrt(s**2 + 1e-5) * g + b
+        err = np.abs(twin_layernorm(Twin.encode(x, F), g, b).real() - ref) / ULP
+        assert np.all(err <= (8 + 4 / s**2 + 3 * s) * np.abs(g).max()), (n, sigma)
+        r = np.sqrt((x**2).mean(-1, keepdims=True))
+        ref = x / np.sqrt(r**2 + 1e-5) * g
+        err = np.abs(twin_rmsnorm(Twin.encode(x, F), g).real() - ref) / ULP
+        assert np.all(err <= (6 + 3 * r) * np.abs(g).max()), (n, sigma)
+
+
+# -- softmax: targets, accuracy on the backends, one reciprocal per row --------------------------------------------
+@pytest.mark.parametrize("method,max_rounds,max_bytes", [("exact", 135, 193), ("puma", 130, 230)])
+def test_softmax_targets_32_heads_512(method, max_rounds, max_bytes):
+    s = mpsim.Session(parties=2, ring_bits=64, frac_bits=16, backend="count")
+    x = s.placeholder((32, 512))
+    mark = s.mark()
+    protocols.softmax(x, method=method)
+    cost = s.cost(since=mark)
+    per_element = cost.sent[0] / (32 * 512)
+    assert cost.rounds <= max_rounds and per_element <= max_bytes, (cost.rounds, per_element)
+    assert cost.rounds == {"exact": 94, "puma": 95}[method]  # as derived in the docstrings
+
+
+@pytest.mark.parametrize("backend,parties", [("ideal", 2), ("share", 2), ("share", 3)])
+def test_softmax_puma_accuracy_on_backends(backend, parties):
+    x = np.vstack([RNG.uniform(-20, 20, (3, 512)), _adversarial_rows()[[40, 300, -20]]])
+    s = mpsim.Session(parties=parties, seed=8, backend=backend)
+    y = s.reveal(protocols.softmax(s.input(x), method="puma"))
+    assert np.abs(y - _true_softmax(x)).max() <= 0.03
+    assert np.abs(y.sum(axis=-1) - 1).max() <= 0.01
+
+
+def test_softmax_uses_one_reciprocal_per_row():
+    def recip_cost(shape, method):
+        s = mpsim.Session(parties=2, backend="count")
+        protocols.softmax(s.placeholder(shape), method=method)
+        return s.cost(scope="reciprocal")
+
+    for method in ("exact", "puma"):
+        base = recip_cost((2, 8), method)
+        assert recip_cost((2, 256), method) == base  # longer rows: the same reciprocal cost
+        doubled = recip_cost((4, 8), method)
+        assert doubled.sent_bits == tuple(2 * b for b in base.sent_bits) and doubled.rounds == base.rounds
+        direct = mpsim.Session(parties=2, backend="count")
+        protocols.reciprocal(direct.placeholder((2,)))
+        assert direct.cost() == base  # exactly one reciprocal of R = 2 elements
+
+
+def test_softmax_axis_and_method_dispatch():
+    x = RNG.uniform(-5, 5, (6, 5))
+    s = mpsim.Session(parties=2, seed=3, backend="ideal")
+    along0 = s.reveal(protocols.softmax(s.input(x), axis=0))
+    along1 = s.reveal(protocols.softmax(s.input(x.T), axis=-1))
+    np.testing.assert_array_equal(along0, along1.T)
+    with pytest.raises(ValueError, match="exact' or 'puma"):
+        protocols.softmax(s.input(x), method="fast")
+
+
+def test_layernorm_shared_and_public_parameters_agree():
+    x = RNG.normal(0, 2, (3, 16))
+    g, b = RNG.uniform(0.5, 1.5, 16), RNG.uniform(-1, 1, 16)
+    s = mpsim.Session(parties=2, seed=3, backend="ideal")
+    public = s.reveal(protocols.layernorm(s.input(x), gamma=g, beta=b))
+    shared = s.reveal(protocols.layernorm(s.input(x), gamma=s.input(g), beta=s.input(b)))
+    np.testing.assert_array_equal(public, shared)
+    plain = s.reveal(protocols.layernorm(s.input(x)))
+    ref = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-5)
+    assert np.abs(plain - ref).max() <= 20 * ULP
+
+
+# -- domain checks ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("backend", ["ideal", "share"])
+@pytest.mark.parametrize("fn", [protocols.reciprocal, protocols.rsqrt])
+def test_check_domain_rejects_non_positive_inputs(backend, fn):
+    s = mpsim.Session(parties=2, seed=1, backend=backend, check_domain=True)
+    for bad in ([1.0, -2.0], [0.0, 3.0], [1.0, 2.0**21]):
+        with pytest.raises(ValueError, match="outside its domain"):
+            fn(s.input(np.array(bad)))
+    assert np.all(np.isfinite(s.reveal(fn(s.input(np.array([0.25, 2.0**20]))))))
+    # Without the check the protocol runs (its output is then meaningless) and costs the same.
+    quiet = mpsim.Session(parties=2, seed=1, backend=backend)
+    mark = quiet.mark()
+    fn(quiet.input(np.array([1.0, -2.0])))
+    assert quiet.cost(since=mark) == fn.protocol.declared_for(quiet, quiet.input(np.array([1.0, -2.0])))
+
+
+def test_reciprocal_of_huge_denominator_is_zero_not_garbage():
+    x = np.array([2.0**17, 2.0**20, 2.0**21 - 1])  # 1/x below half a unit at f = 16
+    s = mpsim.Session(parties=2, seed=1, backend="ideal")
+    assert np.all(s.reveal(protocols.reciprocal(s.input(x))) == 0)
+
+
+# -- configuration and declared costs beyond the registry examples -------------------------------------------------
+def test_config_validation_and_session_default():
+    with pytest.raises(ValueError, match="exp_method"):
+        NonlinearConfig(exp_method="taylor")
+    with pytest.raises(ValueError, match="recip_iters"):
+        NonlinearConfig(recip_iters=0)
+    with pytest.raises(ValueError, match="no room"):
+        NonlinearConfig(norm_log2_max=60).log2_max(64, 16)
+    cfg = NonlinearConfig(exp_iters=4)
+    assert cfg.as_dict()["exp_iters"] == 4 and cfg.puma().exp_method == "pade" and cfg.puma().exp_clip == -14.0
+    assert NonlinearConfig().log2_max(64, 16) == 21 and NonlinearConfig().log2_max(32, 8) == 12
+    rounds = {}
+    for approx in (None, cfg):
+        s = mpsim.Session(parties=2, backend="count", approx=approx)
+        protocols.exp(s.placeholder((4,)))
+        rounds[approx is None] = s.cost().rounds
+    assert rounds == {True: 8, False: 4}  # Session(approx=...) is the default for every call
+
+
+CONFIGS = [
+    NonlinearConfig(exp_method="pade", exp_clip=-14.0, recip_method="newton", recip_iters=2),
+    NonlinearConfig(exp_clip=-3.0, exp_iters=5, rsqrt_iters=3, puma_exp_method="limit", puma_clip=None),
+    NonlinearConfig(exp_method="pade", exp_pade_iters=1, exp_pade_squarings=2, recip_iters=1, norm_log2_max=9),
+]
+
+
+@pytest.mark.parametrize("parties,trunc", [(2, "local"), (2, "dealer"), (3, "dealer")])
+@pytest.mark.parametrize("config", CONFIGS)
+def test_declared_cost_exact_for_other_configurations(config, parties, trunc):
+    for backend in ("ideal", "count"):
+        s = mpsim.Session(parties=parties, seed=2, backend=backend, trunc=trunc)
+        x = s.input(RNG.uniform(-3, 3, (3, 5, 4)))
+        pos = s.input(RNG.uniform(0.5, 9, (3, 5)))
+        g = s.input(RNG.uniform(0.5, 2, (5,)))
+        calls = [
+            ("exp", (x,), {}), ("reciprocal", (pos,), {}), ("rsqrt", (pos,), {}),
+            ("softmax_exact", (x,), {"axis": 1}), ("softmax_puma", (x,), {"axis": 0}),
+            ("layernorm", (x,), {"axis": 1, "gamma": g, "beta": g}), ("layernorm", (x,), {"gamma": np.ones(4)}),
+            ("layernorm", (x,), {}), ("rmsnorm", (x,), {"axis": 1, "gamma": g}), ("rmsnorm", (x,), {}),
+        ]
+        for name, args, kwargs in calls:
+            kwargs = dict(kwargs, config=config)
+            entry = REGISTRY[name]
+            mark = s.mark()
+            entry.fn(*args, **kwargs)
+            assert s.cost(since=mark) == entry.declared_for(s, *args, **kwargs), (name, backend)
