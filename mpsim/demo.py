@@ -1,17 +1,18 @@
 """The README's main job for now: the cost of one private decode step of an attention block.
 
 One token attends over a secret KV cache of ``seq`` tokens with secret weights, for 2 or more parties:
-Q/K/V projection, q.K^T per head, scaling, (attention weights).V, output projection. Weights and the KV
-cache are reusable masked operands, so their one-off opening is reported apart from the per-step cost.
+Q/K/V projection, q.K^T per head, scaling, softmax, (attention weights).V, output projection. Weights and the
+KV cache are reusable masked operands, so their one-off opening is reported apart from the per-step cost.
 
-What is missing, said plainly: there is no softmax (nor norm, nor MLP) yet, because the non-linear protocols
-(comparison, exp, reciprocal) are not built; the scaled scores multiply V directly. The MPCache vs full
-attention breakdown replaces this demo when the MPCache workload lands.
+What is missing, said plainly: the block has no norm and no MLP, and there is no KV-cache eviction yet; the
+MPCache vs full-attention breakdown over whole models replaces this demo when the MPCache workload lands.
 """
 from __future__ import annotations
 
 import numpy as np
 from rich.console import Console
+
+import protocols as P
 from rich.table import Table
 
 from .session import Session
@@ -43,8 +44,10 @@ def run_attention_step(session: Session, seq: int, heads: int, head_dim: int):
                 scores = q @ k_cache.swapaxes(-1, -2)
             with session.scope("scale"):
                 scores = scores * (1.0 / np.sqrt(head_dim))
+            with session.scope("softmax"):
+                weights = P.softmax(scores, axis=-1)
             with session.scope("av"):
-                context = scores @ v_cache
+                context = weights @ v_cache
         with session.scope("linear"):
             out = context.reshape(1, hidden) @ w_out
     return out, step
@@ -59,12 +62,12 @@ def attention_block_breakdown(seq=1024, heads=12, head_dim=64, parties=2, backen
 
     table = Table(title=f"One decode step of an attention block: {heads} heads x {head_dim}, KV length {seq}, "
                   f"{parties} parties, {backend} backend")
-    table.add_column("scope")
+    table.add_column("scope", no_wrap=True)
     table.add_column("rounds", justify="right")
     table.add_column("online bytes / party", justify="right")
     table.add_column("offline bytes", justify="right")
     table.add_column("share of online", justify="right")
-    for name in ("linear", "attention/qk", "attention/scale", "attention/av"):
+    for name in ("linear", "attention/qk", "attention/scale", "attention/softmax", "attention/av"):
         c = session.cost(scope="step/" + name)
         share = c.total_bits / total.total_bits if total.total_bits else 0.0
         table.add_row(name, str(c.rounds), f"{max(c.sent):,.0f}", f"{c.offline_bytes:,.0f}", f"{share:.1%}")
@@ -74,7 +77,7 @@ def attention_block_breakdown(seq=1024, heads=12, head_dim=64, parties=2, backen
                   f"{setup.offline_bytes:,.0f}", "", style="dim")
     console.print(table)
     console.print(
-        "[yellow]Not included yet:[/] softmax, norms and MLP need the non-linear protocols (a later issue); "
-        "the MPCache vs full-attention breakdown replaces this demo when the MPCache workload lands."
+        "[yellow]Not included yet:[/] norms, the MLP and KV-cache eviction; the MPCache vs full-attention "
+        "breakdown over whole models replaces this demo when the MPCache workload lands."
     )
     return session

@@ -94,8 +94,17 @@ class Session:
             "seed": self.seed,
             "max_abs": self.max_abs,
             "check_domain": self.check_domain,
-            "approx": self.approx.as_dict() if hasattr(self.approx, "as_dict") else self.approx,
+            "approx": self._approx_dict(),
         }
+
+    def _approx_dict(self):
+        """The approximation knobs in force (the defaults when none were given)."""
+        approx = self.approx
+        if approx is None:
+            from protocols.nonlinear import NonlinearConfig
+
+            approx = NonlinearConfig()
+        return approx.as_dict() if hasattr(approx, "as_dict") else approx
 
     def truncation_failure_log2(self) -> float | None:
         """log2 of the per-element failure probability of local truncation for the declared ``max_abs``."""
