@@ -66,15 +66,22 @@ def _relabel(t: SharedTensor, frac: int) -> SharedTensor:
 
 def max(x: SharedTensor, axis: int = -1) -> SharedTensor:
     """Maximum along ``axis`` (values only): ceil(log2 n) levels of MSB + select, batched over rows."""
-    return _tournament(x, axis, largest=True, with_index=False)[0]
+    with x.session.scope("max"):
+        return _tournament(x, axis, largest=True, with_index=False)[0]
 
 
 def min(x: SharedTensor, axis: int = -1) -> SharedTensor:
     """Minimum along ``axis`` (values only)."""
-    return _tournament(x, axis, largest=False, with_index=False)[0]
+    with x.session.scope("min"):
+        return _tournament(x, axis, largest=False, with_index=False)[0]
 
 
 def _arg(x, axis, largest, return_index):
+    with x.session.scope("argmax" if largest else "argmin"):
+        return _arg_unscoped(x, axis, largest, return_index)
+
+
+def _arg_unscoped(x, axis, largest, return_index):
     values, index = _tournament(x, axis, largest, with_index=True)
     n = x.shape[axis]
     if index.frac:
