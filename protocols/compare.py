@@ -98,7 +98,7 @@ def eq(x, y) -> SharedTensor:
 
 
 @protocol(
-    "select",
+    "bit_select",
     rounds="1",
     comm="(N-1)*(nb + K*ny)",
     offline="K*(nb + n)",

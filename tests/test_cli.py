@@ -45,7 +45,7 @@ def test_op_csv_has_a_header_and_one_row_per_scope(capsys):
     assert code == 0
     rows = list(csv.DictReader(io.StringIO(out)))
     scopes = [r["path"] for r in rows]
-    assert "relu/msb" in scopes and "relu/select" in scopes
+    assert "relu/msb" in scopes and "relu/bit_select" in scopes
 
 
 def test_save_and_compare_reports_with_ratios(tmp_path, capsys):

@@ -181,10 +181,10 @@ def test_sign_abs_relu_match_numpy(env):
     assert cost == env.declared("msb", n=n) + env.declared("b2a_bit", n=n)
     env.values(out, np.where(a < 0, -1, 1), frac=0)  # documented: sign(0) = +1 (numpy gives 0)
     out, cost = env.cost_of(lambda: P.abs_(x))
-    assert cost == env.declared("msb", n=n) + env.declared("select", nb=n, ny=n, n=n)
+    assert cost == env.declared("msb", n=n) + env.declared("bit_select", nb=n, ny=n, n=n)
     env.values(out, np.abs(a), frac=env.f)
     out, cost = env.cost_of(lambda: P.relu(x))
-    assert cost == env.declared("msb", n=n) + env.declared("select", nb=n, ny=n, n=n)
+    assert cost == env.declared("msb", n=n) + env.declared("bit_select", nb=n, ny=n, n=n)
     env.values(out, np.maximum(a, 0.0), frac=env.f)
     ints = np.array([5, -5, 0, -(1 << (env.K - 2)), (1 << (env.K - 2)) - 1], dtype=np.int64)
     xi = env.s.input(ints, frac_bits=0)
@@ -202,7 +202,7 @@ def test_select_broadcasts_and_costs_one_round(env, b_shape, y_shape):
     b, y = P.share_bits(env.s, bv, width=1), env.s.input(yv)
     out, cost = env.cost_of(lambda: P.select(b, y))
     n = int(np.prod(np.broadcast_shapes(b_shape, y_shape), dtype=np.int64))
-    assert cost == env.declared("select", nb=bv.size, ny=yv.size, n=n)
+    assert cost == env.declared("bit_select", nb=bv.size, ny=yv.size, n=n)
     assert cost.rounds == 1
     env.values(out, bv * yv, frac=env.f)
 
@@ -221,7 +221,7 @@ def test_where_with_boolean_and_arithmetic_conditions(env):
     n = a.size
     cond = P.lt(x, y)
     out, cost = env.cost_of(lambda: P.where(cond, x, y))
-    assert cost == env.declared("select", nb=n, ny=n, n=n)
+    assert cost == env.declared("bit_select", nb=n, ny=n, n=n)
     env.values(out, np.where(a < b, a, b))
     arith = P.b2a_bit(cond)
     out, cost = env.cost_of(lambda: P.where(arith, x, y))
@@ -254,7 +254,7 @@ def test_maximum_minimum_match_numpy(env):
     n = a.size
     for proto, ref in ((P.maximum, np.maximum), (P.minimum, np.minimum)):
         out, cost = env.cost_of(lambda: proto(x, y))
-        assert cost == env.declared("msb", n=n) + env.declared("select", nb=n, ny=n, n=n)
+        assert cost == env.declared("msb", n=n) + env.declared("bit_select", nb=n, ny=n, n=n)
         env.values(out, ref(a, b), frac=env.f)
         env.values(proto(x, b), ref(a, b))
         env.values(proto(a, y), ref(a, b))
@@ -273,8 +273,8 @@ def _tournament_cost(env, rows: int, n: int, with_index: bool) -> mpsim.Cost:
     while n > 1:
         m = rows * (n // 2)
         total = total + env.declared("msb", n=m)
-        total = total + (env.declared("select", nb=m, ny=2 * m, n=2 * m) if with_index
-                         else env.declared("select", nb=m, ny=m, n=m))
+        total = total + (env.declared("bit_select", nb=m, ny=2 * m, n=2 * m) if with_index
+                         else env.declared("bit_select", nb=m, ny=m, n=m))
         n -= n // 2
     return total
 

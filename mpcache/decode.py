@@ -1,0 +1,162 @@
+"""A private decode step: one token through every layer of a model, with secret weights and a secret KV cache.
+
+Per layer (pre-norm transformer): norm, Q/K/V projection, the new token's K/V appended to the cache,
+attention over the cache as the KV policy decides (q.K^T, scaling, softmax, .V), output projection,
+residual; then norm, MLP with its activation (gated for LLaMA), residual. Grouped-query attention maps each
+KV head to ``heads / kv_heads`` query rows, so q.K^T is one batched product per KV head.
+
+Scopes follow the paper's breakdown: ``setup`` (one-off: masking weights and the prefilled KV cache, and any
+prefill-time selection of the policy) and ``step``, inside it ``layer{i}`` with ``norm``, ``linear``,
+``kv_append``, ``attention/qk``, ``attention/softmax``, ``attention/av``, ``select/...`` (policies) and
+``mlp``; ``s.cost(scope="attention/softmax")`` sums a scope over layers.
+
+Reuse: with ``reuse=True`` (default) weights and the KV cache are reusable masked operands
+(``protocols.reuse``): their one-off opening is in ``setup`` and each product opens only the activation; a
+token appended to the cache is masked and opened once when it is appended. With ``reuse=False`` every
+product is a plain Beaver product that opens both operands, so both regimes can be compared.
+
+Status: this module runs full attention and the policies in ``mpcache.policies``; the MPCache policy and the
+remaining baselines are the subject of the MPCache issue.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import protocols as P
+from mpsim import Session, SharedTensor
+
+from .models import ModelConfig
+from .policies import KVPolicy, LayerKV, get_policy
+
+
+@dataclass
+class LayerWeights:
+    norm1: object
+    norm2: object
+    w_qkv: object
+    w_out: object
+    w_up: object
+    w_down: object
+    w_gate: object = None
+
+
+@dataclass
+class DecodeRun:
+    """A session with its model, weights and per-layer caches, ready for decode steps."""
+
+    session: Session
+    model: ModelConfig
+    policy: KVPolicy
+    seq_len: int
+    reuse: bool
+    attention_only: bool
+    weights: list = field(default_factory=list)
+    caches: list = field(default_factory=list)
+    setup_mark: int = 0
+    steps: int = 0
+
+
+def _secret(session: Session, shape, rng, owner: int, scale: float):
+    if not session.backend.has_data:
+        return session.placeholder(shape, owner=owner)
+    return session.input(rng.normal(scale=scale, size=shape), owner=owner)
+
+
+def _operand(session, tensor: SharedTensor, reuse: bool):
+    return session.reusable(tensor) if reuse else tensor
+
+
+def prepare(session: Session, model: ModelConfig, seq_len: int, policy: KVPolicy | str = "full", reuse: bool = True,
+            attention_only: bool = False, seed: int = 0) -> DecodeRun:
+    """Share random weights (owner: the last party) and a prefilled KV cache of ``seq_len`` tokens (owner 0),
+    mask what is reused, and run the policy's prefill-time step, all inside the ``setup`` scope."""
+    if seq_len < 1:
+        raise ValueError(f"seq_len must be positive, got {seq_len}")
+    policy = get_policy(policy) if isinstance(policy, str) else policy
+    rng = np.random.default_rng(seed)
+    server = session.parties - 1
+    run = DecodeRun(session, model, policy, seq_len, reuse, attention_only, setup_mark=session.mark())
+    d, hkv = model.head_dim, model.n_kv_heads
+    with session.scope("setup"):
+        for layer in range(model.layers):
+            with session.scope(f"layer{layer}"):
+                w = 1 / np.sqrt(model.hidden)
+                weights = LayerWeights(
+                    norm1=_secret(session, (model.hidden,), rng, server, 0.1) + 1.0,
+                    norm2=_secret(session, (model.hidden,), rng, server, 0.1) + 1.0,
+                    w_qkv=_operand(session, _secret(session, (model.hidden, model.q_width + 2 * model.kv_width),
+                                                    rng, server, w), reuse),
+                    w_out=_operand(session, _secret(session, (model.q_width, model.hidden), rng, server, w), reuse),
+                    w_up=None, w_down=None,
+                )
+                if not attention_only:
+                    weights.w_up = _operand(session, _secret(session, (model.hidden, model.mlp), rng, server, w), reuse)
+                    weights.w_down = _operand(session, _secret(session, (model.mlp, model.hidden), rng, server,
+                                                               1 / np.sqrt(model.mlp)), reuse)
+                    if model.gated_mlp:
+                        weights.w_gate = _operand(session, _secret(session, (model.hidden, model.mlp), rng, server, w),
+                                                  reuse)
+                run.weights.append(weights)
+                keys = _secret(session, (hkv, seq_len, d), rng, 0, 1.0)
+                values = _secret(session, (hkv, seq_len, d), rng, 0, 1.0)
+                kv = LayerKV(keys=_operand(session, keys, reuse), values=_operand(session, values, reuse),
+                             positions=np.arange(seq_len))
+                run.caches.append(policy.prefill(session, layer, kv))
+    return run
+
+
+def _norm(model: ModelConfig, x: SharedTensor, gamma: SharedTensor) -> SharedTensor:
+    if model.norm == "layernorm":
+        return P.layernorm(x, gamma=gamma)
+    return P.rmsnorm(x, gamma=gamma)
+
+
+def attention(session: Session, model: ModelConfig, q: SharedTensor, kv: LayerKV):
+    """softmax(q K^T / sqrt(d)) V over the cache ``kv``; q is (kv_heads, group, d). Returns (context, weights)."""
+    with session.scope("attention"):
+        with session.scope("qk"):
+            scores = q @ kv.keys.swapaxes(-1, -2)
+        with session.scope("softmax"):
+            weights = P.softmax(scores * (1.0 / np.sqrt(model.head_dim)), axis=-1)
+        with session.scope("av"):
+            return weights @ kv.values, weights
+
+
+def decode_step(run: DecodeRun, x: SharedTensor | None = None) -> SharedTensor:
+    """One token through every layer; returns the output hidden state (1, hidden)."""
+    session, model = run.session, run.model
+    rng = np.random.default_rng(run.steps + 1)
+    if x is None:
+        x = _secret(session, (1, model.hidden), rng, 0, 1.0)
+    d, hkv, group = model.head_dim, model.n_kv_heads, model.heads // model.n_kv_heads
+    with session.scope("step"):
+        for layer in range(model.layers):
+            w, kv = run.weights[layer], run.caches[layer]
+            with session.scope(f"layer{layer}"):
+                with session.scope("norm"):
+                    h = _norm(model, x, w.norm1)
+                with session.scope("linear"):
+                    qkv = h @ w.w_qkv
+                q = qkv[:, : model.q_width].reshape(hkv, group, d)
+                k_new = qkv[:, model.q_width : model.q_width + model.kv_width].reshape(hkv, 1, d)
+                v_new = qkv[:, model.q_width + model.kv_width :].reshape(hkv, 1, d)
+                with session.scope("kv_append"):
+                    kv = kv.append(k_new, v_new)
+                view = run.policy.select(session, layer, q, kv)
+                context, weights = attention(session, model, q, view)
+                run.caches[layer] = run.policy.update(session, layer, kv, weights)
+                with session.scope("linear"):
+                    x = x + context.reshape(1, model.q_width) @ w.w_out
+                if not run.attention_only:
+                    with session.scope("norm"):
+                        h = _norm(model, x, w.norm2)
+                    with session.scope("mlp"):
+                        up = h @ w.w_up
+                        act = P.gelu(up) if model.activation == "gelu" else P.silu(up)
+                        if w.w_gate is not None:
+                            act = act * (h @ w.w_gate)
+                        x = x + act @ w.w_down
+    run.steps += 1
+    return x
