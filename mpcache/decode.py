@@ -113,17 +113,6 @@ def _norm(model: ModelConfig, x: SharedTensor, gamma: SharedTensor) -> SharedTen
     return P.rmsnorm(x, gamma=gamma)
 
 
-def attention(session: Session, model: ModelConfig, q: SharedTensor, kv: LayerKV):
-    """softmax(q K^T / sqrt(d)) V over the cache ``kv``; q is (kv_heads, group, d). Returns (context, weights)."""
-    with session.scope("attention"):
-        with session.scope("qk"):
-            scores = q @ kv.keys.swapaxes(-1, -2)
-        with session.scope("softmax"):
-            weights = P.softmax(scores * (1.0 / np.sqrt(model.head_dim)), axis=-1)
-        with session.scope("av"):
-            return weights @ kv.values, weights
-
-
 def decode_step(run: DecodeRun, x: SharedTensor | None = None) -> SharedTensor:
     """One token through every layer; returns the output hidden state (1, hidden)."""
     session, model = run.session, run.model
@@ -144,8 +133,7 @@ def decode_step(run: DecodeRun, x: SharedTensor | None = None) -> SharedTensor:
                 v_new = qkv[:, model.q_width + model.kv_width :].reshape(hkv, 1, d)
                 with session.scope("kv_append"):
                     kv = kv.append(k_new, v_new)
-                view = run.policy.select(session, layer, q, kv)
-                context, weights = attention(session, model, q, view)
+                context, weights = run.policy.attend(session, layer, q, kv, 1.0 / np.sqrt(d))
                 run.caches[layer] = run.policy.update(session, layer, kv, weights)
                 with session.scope("linear"):
                     x = x + context.reshape(1, model.q_width) @ w.w_out

@@ -1,6 +1,6 @@
 """KV-cache policies: small dataclasses with a registry; each has a plaintext numpy twin making the same
 decisions (see ``base.py`` for the interface)."""
-from .base import POLICIES, KVPolicy, LayerKV, get_policy, register
+from .base import POLICIES, KVPolicy, LayerKV, dense_attention, get_policy, register
 from .simple import FullPolicy, StreamingPolicy
 
-__all__ = ["POLICIES", "FullPolicy", "KVPolicy", "LayerKV", "StreamingPolicy", "get_policy", "register"]
+__all__ = ["POLICIES", "FullPolicy", "KVPolicy", "LayerKV", "StreamingPolicy", "dense_attention", "get_policy", "register"]

@@ -6,18 +6,21 @@ on the policy object:
 
 * ``prefill(session, layer, kv) -> kv``: one-off work at prefill (e.g. static eviction), in the ``setup``
   scope;
-* ``select(session, layer, q, kv) -> kv``: the cache that this step attends over (e.g. a dynamic selection),
-  in the ``step`` scope; scopes named ``select/...`` by convention;
+* ``attend(session, layer, q, kv, scale) -> (context, weights)``: this step's attention for the query
+  q (kv_heads, group, d) over the cache; the default is dense attention over every entry
+  (:func:`dense_attention`); dynamic-selection policies override it (scopes ``select/...`` for the selection,
+  ``attention/...`` for the attention itself);
 * ``update(session, layer, kv, weights) -> kv``: what the cache holds for the next step, given this step's
   attention weights (e.g. H2O or TOVA eviction);
 * ``twin``: the plaintext numpy twin of the same decisions, for tests.
 
 ``LayerKV`` holds the secret keys and values of one layer, shape (kv_heads, T, head_dim), as reusable masked
-operands or plain sharings, and the public original positions of the T entries when they are public.
+operands or plain sharings, the public original positions of the T entries when they are public, and a
+``state`` dict for the policy's own per-layer state (e.g. accumulated attention, cluster summaries).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
@@ -31,6 +34,7 @@ class LayerKV:
     keys: object  # MaskedOperand or SharedTensor, (kv_heads, T, d)
     values: object
     positions: np.ndarray | None = None  # public original positions of the T entries, when public
+    state: dict = field(default_factory=dict)  # the policy's own per-layer state
 
     @property
     def length(self) -> int:
@@ -47,7 +51,7 @@ class LayerKV:
         if self.positions is not None:
             nxt = int(self.positions.max()) + 1 if self.positions.size else 0
             positions = np.append(self.positions, nxt)
-        return LayerKV(grow(self.keys, k_new), grow(self.values, v_new), positions)
+        return LayerKV(grow(self.keys, k_new), grow(self.values, v_new), positions, dict(self.state))
 
     def take(self, index) -> "LayerKV":
         """Keep the entries at public ``index`` (a compaction: free; masks move with their content)."""
@@ -57,7 +61,7 @@ class LayerKV:
             return cache.take(index, axis=1) if isinstance(cache, MaskedOperand) else cache[:, index]
 
         return LayerKV(pick(self.keys), pick(self.values),
-                       None if self.positions is None else self.positions[index])
+                       None if self.positions is None else self.positions[index], dict(self.state))
 
 
 @dataclass
@@ -67,14 +71,27 @@ class KVPolicy:
     def prefill(self, session, layer: int, kv: LayerKV) -> LayerKV:
         return kv
 
-    def select(self, session, layer: int, q, kv: LayerKV) -> LayerKV:
-        return kv
+    def attend(self, session, layer: int, q, kv: LayerKV, scale: float):
+        return dense_attention(session, q, kv, scale)
 
     def update(self, session, layer: int, kv: LayerKV, weights) -> LayerKV:
         return kv
 
     def twin(self):
         raise NotImplementedError
+
+
+def dense_attention(session, q, kv: LayerKV, scale: float):
+    """softmax(q K^T * scale) V over every cache entry; q is (kv_heads, group, d). Returns (context, weights)."""
+    import protocols as P
+
+    with session.scope("attention"):
+        with session.scope("qk"):
+            scores = q @ kv.keys.swapaxes(-1, -2)
+        with session.scope("softmax"):
+            weights = P.softmax(scores * scale, axis=-1)
+        with session.scope("av"):
+            return weights @ kv.values, weights
 
 
 POLICIES: dict[str, type[KVPolicy]] = {}
