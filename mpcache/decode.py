@@ -103,6 +103,10 @@ def prepare(session: Session, model: ModelConfig, seq_len: int, policy: KVPolicy
                 values = _secret(session, (hkv, seq_len, d), rng, 0, 1.0)
                 kv = LayerKV(keys=_operand(session, keys, reuse), values=_operand(session, values, reuse),
                              positions=np.arange(seq_len))
+                window = min(policy.prompt_queries(seq_len), seq_len)
+                if window:
+                    group = model.heads // hkv
+                    kv.state["prompt_queries"] = _secret(session, (hkv, group * window, d), rng, 0, 1.0)
                 run.caches.append(policy.prefill(session, layer, kv))
     return run
 
@@ -120,6 +124,7 @@ def decode_step(run: DecodeRun, x: SharedTensor | None = None) -> SharedTensor:
     if x is None:
         x = _secret(session, (1, model.hidden), rng, 0, 1.0)
     d, hkv, group = model.head_dim, model.n_kv_heads, model.heads // model.n_kv_heads
+    step: dict = {}  # cross-layer state of this step (e.g. shared selection indices)
     with session.scope("step"):
         for layer in range(model.layers):
             w, kv = run.weights[layer], run.caches[layer]
@@ -133,7 +138,7 @@ def decode_step(run: DecodeRun, x: SharedTensor | None = None) -> SharedTensor:
                 v_new = qkv[:, model.q_width + model.kv_width :].reshape(hkv, 1, d)
                 with session.scope("kv_append"):
                     kv = kv.append(k_new, v_new)
-                context, weights = run.policy.attend(session, layer, q, kv, 1.0 / np.sqrt(d))
+                context, weights = run.policy.attend(session, layer, q, kv, 1.0 / np.sqrt(d), step)
                 run.caches[layer] = run.policy.update(session, layer, kv, weights)
                 with session.scope("linear"):
                     x = x + context.reshape(1, model.q_width) @ w.w_out

@@ -6,10 +6,15 @@ on the policy object:
 
 * ``prefill(session, layer, kv) -> kv``: one-off work at prefill (e.g. static eviction), in the ``setup``
   scope;
-* ``attend(session, layer, q, kv, scale) -> (context, weights)``: this step's attention for the query
+* ``prompt_queries(seq_len) -> int``: how many of the prompt's last queries ``prefill`` needs (for
+  attention-based prefill eviction such as SnapKV or MPCache's look-once static eviction); ``prepare`` then
+  shares them as ``kv.state["prompt_queries"]``, shape (kv_heads, group * w, d) (query rows of the w last
+  prompt positions, grouped by KV head like decode queries);
+* ``attend(session, layer, q, kv, scale, step) -> (context, weights)``: this step's attention for the query
   q (kv_heads, group, d) over the cache; the default is dense attention over every entry
   (:func:`dense_attention`); dynamic-selection policies override it (scopes ``select/...`` for the selection,
-  ``attention/...`` for the attention itself);
+  ``attention/...`` for the attention itself). ``step`` is a dict shared by all layers of one decode step
+  and empty at its start: the only place for cross-layer state such as shared selection indices;
 * ``update(session, layer, kv, weights) -> kv``: what the cache holds for the next step, given this step's
   attention weights (e.g. H2O or TOVA eviction);
 * ``twin``: the plaintext numpy twin of the same decisions, for tests.
@@ -71,7 +76,10 @@ class KVPolicy:
     def prefill(self, session, layer: int, kv: LayerKV) -> LayerKV:
         return kv
 
-    def attend(self, session, layer: int, q, kv: LayerKV, scale: float):
+    def prompt_queries(self, seq_len: int) -> int:
+        return 0
+
+    def attend(self, session, layer: int, q, kv: LayerKV, scale: float, step: dict):
         return dense_attention(session, q, kv, scale)
 
     def update(self, session, layer: int, kv: LayerKV, weights) -> LayerKV:
