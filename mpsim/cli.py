@@ -264,6 +264,126 @@ def _comparison_dict(reports) -> dict:
     return {"runs": runs}
 
 
+def _decode(args) -> int:
+    """Per-step breakdown of one or more KV policies on a model, with ratios against the first."""
+    from mpcache.workload import BREAKDOWN, compare
+
+    names = [args.policy] + [p for p in (args.compare.split(",") if args.compare else []) if p and p != args.policy]
+    summaries = compare(args.model, args.seq, names, parties=args.parties, backend=args.backend,
+                        reuse=not args.no_reuse, attention_only=args.attention_only, steps=args.steps,
+                        profiles=args.net, compute=_compute_model(args))
+    result = {"model": args.model, "seq_len": args.seq, "parties": args.parties,
+              "policies": [s.as_dict() for s in summaries]}
+    csv_rows = ["policy,rounds,max_sent_bytes,offline_bytes," + ",".join(f"latency_s_{k}" for k in summaries[0].latency_s)]
+    for s_ in summaries:
+        csv_rows.append(",".join(str(v) for v in [s_.name, s_.rounds, max(s_.sent_bytes), s_.offline_bytes,
+                                                   *s_.latency_s.values()]))
+    if _emit_structured(args, json.dumps(result, indent=2), "\n".join(csv_rows) + "\n"):
+        return 0
+    from rich.table import Table
+
+    base = summaries[0]
+    table = Table(title=f"One private decode step: {args.model}, {args.seq} tokens, {args.parties} parties "
+                        f"({args.backend} backend, reuse {'off' if args.no_reuse else 'on'})")
+    table.add_column("scope", no_wrap=True)
+    for s_ in summaries:
+        table.add_column(f"{s_.name}\nMB/party", justify="right")
+    for scope in BREAKDOWN:
+        if any(scope in s_.scopes for s_ in summaries):
+            table.add_row(scope, *[f"{max(s_.scopes[scope]['sent_bytes']) / 1e6:,.2f}" if scope in s_.scopes else "-"
+                                   for s_ in summaries])
+    table.add_row("step total", *[f"{max(s_.sent_bytes) / 1e6:,.2f}" for s_ in summaries], style="bold")
+    table.add_row("rounds", *[str(s_.rounds) for s_ in summaries])
+    for prof in base.latency_s:
+        table.add_row(f"latency {prof}", *[_fmt_s(s_.latency_s[prof]) for s_ in summaries])
+    table.add_row("one-off setup MB/party", *[f"{max(s_.setup['sent_bytes']) / 1e6:,.1f}" for s_ in summaries],
+                  style="dim")
+    console = _console()
+    console.print(table)
+    for s_ in summaries[1:]:
+        ratios = ", ".join(f"{prof} {base.latency_s[prof] / s_.latency_s[prof]:.2f}x" for prof in base.latency_s)
+        console.print(f"{base.name} / {s_.name}: communication {max(base.sent_bytes) / max(s_.sent_bytes):.2f}x, "
+                      f"latency {ratios} (above 1: {base.name} costs more)")
+    return 0
+
+
+def _sweep_decode(args) -> int:
+    """Latency and communication of KV policies against sequence length (table, JSON/CSV, optional PNG)."""
+    from rich.progress import Progress
+
+    from mpcache.workload import measure
+
+    try:
+        seqs = [int(v) for v in args.seq.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"bad --seq {args.seq!r}: use positive integers separated by commas") from None
+    if not seqs or min(seqs) <= 0:
+        raise ValueError(f"bad --seq {args.seq!r}: use positive integers separated by commas")
+    policies = [p for p in args.policy.split(",") if p]
+    compute = _compute_model(args)
+    points = []
+    with Progress(transient=True, console=_stderr_console()) as bar:
+        task = bar.add_task(f"{args.model}", total=len(seqs) * len(policies))
+        for seq in seqs:
+            for pol in policies:
+                s_ = measure(args.model, seq, pol, parties=args.parties, backend=args.backend, profiles=args.net,
+                             compute=compute)
+                points.append({"seq_len": seq, "policy": pol, "rounds": s_.rounds, "sent_bytes": s_.sent_bytes,
+                               "offline_bytes": s_.offline_bytes, "latency_s": s_.latency_s})
+                bar.advance(task)
+    result = {"model": args.model, "parties": args.parties, "points": points}
+    profiles = list(points[0]["latency_s"])
+    csv_rows = ["seq_len,policy,rounds,max_sent_bytes,offline_bytes," + ",".join(f"latency_s_{p}" for p in profiles)]
+    for pt in points:
+        csv_rows.append(",".join(str(v) for v in [pt["seq_len"], pt["policy"], pt["rounds"], max(pt["sent_bytes"]),
+                                                   pt["offline_bytes"], *pt["latency_s"].values()]))
+    if args.plot:
+        _plot_decode(result, policies, profiles, args.plot)
+    if _emit_structured(args, json.dumps(result, indent=2), "\n".join(csv_rows) + "\n"):
+        return 0
+    from rich.table import Table
+
+    table = Table(title=f"Per decode step, {args.model}, {args.parties} parties")
+    for col in ["tokens", "policy", "rounds", "MB / party"] + [f"latency {p}" for p in profiles]:
+        table.add_column(col, justify="right")
+    for pt in points:
+        table.add_row(str(pt["seq_len"]), pt["policy"], str(pt["rounds"]), f"{max(pt['sent_bytes']) / 1e6:,.2f}",
+                      *[_fmt_s(pt["latency_s"][p]) for p in profiles])
+    _console().print(table)
+    if args.plot:
+        _console().print(f"plot written to {args.plot}")
+    return 0
+
+
+def _plot_decode(result, policies, profiles, path):
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ValueError("--plot needs matplotlib: pip install 'mpsim[plot]'") from None
+    fig, axes = plt.subplots(1, len(profiles) + 1, figsize=(5 * (len(profiles) + 1), 4))
+    for pol in policies:
+        pts = [p for p in result["points"] if p["policy"] == pol]
+        xs = [p["seq_len"] for p in pts]
+        for ax, prof in zip(axes, profiles):
+            ax.plot(xs, [p["latency_s"][prof] for p in pts], marker="o", label=pol)
+            ax.set_title(f"latency per step ({prof})")
+            ax.set_ylabel("s")
+        axes[-1].plot(xs, [max(p["sent_bytes"]) / 1e6 for p in pts], marker="o", label=pol)
+        axes[-1].set_title("communication per step")
+        axes[-1].set_ylabel("MB sent per party")
+    for ax in axes:
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("sequence length")
+        ax.legend()
+    fig.suptitle(result["model"])
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def _demo(args) -> int:
     from .demo import attention_block_breakdown
 
@@ -320,6 +440,33 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("reports", nargs="+", help="JSON reports (mpsim op ... --save FILE)")
     _structured(compare)
     compare.set_defaults(run=_compare)
+
+    decode = sub.add_parser("decode", help="per-step cost of KV-cache policies in private decoding")
+    decode.add_argument("--model", default="llama2-7b", help="built-in model (gpt2, mpcache-proxy, llama2-7b, ...)")
+    decode.add_argument("--seq", type=_positive, default=2048, help="tokens in the KV cache before the step")
+    decode.add_argument("--policy", default="full", help="policy (full, streaming, ...)")
+    decode.add_argument("--compare", default="", help="more policies, comma-separated, for side-by-side ratios")
+    decode.add_argument("--parties", type=_positive, default=2)
+    decode.add_argument("--backend", choices=("count", "ideal", "share"), default="count")
+    decode.add_argument("--steps", type=_positive, default=1, help="decode steps; the last one is reported")
+    decode.add_argument("--no-reuse", action="store_true", help="plain Beaver products (no reusable masks)")
+    decode.add_argument("--attention-only", action="store_true", help="skip the MLP")
+    decode.add_argument("--net", default="lan,wan")
+    decode.add_argument("--compute", action="store_true", help="add calibrated local compute time")
+    _structured(decode)
+    decode.set_defaults(run=_decode)
+
+    sweep = sub.add_parser("sweep", help="per-step latency and communication of policies over sequence lengths")
+    sweep.add_argument("--model", default="llama2-7b")
+    sweep.add_argument("--seq", default="512,1024,2048,4096", help="comma-separated sequence lengths")
+    sweep.add_argument("--policy", default="full", help="comma-separated policies")
+    sweep.add_argument("--parties", type=_positive, default=2)
+    sweep.add_argument("--backend", choices=("count", "ideal", "share"), default="count")
+    sweep.add_argument("--net", default="lan,wan")
+    sweep.add_argument("--compute", action="store_true", help="add calibrated local compute time")
+    sweep.add_argument("--plot", default=None, help="write latency and communication curves to this PNG")
+    _structured(sweep)
+    sweep.set_defaults(run=_sweep_decode)
 
     demo = sub.add_parser("demo", help="cost breakdown of one private attention decode step")
     demo.add_argument("--seq", type=_positive, default=1024, help="KV cache length (default 1024)")

@@ -126,3 +126,34 @@ def test_console_script_is_installed_and_runs():
     cmd = [exe] if exe else [sys.executable, "-m", "mpsim.cli"]
     out = subprocess.run(cmd + ["profiles", "--csv"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("name,bandwidth_bps,rtt_s,source")
+
+
+def test_decode_compares_policies_with_the_documented_json_schema(capsys):
+    code, out, _ = run(["decode", "--model", "mpcache-proxy", "--seq", "512", "--policy", "full",
+                        "--compare", "streaming", "--json"], capsys)
+    assert code == 0
+    result = json.loads(out)
+    full, streaming = result["policies"]
+    assert (full["name"], streaming["name"]) == ("full", "streaming")
+    for entry in (full, streaming):
+        assert set(entry) >= {"name", "rounds", "sent_bytes", "offline_bytes", "latency_s", "scopes"}
+        assert set(entry["latency_s"]) == {"lan", "wan"} and len(entry["sent_bytes"]) == 2
+    assert streaming["scopes"]["attention/softmax"]["sent_bytes"][0] < full["scopes"]["attention/softmax"]["sent_bytes"][0]
+    code, out, _ = run(["decode", "--model", "mpcache-proxy", "--seq", "512", "--compare", "streaming"], capsys)
+    assert code == 0 and "attention/softmax" in out and "full / streaming" in out
+
+
+def test_sweep_over_sequence_lengths(tmp_path, capsys):
+    code, out, _ = run(["sweep", "--model", "mpcache-proxy", "--seq", "256,1024", "--policy", "full", "--json"],
+                       capsys)
+    points = json.loads(out)["points"]
+    assert [p["seq_len"] for p in points] == [256, 1024]
+    assert points[1]["sent_bytes"][0] > points[0]["sent_bytes"][0]  # full attention grows with length
+    if pytest.importorskip("matplotlib"):
+        png = tmp_path / "s.png"
+        assert run(["sweep", "--model", "gpt2", "--seq", "128,256", "--plot", str(png)], capsys)[0] == 0
+        assert png.read_bytes()[:4] == b"\x89PNG"
+    code, _, err = run(["sweep", "--seq", "12,x"], capsys)
+    assert code == 2 and "bad --seq" in err
+    code, _, err = run(["decode", "--model", "gpt5"], capsys)
+    assert code == 2 and "unknown model" in err
