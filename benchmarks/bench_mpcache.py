@@ -1,0 +1,226 @@
+"""Reproduce the MPCache paper's cost claims with our protocols and write docs/results.md.
+
+Run: ``python benchmarks/bench_mpcache.py`` (count backend, 2 parties, K = 64, f = 16; about a minute).
+``--out PATH`` writes elsewhere, ``--quick`` uses fewer sequence lengths (for a smoke run).
+Every number below is measured in this run; the paper's figures are quoted beside ours.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("GOMP_SPINCOUNT", "10000")
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
+import numpy as np  # noqa: E402
+
+import mpsim  # noqa: E402
+import protocols as P  # noqa: E402
+from costmodel.latency import calibrate, estimate  # noqa: E402
+from costmodel.profiles import PROFILES  # noqa: E402
+from mpcache.policies import POLICIES  # noqa: E402
+from mpcache.workload import measure  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+NETS = [PROFILES["lan"], PROFILES["wan"]]
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{n:.0f} B"
+
+
+def _fmt_s(s: float) -> str:
+    return f"{s * 1e3:.1f} ms" if s < 1 else f"{s:.2f} s"
+
+
+def _cost(session, mark):
+    c = session.cost(since=mark)
+    return c, {p.name: estimate(session, p, since=mark).total_s for p in NETS}
+
+
+def claim_a(lines, seqs):
+    lines += ["## (a) Attention, and softmax within it, dominates decode cost and grows with length", "",
+              "Paper (Fig. 1, GPT-2 on SecretFlow): attention dominates latency and communication; softmax is the "
+              "bulk of attention; its cost grows sharply with sequence length. Ours: `gpt2` (12 layers), one "
+              "decode step, full KV cache, reusable masked weights and cache.", "",
+              "| tokens | attention share of bytes | softmax share of bytes | attention share of LAN / WAN time | "
+              "step bytes/party | step LAN / WAN |", "|---|---|---|---|---|---|"]
+    for seq in seqs:
+        s = measure("gpt2", seq, "full")
+        total = max(s.sent_bytes)
+        att = sum(max(s.scopes[k]["sent_bytes"]) for k in ("attention/qk", "attention/softmax", "attention/av"))
+        soft = max(s.scopes["attention/softmax"]["sent_bytes"])
+        att_t = {n: sum(s.scopes[k]["latency_s"][n] for k in ("attention/qk", "attention/softmax", "attention/av"))
+                 for n in s.latency_s}
+        lines.append(f"| {seq} | {att / total:.1%} | {soft / total:.1%} | "
+                     f"{att_t['lan'] / s.latency_s['lan']:.1%} / {att_t['wan'] / s.latency_s['wan']:.1%} | "
+                     f"{_fmt_bytes(total)} | {_fmt_s(s.latency_s['lan'])} / {_fmt_s(s.latency_s['wan'])} |")
+    lines += ["", "Scope times are priced per scope (latency model on that scope's messages), so they do not add up "
+              "exactly to the step's critical path.", ""]
+
+
+def claim_b(lines, seqs):
+    lines += ["## (b) Naive dynamic selection costs more than full attention", "",
+              "Paper (Fig. 1(d)): applying dynamic KV selection directly in MPC increases latency and "
+              "communication over full attention (top-k, similarity and one-hot gathering)."]
+    if "naive-dynamic" not in POLICIES:
+        lines += ["", "**Not measured yet**: the `naive-dynamic` policy is not built.", ""]
+        return
+    lines += ["Ours: `mpcache-proxy`, budget as registered by default.", "",
+              "| tokens | full bytes/party | naive-dynamic bytes/party | full LAN / WAN | naive LAN / WAN |",
+              "|---|---|---|---|---|"]
+    for seq in seqs:
+        full, naive = measure("mpcache-proxy", seq, "full"), measure("mpcache-proxy", seq, "naive-dynamic")
+        lines.append(f"| {seq} | {_fmt_bytes(max(full.sent_bytes))} | {_fmt_bytes(max(naive.sent_bytes))} | "
+                     f"{_fmt_s(full.latency_s['lan'])} / {_fmt_s(full.latency_s['wan'])} | "
+                     f"{_fmt_s(naive.latency_s['lan'])} / {_fmt_s(naive.latency_s['wan'])} |")
+    lines.append("")
+
+
+def _gather(method: str, level: str, heads=32, T=1024, d=32, cluster=16, kept_tokens=192):
+    """Gather kept_tokens keys per head: token by token (one-hot over T) or cluster by cluster (over T/16)."""
+    s = mpsim.Session(parties=2, backend="count", seed=0)
+    if level == "token":
+        n, k, width = T, kept_tokens, d
+    else:
+        n, k, width = T // cluster, kept_tokens // cluster, cluster * d
+    cache = s.reusable(s.placeholder((heads, n, width)))
+    index = s.placeholder((heads, k), frac_bits=0)
+    mark = s.mark()
+    oh = P.onehot(index, n, method=method)
+    P.gather(cache, oh, kind="onehot")
+    return _cost(s, mark)
+
+
+def claim_c(lines):
+    lines += ["## (c) Cluster-level vs token-level gathering (T = 1024, 64 clusters of 16)", "",
+              "Paper: 73.5x less latency and 369.8x less communication for cluster-level gathering, with the "
+              "equality-based one-hot. Ours: 32 heads x 32 dims (the paper's operator shapes), 192 tokens kept "
+              "per head (12 clusters), the KV cache a reusable masked operand (the gather opens only the one-hot).",
+              "", "| one-hot | level | rounds | bytes/party | LAN | WAN |", "|---|---|---|---|---|---|"]
+    results = {}
+    for method in ("equality", "rotation"):
+        for level in ("token", "cluster"):
+            c, t = _gather(method, level)
+            results[(method, level)] = (c, t)
+            lines.append(f"| {method} | {level} | {c.rounds} | {_fmt_bytes(c.sent[0])} | {_fmt_s(t['lan'])} | "
+                         f"{_fmt_s(t['wan'])} |")
+    for method in ("equality", "rotation"):
+        (ct, tt), (cc, tc) = results[(method, "token")], results[(method, "cluster")]
+        lines.append(f"\n{method} one-hot: cluster-level is **{ct.sent[0] / cc.sent[0]:.1f}x** less communication, "
+                     f"**{tt['lan'] / tc['lan']:.1f}x** (LAN) / **{tt['wan'] / tc['wan']:.1f}x** (WAN) less latency.")
+    lines += ["", "Both levels need the same number of rounds, so the latency gain is largest where bandwidth "
+              "dominates (LAN) and smaller where round latency does (WAN). With equality tests the byte gap is "
+              "the paper's s^2 = 256 fewer tests (our equality test has a fixed width, so the shorter indices "
+              "do not shrink it further). With the rotation one-hot the one-hot itself costs a few bits per "
+              "index; what remains is opening the one-hot in its product with the masked cache, which also "
+              "shrinks by s^2.", ""]
+
+
+def claim_d(lines):
+    heads, clusters, d = 32, 64, 32
+    s = mpsim.Session(parties=2, backend="count", seed=0)
+    q = s.placeholder((heads, 1, d))
+    rmax, rmin = s.placeholder((heads, clusters, d)), s.placeholder((heads, clusters, d))
+    mark = s.mark()
+    combined = rmax * 0.6 + rmin * 0.4  # local products with public constants (+ truncation)
+    q @ combined.swapaxes(-1, -2)
+    lin, lin_t = _cost(s, mark)
+    lin_msb = s.ledger.select(scope="msb", since=mark)
+    mark = s.mark()
+    qb = q.broadcast_to((heads, clusters, d))
+    P.maximum(qb * rmax, qb * rmin).sum(axis=-1)
+    bound, bound_t = _cost(s, mark)
+    msb_bits = sum(m.bits for m in s.ledger.select(scope="msb", since=mark) if m.src == 0)
+    per_msb = 64 + 2 * (2 * 64 - 2 - 6)
+    lines += ["## (d) The linear similarity needs no comparisons", "",
+              f"Paper: the max-based bound needs H*C*d secure max operations; q . (a r_max + (1-a) r_min) needs "
+              f"none. Ours, H = {heads}, C = {clusters}, d = {d}:", "",
+              "| similarity | comparisons | rounds | bytes/party | LAN | WAN |", "|---|---|---|---|---|---|",
+              f"| linear (one product) | {len(lin_msb)} | {lin.rounds} | {_fmt_bytes(lin.sent[0])} | "
+              f"{_fmt_s(lin_t['lan'])} | {_fmt_s(lin_t['wan'])} |",
+              f"| max bound | {msb_bits // per_msb} (= H C d = {heads * clusters * d}) | {bound.rounds} | "
+              f"{_fmt_bytes(bound.sent[0])} | {_fmt_s(bound_t['lan'])} | {_fmt_s(bound_t['wan'])} |", ""]
+
+
+def claim_e(lines):
+    lines += ["## (e) Cross-layer index sharing halves the selection overhead of the sharing layers", ""]
+    if "mpcache" not in POLICIES:
+        lines += ["**Not measured yet**: the `mpcache` policy is not built.", ""]
+        return
+    from mpcache.policies import get_policy
+
+    rows = []
+    for share in (False, True):
+        s = measure("llama2-7b", 4096, get_policy("mpcache", share_layers=share))
+        sel = sum(max(v["sent_bytes"]) for k, v in s.scopes.items() if k.startswith("select/"))
+        rows.append((share, sel, s))
+    lines += ["Paper: adjacent layers from layer 2 on share the selected indices, halving the dynamic-selection "
+              "overhead with little accuracy impact. Ours: `llama2-7b`, 4096 tokens, one step:", "",
+              "| index sharing | selection bytes/party (all layers) | step bytes/party | step LAN / WAN |",
+              "|---|---|---|---|"]
+    for share, sel, s in rows:
+        lines.append(f"| {'on' if share else 'off'} | {_fmt_bytes(sel)} | {_fmt_bytes(max(s.sent_bytes))} | "
+                     f"{_fmt_s(s.latency_s['lan'])} / {_fmt_s(s.latency_s['wan'])} |")
+    lines += [f"\nSelection bytes with sharing / without: **{rows[1][1] / rows[0][1]:.2f}**.", ""]
+
+
+def claim_f(lines, seqs, compute):
+    lines += ["## (f) MPCache vs full KV cache per decode step", "",
+              "Paper: 1.8x to 2.01x less latency and 3.39x to 8.37x less communication, growing with length "
+              "(lengths not stated)."]
+    if "mpcache" not in POLICIES:
+        lines += ["", "**Not measured yet**: the `mpcache` policy is not built.", ""]
+        return
+    for model in ("mpcache-proxy", "llama2-7b"):
+        lines += ["", f"`{model}`:", "",
+                  "| tokens | comm. full / mpcache | LAN full / mpcache | WAN full / mpcache | "
+                  "LAN with compute | WAN with compute |", "|---|---|---|---|---|---|"]
+        for seq in seqs:
+            full, mpc = measure(model, seq, "full"), measure(model, seq, "mpcache")
+            fullc, mpcc = (measure(model, seq, "full", compute=compute), measure(model, seq, "mpcache", compute=compute))
+            lines.append(
+                f"| {seq} | {max(full.sent_bytes) / max(mpc.sent_bytes):.2f}x | "
+                f"{full.latency_s['lan'] / mpc.latency_s['lan']:.2f}x | {full.latency_s['wan'] / mpc.latency_s['wan']:.2f}x | "
+                f"{fullc.latency_s['lan'] / mpcc.latency_s['lan']:.2f}x | {fullc.latency_s['wan'] / mpcc.latency_s['wan']:.2f}x |")
+    lines.append("")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(ROOT / "docs" / "results.md"))
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    start = time.time()
+    short = [128, 512, 1024] if args.quick else [128, 256, 512, 1024, 2048, 4096]
+    long = [512, 2048] if args.quick else [512, 1024, 2048, 4096, 8192, 16384, 32768]
+    compute = calibrate()
+    lines = ["# MPCache's cost claims, reproduced with mpsim", "",
+             f"Generated by `python benchmarks/bench_mpcache.py` (mpsim {mpsim.__version__}). Configuration: 2 "
+             "parties, ring Z_2^64, 16 fractional bits, count backend (exact ledgers, no data), local "
+             "(SecureML) truncation, default approximation knobs (`protocols.NonlinearConfig()`), reusable "
+             "masked weights and KV cache, one decode step after the prefilled cache; networks `lan` "
+             "(3 Gbit/s, 0.3 ms RTT) and `wan` (400 Mbit/s, 40 ms RTT), one one-way latency per round; compute "
+             f"term (where stated) calibrated on this machine: {compute.mac_per_s / 1e9:.2f} G ring MAC/s, "
+             f"{compute.elem_per_s / 1e9:.2f} G element ops/s.", ""]
+    claim_a(lines, short)
+    claim_b(lines, short)
+    claim_c(lines)
+    claim_d(lines)
+    claim_e(lines)
+    claim_f(lines, long, compute)
+    text = "\n".join(lines) + "\n"
+    Path(args.out).write_text(text)
+    sys.stdout.write(text)
+    print(f"({time.time() - start:.1f} s; written to {args.out})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
