@@ -425,7 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
     op.add_argument("--parties", type=_positive, default=2)
     op.add_argument("--backend", choices=("count", "ideal", "share"), default="count")
     op.add_argument("--ring", type=int, choices=(32, 64), default=64, help="ring bits K")
-    op.add_argument("--frac", type=int, default=16, help="fractional bits f")
+    op.add_argument("--frac", type=int, default=None, help="fractional bits f (default 16, or 8 with --ring 32)")
     op.add_argument("--seed", type=int, default=0)
     op.add_argument("--net", default="lan,wan", help="profiles: names or BANDWIDTH/PING, comma-separated")
     op.add_argument("--sweep", default=None, help="VAR=V1,V2,... with VAR in --shape, e.g. N=128,256,512")

@@ -34,6 +34,7 @@ from .ring import Ring
 from .tensor import SharedTensor
 
 TRUNC_MODES = ("auto", "local", "dealer")
+DEFAULT_FRAC_BITS = {64: 16, 32: 8}
 LOCAL_TRUNC_WARN_LOG2 = -20  # warn when the per-element failure probability of local truncation exceeds this
 
 
@@ -48,7 +49,7 @@ class Session:
         self,
         parties: int = 2,
         ring_bits: int = 64,
-        frac_bits: int = 16,
+        frac_bits: int | None = None,
         seed: int | None = None,
         backend: str = "share",
         trunc: str = "auto",
@@ -60,9 +61,16 @@ class Session:
             raise ValueError(f"parties must be an integer >= 2, got {parties!r}")
         self.parties = int(parties)
         self.ring = Ring(ring_bits)
+        if frac_bits is None:  # 16 for K = 64; 8 for K = 32, whose products need 2f <= 30
+            frac_bits = DEFAULT_FRAC_BITS[ring_bits]
         if not isinstance(frac_bits, (int, np.integer)) or not 0 <= frac_bits <= ring_bits - 2:
             raise ValueError(f"frac_bits must be an integer in [0, {ring_bits - 2}], got {frac_bits!r}")
         self.frac_bits = int(frac_bits)
+        if 2 * self.frac_bits > ring_bits - 2:
+            raise ValueError(
+                f"frac_bits={frac_bits} leaves no room for products in a {ring_bits}-bit ring: a product sits at "
+                f"scale 2^(2f) and needs 2f <= K - 2 (at most {(ring_bits - 2) // 2} fractional bits; e.g. 8 for K = 32)"
+            )
         if trunc not in TRUNC_MODES:
             raise ValueError(f"trunc must be one of {TRUNC_MODES}, got {trunc!r}")
         if trunc == "local" and self.parties != 2:

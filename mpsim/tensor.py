@@ -196,14 +196,22 @@ class SharedTensor:
         return self._like(payload, shape)
 
     def mean(self, axis=None, keepdims: bool = False) -> "SharedTensor":
-        """Sum, then a multiplication by the public real 1/n (which costs one truncation)."""
+        """Sum, then a division by the public count n in two steps: a truncation by g = ceil(log2 n), then a
+        product with the public real 2^g / n in (1, 2] (one more truncation). Encoding 2^g / n rather than
+        1 / n keeps the relative error of the constant at 2^-(f+1) instead of n 2^-(f+1)."""
+        from protocols.trunc import truncate
+
         if self.frac == 0:
             raise ValueError("mean of an integer-encoded tensor is not an integer; use sum, or a fixed-point input")
         total = self.sum(axis=axis, keepdims=keepdims)
         count = self.size // max(total.size, 1) if self.size else 0
         if count == 0:
             raise ValueError("mean of an empty selection")
-        return total * (1.0 / count)
+        if count == 1:
+            return total
+        g = max(1, (count - 1).bit_length())
+        shifted = truncate(total._like(total.payload, total.shape, frac=total.frac + g), g)
+        return shifted * (2.0**g / count)
 
     # -- arithmetic ------------------------------------------------------------------------------------------------
     def _align(self, other: "SharedTensor"):

@@ -244,6 +244,8 @@ def _check_domain(x: SharedTensor, P: int, D: int, what: str) -> None:
 
 
 def _last_axis(x: SharedTensor, axis: int) -> tuple[SharedTensor, bool]:
+    if not -max(x.ndim, 1) <= axis < max(x.ndim, 1):
+        raise np.exceptions.AxisError(axis, x.ndim)
     axis = axis % x.ndim if x.ndim else 0
     if axis == x.ndim - 1:
         return x, False

@@ -59,6 +59,7 @@ class Protocol:
     example: Callable | None = None
     parties: Callable[[int], bool] = field(default=lambda n: n >= 2)
     vars_doc: str = ""
+    observe: Callable | None = None  # randomized kind: (messages, N) -> the random variables of the formulas
 
     def evaluate(self, formula: str, env: dict) -> int:
         value = eval(formula, dict(_FORMULA_NAMESPACE), dict(env))  # formulas are our own literals
@@ -84,9 +85,14 @@ class Protocol:
             offline_received_bits=(offline,) + (0,) * (N - 1),
         )
 
-    def declared_for(self, session, *args, **kwargs) -> Cost:
-        """Declared cost of calling this protocol with these arguments in this session."""
+    def declared_for(self, session, *args, messages=None, **kwargs) -> Cost:
+        """Declared cost of calling this protocol with these arguments in this session; a randomized protocol
+        also needs the call's ``messages`` to observe its random variables."""
         dims = self.dims(*args, **kwargs) if self.dims else {}
+        if self.observe is not None:
+            if messages is None:
+                raise ValueError(f"{self.name} is randomized: pass the call's messages to observe its variables")
+            dims = {**dims, **self.observe(messages, session.parties)}
         return self.declared(session.ring.bits, session.parties, trunc=session.trunc, **dims)
 
 
@@ -120,8 +126,11 @@ def protocol(
     example: Callable | None = None,
     parties: Callable[[int], bool] = lambda n: n >= 2,
     vars_doc: str = "",
+    observe: Callable | None = None,
 ):
-    """Register a protocol with its declared cost (see the module docstring)."""
+    """Register a protocol with its declared cost (see the module docstring). A randomized protocol gives
+    ``observe(messages, N)``: the values of its random formula variables, read off its own messages, so that
+    the formulas can still be checked exactly against a run."""
     if kind not in ("fixed", "randomized"):
         raise ValueError(f"kind must be 'fixed' or 'randomized', got {kind!r}")
 
@@ -137,7 +146,7 @@ def protocol(
                 return fn(*args, **kwargs)
 
         REGISTRY[name] = Protocol(
-            name, run, rounds, comm, offline, calls, leaks, ref, kind, dims, example, parties, vars_doc
+            name, run, rounds, comm, offline, calls, leaks, ref, kind, dims, example, parties, vars_doc, observe
         )
         run.protocol = REGISTRY[name]
         return run

@@ -377,14 +377,18 @@ def _quicksort(session, keys: SharedTensor, chosen, sim_ranks):
 @protocol(
     "topk_shuffle",
     rounds="2 + I*(2+log2(K)) + 1",
-    comm="K*rows*n*(int(p != 0) + int(p != 1)) + (N-1)*(Q*(K + 2*(2*K-2-log2(K)) + 1) + rows*k*log2(T))",
-    offline="2*K*rows*n + Q*(3*K - 2 - log2(K)) + rows*k*(K*T + log2(T))",
+    comm="2*K*rows*n*(int(p != 0) + int(p != 1)) + (N-1)*(Q*(K + 2*(2*K-2-log2(K)) + 1) + rows*k*log2(T))",
+    offline="4*K*rows*n + Q*(3*K - 2 - log2(K)) + rows*k*(K*T + log2(T))",
     kind="randomized",
     leaks="nothing: opened comparison outcomes of shuffled distinct keys are independent of the data",
     ref="shuffle (Chase-Ghosh-Poburinnaya 2020) then quickselect (Hoare 1961) on opened outcomes",
     dims=_topk_dims,
     example=_topk_example,
-    vars_doc="I = quickselect rounds, Q = comparisons (random, data-independent); T as above",
+    vars_doc="I = quickselect rounds, Q = comparisons (random, data-independent; read off the ledger); T as above",
+    observe=lambda messages, N: {
+        "I": len({m.call for m in messages if m.op == "open_outcomes"}),
+        "Q": sum(m.bits for m in messages if m.op == "open_outcomes" and m.src == 0) // (N - 1),
+    },
 )
 def topk_shuffle(x: SharedTensor, k: int, sorted: bool = False):
     """Top-k of each row of a (rows, n) tensor by shuffle-then-quickselect (randomized cost).
@@ -398,8 +402,8 @@ def topk_shuffle(x: SharedTensor, k: int, sorted: bool = False):
       5. Values from the shuffled x at the chosen (public, shuffled) positions; one-hot by rotation from
          the key (reduced mod 2^b = j); index = onehot @ (0..n-1) (local).
     Rounds: 2 + I (2 + log2 K) + 1, I = quickselect iterations (a random variable independent of the data).
-    Comm: the shuffle's K rows n bits per non-permuting pass, (N-1)(K + 2(2K-2-log2 K) + 1) bits per
-    comparison, Q comparisons in all (about 2-3 n per row), and the one-hot.
+    Comm: the shuffle moves (key, x) pairs, 2 K rows n bits per non-permuting pass; (N-1)(K + 2(2K-2-log2 K)
+    + 1) bits per comparison, Q comparisons in all (about 2-3 n per row); and the one-hot.
     Leaks: nothing beyond the output (see the module docstring). Requires |x| < 2^(K-2-b-f).
     Ref: Chase-Ghosh-Poburinnaya, ASIACRYPT 2020; Hoare, "Algorithm 65: Find", CACM 1961.
     """

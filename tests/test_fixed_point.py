@@ -126,3 +126,11 @@ def test_ring32_fixed_point_with_small_scale():
     got = s.reveal(s.input(xv) * s.input(xv[::-1].copy()))
     ulp = 2.0**-8
     assert np.max(np.abs(got - xv * xv[::-1])) <= 6 * ulp / 2 + ulp**2 / 4 + 2 * ulp
+
+
+@pytest.mark.parametrize("n", [768, 3000, 100_000])
+def test_mean_of_long_rows_stays_within_a_few_ulps(n):
+    """mean encodes 2^g / n in (1, 2], not 1 / n: the error stays O(ULP) for any n (see SharedTensor.mean)."""
+    s = mpsim.Session(parties=2, seed=0, backend="ideal")
+    got = s.reveal(s.input(np.ones(n)).mean())
+    assert abs(got - 1.0) <= 3 * ULP + 2.0**-(F + 1)

@@ -281,10 +281,11 @@ def test_frac_bits_out_of_range_raises(K):
 def test_session_validates_ring_width_and_frac_bits(K):
     import mpsim
 
-    for f in (-1, K - 1, K):
+    for f in (-1, K - 1, K, K // 2):  # K // 2: products at scale 2^(2f) would not fit
         with pytest.raises(ValueError, match="frac_bits"):
             mpsim.Session(ring_bits=K, frac_bits=f, backend="count")
-    assert mpsim.Session(ring_bits=K, frac_bits=K - 2, backend="count").ring == Ring(K)
+    assert mpsim.Session(ring_bits=K, frac_bits=(K - 2) // 2, backend="count").ring == Ring(K)
+    assert mpsim.Session(ring_bits=K, backend="count").frac_bits == {64: 16, 32: 8}[K]
     with pytest.raises(ValueError, match="ring_bits"):
         mpsim.Session(ring_bits=K - 16, frac_bits=4, backend="count")
 
