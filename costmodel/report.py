@@ -14,7 +14,7 @@ Schema
 * ``name`` (str): the report's label (used as the column title in comparisons).
 * ``provenance`` (object): ``config`` (``Session.config``: parties, ring_bits, frac_bits, backend, trunc,
   seed, max_abs, check_domain, approx), ``extra`` (the caller's ``extra_config`` or null), ``seed``,
-  ``mpsim_version``, ``git_commit`` (``git rev-parse HEAD`` in the installed package's directory, null when
+  ``mpsim_version``, ``git_commit`` (``git rev-parse HEAD`` in the installed package's directory, with "-dirty" appended when tracked files have uncommitted changes, null when
   that fails), ``timestamp`` (UTC, ISO 8601, seconds), ``model`` (``per_round``, ``include_offline``,
   ``compute``: the ComputeModel as ``{mac_per_s, elem_per_s, source}`` or null).
 * ``profiles`` (array): each ``{name, bandwidth_bps, rtt_s, source}``.
@@ -104,7 +104,16 @@ def _git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     commit = out.stdout.strip()
-    return commit if out.returncode == 0 and commit else None
+    if out.returncode != 0 or not commit:
+        return None
+    try:  # a working tree with uncommitted changes is not that commit: say so
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=Path(mpsim.__file__).resolve().parent, capture_output=True, text=True, timeout=5)
+        if dirty.returncode == 0 and dirty.stdout.strip():
+            commit += "-dirty"
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return commit
 
 
 def _plain(value):

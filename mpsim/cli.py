@@ -96,9 +96,13 @@ def _op(args) -> int:
 
     shape = parse_shape(args.shape)
     session = _session_for(args)
-    run_op(session, args.name, shape, axis=args.axis, k=args.k, n=args.n, method=args.method, seed=args.seed)
+    quiet = args.json or args.csv
+    with (_stderr_console() if quiet else _console()).status(f"running {args.name} on {args.backend}"):
+        run_op(session, args.name, shape, axis=args.axis, k=args.k, n=args.n, method=args.method, seed=args.seed)
     compute = _compute_model(args)
-    report = Report.from_session(session, profiles=profiles, name=f"{args.name} {args.shape}", compute=compute,
+    label = " ".join([args.name, args.shape] + ([f"method={args.method}"] if args.method != "auto" else [])
+                     + ([f"k={args.k}"] if args.k else []) + ([f"n={args.n}"] if args.n else []))
+    report = Report.from_session(session, profiles=profiles, name=label, compute=compute,
                                  extra_config={"op": args.name, "shape": list(shape), "axis": args.axis,
                                                "k": args.k, "n": args.n, "method": args.method})
     if args.save:
@@ -231,6 +235,8 @@ def _compare(args) -> int:
             reports.append(from_json(Path(path).read_text()))
         except OSError as err:
             raise ValueError(f"cannot read {path}: {err.strerror}") from None
+        except (KeyError, TypeError, json.JSONDecodeError) as err:
+            raise ValueError(f"{path} is not a saved mpsim report (mpsim op ... --save FILE): {err}") from None
     if args.json:
         sys.stdout.write(json.dumps(_comparison_dict(reports), indent=2) + "\n")
         return 0
@@ -385,11 +391,17 @@ def _plot_decode(result, policies, profiles, path):
 
 
 def _demo(args) -> int:
-    from .demo import attention_block_breakdown
+    from .demo import attention_block_breakdown, breakdown_rows
 
-    attention_block_breakdown(
-        seq=args.seq, heads=args.heads, head_dim=args.head_dim, parties=args.parties, backend=args.backend
-    )
+    quiet = args.json or args.csv
+    session = attention_block_breakdown(seq=args.seq, heads=args.heads, head_dim=args.head_dim,
+                                        parties=args.parties, backend=args.backend, show=not quiet)
+    if quiet:
+        rows = breakdown_rows(session)
+        csv = "scope,rounds,max_sent_bytes,offline_bytes\n" + "".join(
+            f"{r['scope']},{r['rounds']},{max(r['sent_bytes'])},{r['offline_bytes']}\n" for r in rows)
+        _emit_structured(args, json.dumps({"seq": args.seq, "heads": args.heads, "head_dim": args.head_dim,
+                                           "parties": args.parties, "rows": rows}, indent=2), csv)
     return 0
 
 
@@ -474,6 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--head-dim", type=_positive, default=64, help="head dimension (default 64)")
     demo.add_argument("--parties", type=_positive, default=2, help="number of parties (default 2)")
     demo.add_argument("--backend", choices=("count", "ideal", "share"), default="count")
+    _structured(demo)
     demo.set_defaults(run=_demo)
     return parser
 
@@ -489,7 +502,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, TypeError, KeyError) as err:
+    except (ValueError, TypeError, KeyError, IndexError) as err:
         message = err.args[0] if err.args else str(err)
         print(f"mpsim {args.command}: error: {message}", file=sys.stderr)
         return 2

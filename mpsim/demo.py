@@ -53,10 +53,34 @@ def run_attention_step(session: Session, seq: int, heads: int, head_dim: int):
     return out, step
 
 
-def attention_block_breakdown(seq=1024, heads=12, head_dim=64, parties=2, backend="count", console=None):
+SCOPES = ("linear", "attention/qk", "attention/scale", "attention/softmax", "attention/av")
+
+
+def breakdown_rows(session) -> list[dict]:
+    """The demo's numbers: per scope of the step, the step total and the one-off setup."""
+    rows = []
+    for name in SCOPES:
+        c = session.cost(scope="step/" + name)
+        rows.append({"scope": name, "rounds": c.rounds, "sent_bytes": list(c.sent), "offline_bytes": c.offline_bytes})
+    for name, c in (("step total", session.cost(scope="/step")), ("one-off setup", session.cost(scope="/setup"))):
+        rows.append({"scope": name, "rounds": c.rounds, "sent_bytes": list(c.sent), "offline_bytes": c.offline_bytes})
+    return rows
+
+
+def _short(nbytes: float) -> str:
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if nbytes >= size:
+            return f"{nbytes / size:.3g} {unit}"
+    return f"{nbytes:.0f} B"
+
+
+def attention_block_breakdown(seq=1024, heads=12, head_dim=64, parties=2, backend="count", console=None,
+                              show=True):
     console = console or Console()
     session = Session(parties=parties, seed=0, backend=backend)
     _, step = run_attention_step(session, seq, heads, head_dim)
+    if not show:
+        return session
     setup = session.cost(scope="/setup")
     total = session.cost(since=step)
 
@@ -64,17 +88,17 @@ def attention_block_breakdown(seq=1024, heads=12, head_dim=64, parties=2, backen
                   f"{parties} parties, {backend} backend")
     table.add_column("scope", no_wrap=True)
     table.add_column("rounds", justify="right")
-    table.add_column("online bytes / party", justify="right")
-    table.add_column("offline bytes", justify="right")
-    table.add_column("share of online", justify="right")
-    for name in ("linear", "attention/qk", "attention/scale", "attention/softmax", "attention/av"):
+    table.add_column("online / party", justify="right", no_wrap=True)
+    table.add_column("offline", justify="right", no_wrap=True)
+    table.add_column("share", justify="right", no_wrap=True)
+    for name in SCOPES:
         c = session.cost(scope="step/" + name)
         share = c.total_bits / total.total_bits if total.total_bits else 0.0
-        table.add_row(name, str(c.rounds), f"{max(c.sent):,.0f}", f"{c.offline_bytes:,.0f}", f"{share:.1%}")
-    table.add_row("step total", str(total.rounds), f"{max(total.sent):,.0f}", f"{total.offline_bytes:,.0f}", "100%",
+        table.add_row(name, str(c.rounds), _short(max(c.sent)), _short(c.offline_bytes), f"{share:.1%}")
+    table.add_row("step total", str(total.rounds), _short(max(total.sent)), _short(total.offline_bytes), "100%",
                   style="bold")
-    table.add_row("one-off setup (mask weights and KV cache)", str(setup.rounds), f"{max(setup.sent):,.0f}",
-                  f"{setup.offline_bytes:,.0f}", "", style="dim")
+    table.add_row("one-off setup", str(setup.rounds), _short(max(setup.sent)), _short(setup.offline_bytes), "",
+                  style="dim")
     console.print(table)
     console.print(
         "[yellow]Not included yet:[/] norms, the MLP and KV-cache eviction; the MPCache vs full-attention "

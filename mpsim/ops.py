@@ -98,6 +98,8 @@ def run_op(session, name: str, shape: tuple[int, ...], axis: int = -1, k: int | 
     if name not in OPS:
         raise ValueError(f"unknown operation {name!r}; `mpsim op --list` shows them")
     op = OPS[name]
+    if op.inputs in ("axis", "topk") and not -len(shape) <= axis < len(shape):
+        raise ValueError(f"--axis {axis} is out of range for shape {'x'.join(map(str, shape))}")
     rng = np.random.default_rng(seed)
     last = session.parties - 1
     with session.scope(name):
@@ -127,7 +129,8 @@ def run_op(session, name: str, shape: tuple[int, ...], axis: int = -1, k: int | 
             idx = rng.integers(0, n, size=shape) if session.backend.has_data else np.zeros(shape, dtype=np.int64)
             return op.fn(session.input(idx, 0, frac_bits=0), n)
         if op.inputs in ("bool_unary", "bool_binary"):
-            words = rng.integers(-(2**40), 2**40, size=shape) if session.backend.has_data else np.zeros(shape, np.int64)
+            bound = 2 ** (session.ring.bits - 2)
+            words = rng.integers(-bound, bound, size=shape) if session.backend.has_data else np.zeros(shape, np.int64)
             x = P.share_bits(session, words)
             if op.inputs == "bool_unary":
                 return op.fn(x)

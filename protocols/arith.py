@@ -51,6 +51,9 @@ def share_input(session, values, owner: int = 0, frac_bits: int | None = None) -
     array = np.asarray(values)
     if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
         raise TypeError(f"input expects a numeric array, got dtype {array.dtype}")
+    if frac == 0 and not (np.issubdtype(array.dtype, np.integer) or array.dtype == np.bool_):
+        if session.backend.has_data and np.any(np.asarray(array, dtype=np.float64) % 1 != 0):
+            raise ValueError("frac_bits=0 shares integers, but the values have fractional parts")
     if not session.backend.has_data:
         ring_values = None  # the count backend holds no data: only the shape is kept
     elif frac == 0 and np.issubdtype(array.dtype, np.integer):

@@ -186,6 +186,8 @@ def b2a_bit(b: SharedTensor) -> SharedTensor:
     Ref: Rotaru-Wood, "MArBled circuits", INDOCRYPT 2019 (daBits).
     """
     _check_bool(b, "b2a_bit")
+    if b.ndim == 0:  # keep public arrays from collapsing to numpy scalars
+        return b2a_bit.__wrapped__(b.reshape(1)).reshape(())
     session = b.session
     r_arith, r_bool = session.dealer.dabit(b.shape)
     bit = and_public(b, 1)

@@ -122,6 +122,8 @@ def select(b: SharedTensor, y: SharedTensor) -> SharedTensor:
         raise TypeError("select takes a boolean-shared bit; use where() for an arithmetic condition")
     if y.kind != "A":
         raise TypeError("select multiplies an arithmetic sharing; convert a boolean one with protocols.b2a")
+    if b.ndim == 0 and y.ndim == 0:  # keep public arrays from collapsing to numpy scalars
+        return select.__wrapped__(b.reshape(1), y.reshape(1)).reshape(())
     session = b.session
     shape = tuple(np.broadcast_shapes(b.shape, y.shape))
     nd = len(shape)

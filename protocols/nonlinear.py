@@ -243,6 +243,21 @@ def _check_domain(x: SharedTensor, P: int, D: int, what: str) -> None:
         )
 
 
+def _check_exp_domain(x: SharedTensor, cfg: NonlinearConfig) -> None:
+    """Under check_domain: the limit method diverges below -2^(t+1), Pade degrades below -0.875 2^s (values
+    below a configured clipping threshold are fine: they are clipped to 0)."""
+    session = x.session
+    if not session.check_domain or not session.backend.has_data:
+        return
+    values = session.ring.decode(session.backend.open(x.payload), x.frac)
+    if cfg.exp_clip is not None:
+        values = values[values >= cfg.exp_clip]
+    lowest = -(2.0 ** (cfg.exp_iters + 1)) if cfg.exp_method == "limit" else -0.875 * 2.0**cfg.exp_pade_squarings
+    if values.size and values.min() < lowest:
+        raise ValueError(f"exp: input {values.min()} below its domain [{lowest}, ...) (check_domain); "
+                         "clip it (NonlinearConfig(exp_clip=...)) or use more iterations")
+
+
 def _last_axis(x: SharedTensor, axis: int) -> tuple[SharedTensor, bool]:
     if not -max(x.ndim, 1) <= axis < max(x.ndim, 1):
         raise np.exceptions.AxisError(axis, x.ndim)
@@ -389,6 +404,7 @@ def exp(x: SharedTensor, config: NonlinearConfig | None = None) -> SharedTensor:
     x = _fixed(x)
     cfg = _config(x.session, config)
     f = x.frac
+    _check_exp_domain(x, cfg)
     if cfg.exp_method == "limit":
         t = cfg.exp_iters
         e = truncate(_relabel(x, f + t), t) + 1.0
@@ -783,13 +799,19 @@ def _lin_raw_public(t: SharedTensor, coef: np.ndarray) -> SharedTensor:
 
 
 def _norm_dims(centre: bool):
-    def dims(x, gamma=None, beta=None, axis=-1, eps=1e-5, config=None):
+    def common(x, gamma, axis, config):
         cfg = _config(x.session, config)
         n = x.shape[axis]
         return {"R": x.size // n, "n": n, "I": cfg.rsqrt_iters, **_norm_vars(x.session, cfg, x.frac),
                 **_gamma_vars(gamma)}
 
-    return dims
+    def layernorm_dims(x, gamma=None, beta=None, axis=-1, eps=1e-5, config=None):
+        return common(x, gamma, axis, config)
+
+    def rmsnorm_dims(x, gamma=None, axis=-1, eps=1e-5, config=None):  # same signature as rmsnorm
+        return common(x, gamma, axis, config)
+
+    return layernorm_dims if centre else rmsnorm_dims
 
 
 def _layernorm_example(s):

@@ -54,7 +54,7 @@ def test_save_and_compare_reports_with_ratios(tmp_path, capsys):
     assert run(["op", "onehot_equality", "--shape", "4x5", "--n", "64", "--save", str(b)], capsys)[0] == 0
     code, out, _ = run(["compare", str(a), str(b)], capsys)
     assert code == 0
-    assert "onehot 4x5" in out and "onehot_equality 4x5" in out and "x" in out
+    assert "ratios against onehot 4x5 n=64" in out and "onehot_equality" in out and "8.00x" in out  # 8 rounds vs 1
     code, out, _ = run(["compare", str(a), str(b), "--json"], capsys)
     data = json.loads(out)
     rotation, equality = data["runs"]
