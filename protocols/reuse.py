@@ -70,6 +70,18 @@ class MaskedOperand:
             np.ascontiguousarray(fn(self.dealer_mask)),
         )
 
+    def reshape(self, *shape) -> "MaskedOperand":
+        """A reshaped view (local): each mask element still pads the value it padded before."""
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        return self._relabel(lambda a: a.reshape(shape))
+
+    def __getitem__(self, index) -> "MaskedOperand":
+        """A slice by public indices (local; masks move with their content, like ``take``)."""
+        if isinstance(index, SharedTensor):
+            raise TypeError("indexing by a secret needs protocols.gather")
+        return self._relabel(lambda a: a[index])
+
     def transpose(self, *axes) -> "MaskedOperand":
         return self._relabel(lambda a: a.transpose(*axes) if axes else a.transpose())
 

@@ -104,3 +104,14 @@ def test_reused_operand_errors():
         wm.take([0.5], axis=0)
     with pytest.raises(ValueError, match="shape"):
         wm.update([0], s1.input(np.ones((2, 2))), axis=0)
+
+
+def test_views_of_a_masked_operand_keep_value_and_mask_together():
+    s = mpsim.Session(parties=2, seed=8)
+    w = np.arange(24.0).reshape(2, 6, 2)
+    wm = s.reusable(s.input(w))
+    view = wm[:, :4].reshape(2, 2, 4)  # e.g. a cache viewed as (heads, pages, page * d)
+    np.testing.assert_array_equal(s.reveal(view.tensor), w[:, :4].reshape(2, 2, 4))
+    np.testing.assert_array_equal(view.dealer_mask, wm.dealer_mask[:, :4].reshape(2, 2, 4))
+    with pytest.raises(TypeError):
+        wm[s.input(np.array([0]), frac_bits=0)]
