@@ -2,7 +2,11 @@
 decisions (see ``base.py`` for the interface)."""
 from .base import POLICIES, KVPolicy, LayerKV, dense_attention, get_policy, register
 from .simple import FullPolicy, StreamingPolicy
+from .mpcache import MPCachePolicy, MPCacheTwin
+from .evict import EvictionTwin, H2OPolicy, SnapKVPolicy, TOVAPolicy, TwinCache
 from .dynamic import NaiveDynamicPolicy, QuestPolicy
 
-__all__ = ["POLICIES", "FullPolicy", "KVPolicy", "LayerKV", "NaiveDynamicPolicy", "QuestPolicy",
-           "StreamingPolicy", "dense_attention", "get_policy", "register"]
+__all__ = ["POLICIES", "EvictionTwin", "FullPolicy", "H2OPolicy", "KVPolicy", "LayerKV",
+           "MPCachePolicy", "MPCacheTwin", "NaiveDynamicPolicy",
+           "QuestPolicy", "SnapKVPolicy", "StreamingPolicy", "TOVAPolicy", "TwinCache", "dense_attention",
+           "get_policy", "register"]
