@@ -2,7 +2,7 @@
 
 ``OPS[name]`` gives the callable and the kind of inputs it takes; ``run_op`` shares random inputs of the
 requested shape (owner 0 for the first operand, the last party for the second) and runs it inside a scope
-named after the operation. Every registered protocol that takes ordinary tensors is here, plus the public
+named after the operation (a registered protocol's own scope). Every registered protocol that takes ordinary tensors is here, plus the public
 functions built on them (max, argmax, topk, softmax, ...).
 """
 from __future__ import annotations
@@ -102,7 +102,12 @@ def run_op(session, name: str, shape: tuple[int, ...], axis: int = -1, k: int | 
         raise ValueError(f"--axis {axis} is out of range for shape {'x'.join(map(str, shape))}")
     rng = np.random.default_rng(seed)
     last = session.parties - 1
-    with session.scope(name):
+    # A registered protocol opens its own scope of the same name; others get one here.
+    from contextlib import nullcontext
+
+    from protocols.registry import REGISTRY
+
+    with nullcontext() if name in REGISTRY else session.scope(name):
         if op.inputs == "unary":
             x = session.input(_values(session, shape, rng), owner=0)
             if name in ("reciprocal", "rsqrt"):  # positive domain

@@ -4,7 +4,10 @@
   (``MPC_CONFIGS``); a test using it runs once per configuration.
 * ``assert_protocol(fn, reference, inputs, ulps=...)``: runs ``fn(session, *shared_inputs)`` on the share and
   ideal backends for each party count, reveals, compares with ``reference(*inputs)`` within ``ulps`` units
-  of 2^-f, and checks that the three backends' ledgers (messages and local work) are identical.
+  of 2^-f, and checks that the three backends' ledgers (messages and local work) are identical. ``ulps``
+  may also be an array (a per-element bound, e.g. a derived error bound) or a dict by backend
+  (``{"ideal": 0, "share": bound}``); ``owner`` may give one input party per input; ``outputs={}`` collects
+  the revealed outputs for further checks.
 * ``assert_cost(fn, inputs, rounds=..., sent=..., offline=...)``: checks a protocol's measured cost against
   the author's own declaration (bytes; ``sent`` per party or one number for all).
 * ``capture_openings(session)``: for security tests, records what the parties see opened: returns a list
@@ -38,25 +41,34 @@ def _as_tuple(value):
 
 
 def run_protocol(fn: Callable, inputs: Sequence, parties: int, backend: str, frac_bits: int = 16, seed: int = 0,
-                 owner: int = 0, **session_kwargs):
+                 owner=0, **session_kwargs):
     """Share ``inputs`` (reals; integer arrays are shared as integers), run ``fn``; returns
-    (session, outputs tuple, cost of the call, ledger view)."""
+    (session, outputs tuple, cost of the call, ledger view). ``owner``: the party inputting every value, or
+    one party per input (a negative one counts from the last party, as in Python indexing)."""
     s = Session(parties=parties, frac_bits=frac_bits, seed=seed, backend=backend, **session_kwargs)
+    owners = list(owner) if isinstance(owner, (list, tuple)) else [owner] * len(inputs)
+    if len(owners) != len(inputs):
+        raise ValueError(f"{len(owners)} owners for {len(inputs)} inputs")
     shared = []
-    for value in inputs:
+    for value, who in zip(inputs, owners):
         array = np.asarray(value)
         integer = np.issubdtype(array.dtype, np.integer)
-        shared.append(s.input(array, owner=owner, frac_bits=0 if integer else None))
+        shared.append(s.input(array, owner=who % parties, frac_bits=0 if integer else None))
     mark, work_mark = s.mark(), len(s.ledger.work)
     outputs = _as_tuple(fn(s, *shared))
     return s, outputs, s.cost(since=mark), _ledger_view(s, mark, work_mark)
 
 
-def assert_protocol(fn: Callable, reference: Callable, inputs: Sequence, ulps: float = 1, parties=(2, 3),
-                    frac_bits: int = 16, seed: int = 0, **session_kwargs) -> dict:
+def assert_protocol(fn: Callable, reference: Callable, inputs: Sequence, ulps=1, parties=(2, 3),
+                    frac_bits: int = 16, seed: int = 0, owner=0, outputs: dict | None = None,
+                    **session_kwargs) -> dict:
     """Check a protocol against a numpy reference (in units of 2^-frac_bits) and its ledgers across backends.
 
-    Returns {(parties, backend): Cost}. Boolean-shared outputs are opened with ``protocols.reveal_bits``.
+    ``ulps``: a number, an array broadcast against every output (a per-element bound), or a dict by backend
+    ("share", "ideal") of either (a backend left out must match exactly). ``owner``: the input party, or
+    one per input. ``outputs``: a dict to fill with {(parties, backend): tuple of revealed outputs}. Output
+    shapes are checked on every backend (count too). Returns {(parties, backend): Cost}. Boolean-shared
+    outputs are opened with ``protocols.reveal_bits``.
     """
     from protocols import reveal_bits
 
@@ -65,20 +77,29 @@ def assert_protocol(fn: Callable, reference: Callable, inputs: Sequence, ulps: f
     for n in parties:
         views = {}
         for backend in ("share", "ideal", "count"):
-            s, outputs, cost, view = run_protocol(fn, inputs, n, backend, frac_bits, seed, **session_kwargs)
+            s, outs, cost, view = run_protocol(fn, inputs, n, backend, frac_bits, seed, owner, **session_kwargs)
             costs[(n, backend)] = cost
             views[backend] = view
+            assert len(outs) == len(expected), f"{len(outs)} outputs, reference gave {len(expected)}"
+            for i, (out, ref) in enumerate(zip(outs, expected)):
+                assert out.shape == np.shape(ref), f"output {i} on {backend}: shape {out.shape} != {np.shape(ref)}"
             if backend == "count":
                 continue
-            assert len(outputs) == len(expected), f"{len(outputs)} outputs, reference gave {len(expected)}"
-            for i, (out, ref) in enumerate(zip(outputs, expected)):
+            revealed = []
+            bound = ulps.get(backend, 0) if isinstance(ulps, dict) else ulps
+            for i, (out, ref) in enumerate(zip(outs, expected)):
                 got = reveal_bits(out) if out.kind == "B" else s.reveal(out)
                 ref = np.asarray(ref)
                 assert got.shape == ref.shape, f"output {i}: shape {got.shape} != reference {ref.shape}"
-                tol = ulps * 2.0 ** -(out.frac if out.kind == "A" else 0)
-                err = np.max(np.abs(got.astype(np.float64) - ref.astype(np.float64)), initial=0.0)
-                assert err <= tol, (
-                    f"output {i} on {backend}, {n} parties: max error {err} > {ulps} ulp(s) = {tol}")
+                unit = 2.0 ** -(out.frac if out.kind == "A" else 0)
+                diff = np.abs(got.astype(np.float64) - ref.astype(np.float64))
+                excess = diff - np.asarray(bound, dtype=np.float64) * unit
+                assert not np.any(excess > 0), (
+                    f"output {i} on {backend}, {n} parties: max error {diff.max()} exceeds its bound of "
+                    f"{np.max(bound)} ulp(s) (worst excess {excess.max() / unit} ulps)")
+                revealed.append(got)
+            if outputs is not None:
+                outputs[(n, backend)] = tuple(revealed)
         assert views["share"] == views["ideal"] == views["count"], f"ledgers differ across backends ({n} parties)"
     return costs
 

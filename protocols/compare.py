@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mpsim.tensor import SharedTensor
+from mpsim.tensor import SharedTensor, _numel
 
 from . import boolean
 from .arith import _rng_values, beaver_mul
@@ -24,29 +24,130 @@ def _diff(x, y) -> SharedTensor:
     raise TypeError("a comparison needs at least one SharedTensor")
 
 
+def _shape(v) -> tuple:
+    return v.shape if isinstance(v, SharedTensor) else np.shape(v)
+
+
+def _pair_dims(x, y) -> dict:
+    """n = elements of the broadcast difference x - y (what the MSB or equality test runs on)."""
+    return {"n": _numel(np.broadcast_shapes(_shape(x), _shape(y)))}
+
+
+def _pair_example(s):
+    a = s.input(np.array([[1.5, -2.0, 0.0], [3.25, 0.5, -0.5]]))
+    b = s.input(np.array([[1.5, 2.0, -0.25], [-3.0, 0.5, 0.75]]), owner=s.parties - 1)
+    return (a, b), {}
+
+
+def _unary_example(s):
+    return (s.input(np.array([[1.5, -2.0, 0.0, -0.0], [3.25, -0.5, 7.0, -7.75]])),), {}
+
+
+# Per-element cost terms of the parts (see ``msb``, ``eqz``, ``bit_select``): bits each party sends to each
+# other party, and the dealer's offline bits.
+MSB_C = "(K + 2*(2*K - 2 - log2(K)))"
+MSB_O = "(3*K - 2 - log2(K))"
+_MSB = {"rounds": "1+log2(K)", "comm": f"(N-1)*n*{MSB_C}", "offline": f"n*{MSB_O}"}
+# msb, then a bit_select of one element per bit
+_MSB_SELECT = {"rounds": "2+log2(K)", "comm": f"(N-1)*n*({MSB_C} + 1 + K)", "offline": f"n*({MSB_O} + 2*K)"}
+_CMP_REF = "edaBits (Escudero et al., CRYPTO 2020); carry-only prefix tree (ABY3 Sec. 5.3; SPU msb_a2b)"
+
+
+@protocol(
+    "ltz",
+    **_MSB,
+    ref=_CMP_REF,
+    dims=lambda x: {"n": x.size},
+    example=_unary_example,
+    vars_doc="n = elements",
+)
 def ltz(x: SharedTensor) -> SharedTensor:
-    """[x < 0] as a boolean-shared bit: the MSB (see ``protocols.msb``: 1 + log2 K rounds)."""
+    """[x < 0] as a boolean-shared bit: the MSB, right on the whole ring.
+
+    Steps:
+      1. b = msb(x) (``protocols.msb``).
+    Rounds: 1 + log2 K. Comm: (N-1) n (K + 2(2K - 2 - log2 K)) bits per party (one msb per element).
+    Leaks: nothing beyond the output. Ref: as ``msb`` (edaBits, Escudero et al. 2020; carry-only prefix tree).
+    """
     return msb(x)
 
 
+@protocol(
+    "lt",
+    **_MSB,
+    ref=_CMP_REF,
+    dims=_pair_dims,
+    example=_pair_example,
+    vars_doc="n = elements of the broadcast difference",
+)
 def lt(x, y) -> SharedTensor:
-    """[x < y] (boolean bit); either operand may be public."""
+    """[x < y] (boolean bit); either operand may be public.
+
+    Steps:
+      1. d = x - y (local; broadcast; a public operand is added by party 0).
+      2. b = msb(d).
+    Rounds: 1 + log2 K. Comm: one msb per element of d: (N-1) n (K + 2(2K - 2 - log2 K)) bits per party.
+    Leaks: nothing beyond the output. Right when |x - y| < 2^(K-1-f) (module docstring).
+    Ref: comparison as the sign of the difference (ABY3 Sec. 5.3) with ``msb``.
+    """
     return msb(_diff(x, y))
 
 
+@protocol(
+    "gt",
+    **_MSB,
+    ref=_CMP_REF,
+    dims=_pair_dims,
+    example=_pair_example,
+    vars_doc="n = elements of the broadcast difference",
+)
 def gt(x, y) -> SharedTensor:
-    """[x > y] (boolean bit)."""
+    """[x > y] (boolean bit); either operand may be public.
+
+    Steps:
+      1. d = y - x (local). 2. b = msb(d).
+    Rounds: 1 + log2 K. Comm: one msb per element of d (as ``lt``).
+    Leaks: nothing beyond the output. Ref: as ``lt``.
+    """
     return msb(_diff(y, x))
 
 
+@protocol(
+    "le",
+    **_MSB,
+    ref=_CMP_REF,
+    dims=_pair_dims,
+    example=_pair_example,
+    vars_doc="n = elements of the broadcast difference",
+)
 def le(x, y) -> SharedTensor:
-    """[x <= y] = NOT [x > y] (boolean bit)."""
-    return not_(gt(x, y))
+    """[x <= y] = NOT [x > y] (boolean bit); either operand may be public.
+
+    Steps:
+      1. d = y - x (local). 2. b = msb(d). 3. NOT b (local: party 0 flips its share).
+    Rounds: 1 + log2 K. Comm: one msb per element of d (as ``lt``).
+    Leaks: nothing beyond the output. Ref: as ``lt``.
+    """
+    return not_(msb(_diff(y, x)))
 
 
+@protocol(
+    "ge",
+    **_MSB,
+    ref=_CMP_REF,
+    dims=_pair_dims,
+    example=_pair_example,
+    vars_doc="n = elements of the broadcast difference",
+)
 def ge(x, y) -> SharedTensor:
-    """[x >= y] = NOT [x < y] (boolean bit)."""
-    return not_(lt(x, y))
+    """[x >= y] = NOT [x < y] (boolean bit); either operand may be public.
+
+    Steps:
+      1. d = x - y (local). 2. b = msb(d). 3. NOT b (local).
+    Rounds: 1 + log2 K. Comm: one msb per element of d (as ``lt``).
+    Leaks: nothing beyond the output. Ref: as ``lt``.
+    """
+    return not_(msb(_diff(x, y)))
 
 
 def _and_tree_gates(K: int) -> list[int]:
@@ -92,8 +193,25 @@ def eqz(x: SharedTensor) -> SharedTensor:
     return out
 
 
+@protocol(
+    "eq",
+    rounds="1+log2(K)",
+    comm="(N-1)*n*(K + 2*(K-1))",
+    offline="n*(2*K-1)",
+    ref="eqz of the difference: masked opening with an edaBit, then an AND tree",
+    dims=_pair_dims,
+    example=_pair_example,
+    vars_doc="n = elements of the broadcast difference",
+)
 def eq(x, y) -> SharedTensor:
-    """[x == y] (boolean bit); either operand may be public."""
+    """[x == y] (boolean bit); either operand may be public.
+
+    Steps:
+      1. d = x - y (local). 2. b = eqz(d) (``protocols.eqz``).
+    Rounds: 1 + log2 K. Comm: one eqz per element of d: (N-1) n (K + 2(K-1)) bits per party.
+    Offline: n (2K - 1) bits. Leaks: nothing beyond the output.
+    Ref: as ``eqz`` (masked opening with edaBits, Escudero et al. 2020, and an AND tree).
+    """
     return eqz(_diff(x, y))
 
 
@@ -148,8 +266,40 @@ def select(b: SharedTensor, y: SharedTensor) -> SharedTensor:
     return SharedTensor(session, z, shape, y.frac, depth)
 
 
+def _where_dims(cond, a, b):
+    nd = _numel(np.broadcast_shapes(_shape(a), _shape(b)))
+    out = _numel(np.broadcast_shapes(cond.shape, _shape(a), _shape(b)))
+    return {"nc": cond.size, "nd": nd, "n": out, "bc": int(cond.kind == "B")}
+
+
+def _where_example(s):
+    (a, b), _ = _pair_example(s)
+    return (lt(a, b), a, b), {}
+
+
+@protocol(
+    "where",
+    rounds="1",
+    comm="(N-1)*(nc*(bc + K*(1-bc)) + K*nd)",
+    offline="K*(n + bc*nc)",
+    ref="bit_select (daBit-Beaver, Rotaru-Wood 2019) or a Beaver product (Beaver 1991) on a - b",
+    dims=_where_dims,
+    example=_where_example,
+    vars_doc="nc = condition elements; nd = elements of a - b; n = output elements; bc = 1 for a boolean "
+             "condition, 0 for an arithmetic 0/1",
+)
 def where(cond: SharedTensor, a, b) -> SharedTensor:
-    """cond ? a : b, for a boolean bit (1 round via ``select``) or an arithmetic 0/1 (a Beaver product)."""
+    """cond ? a : b, for a boolean bit (``bit_select``) or an arithmetic 0/1 (a Beaver product).
+
+    Steps:
+      1. d = a - b (local; either branch may be public, not both).
+      2. boolean cond: t = bit_select(cond, d); arithmetic cond (integer-encoded 0/1): t = beaver_mul(cond, d).
+      3. out = b + t (local).
+    Rounds: 1. Comm: boolean (N-1)(|cond| + K |d|), arithmetic K (N-1)(|cond| + |d|) bits per party.
+    Offline: K (|out| + |cond|) boolean, K |out| arithmetic.
+    Leaks: nothing beyond the output.
+    Ref: ``bit_select`` (the daBit trick of Rotaru-Wood 2019 fused with a Beaver product); Beaver, CRYPTO 1991.
+    """
     if not isinstance(a, SharedTensor) and not isinstance(b, SharedTensor):
         raise TypeError("where needs a shared a or b (for two public branches, multiply the condition)")
     diff = _diff(a, b)
@@ -161,30 +311,109 @@ def where(cond: SharedTensor, a, b) -> SharedTensor:
     return base + beaver_mul(cond, diff)
 
 
+@protocol(
+    "sign",
+    rounds="2+log2(K)",
+    comm=f"(N-1)*n*({MSB_C} + 1)",
+    offline=f"n*({MSB_O} + K)",
+    ref="msb (edaBits, Escudero et al. 2020) and a daBit B2A (Rotaru-Wood 2019)",
+    dims=lambda x: {"n": x.size},
+    example=_unary_example,
+    vars_doc="n = elements",
+)
 def sign(x: SharedTensor) -> SharedTensor:
-    """1 - 2 [x < 0] as an integer-encoded arithmetic tensor (0 maps to +1)."""
+    """1 - 2 [x < 0] as an integer-encoded arithmetic tensor (0 maps to +1).
+
+    Steps:
+      1. b = msb(x). 2. a = b2a_bit(b) (1 round). 3. out = 1 - 2a (local).
+    Rounds: 2 + log2 K. Comm: (N-1) n (K + 2(2K - 2 - log2 K) + 1) bits per party.
+    Offline: n (3K - 2 - log2 K + K) bits. Leaks: nothing beyond the output.
+    Ref: ``msb`` then ``b2a_bit`` (daBits, Rotaru-Wood, INDOCRYPT 2019).
+    """
     return 1 - 2 * b2a_bit(msb(x))
 
 
+_SELECT_REF = "msb (edaBits, Escudero et al. 2020) then bit_select (daBit-Beaver, Rotaru-Wood 2019)"
+
+
+@protocol(
+    "abs",
+    **_MSB_SELECT,
+    ref=_SELECT_REF,
+    dims=lambda x: {"n": x.size},
+    example=_unary_example,
+    vars_doc="n = elements",
+)
 def abs_(x: SharedTensor) -> SharedTensor:
-    """|x| = x - 2 [x < 0] x (MSB, then one select)."""
+    """|x| = x - 2 [x < 0] x (registered as "abs").
+
+    Steps:
+      1. b = msb(x). 2. t = bit_select(b, -2x) (1 round). 3. out = x + t (local).
+    Rounds: 2 + log2 K. Comm: (N-1) n (K + 2(2K - 2 - log2 K) + 1 + K) bits per party.
+    Offline: n (3K - 2 - log2 K + 2K) bits. Leaks: nothing beyond the output.
+    Ref: ``msb`` then ``bit_select``.
+    """
     return x + select(msb(x), -2 * x)
 
 
+@protocol(
+    "relu",
+    **_MSB_SELECT,
+    ref=_SELECT_REF,
+    dims=lambda x: {"n": x.size},
+    example=_unary_example,
+    vars_doc="n = elements",
+)
 def relu(x: SharedTensor) -> SharedTensor:
-    """max(x, 0) = NOT[x < 0] * x (MSB, then one select)."""
+    """max(x, 0) = NOT[x < 0] * x.
+
+    Steps:
+      1. b = NOT msb(x) (NOT is local). 2. out = bit_select(b, x) (1 round).
+    Rounds: 2 + log2 K. Comm: (N-1) n (K + 2(2K - 2 - log2 K) + 1 + K) bits per party.
+    Offline: n (3K - 2 - log2 K + 2K) bits. Leaks: nothing beyond the output.
+    Ref: ``msb`` then ``bit_select`` (as CrypTen/SPU ReLU, with a daBit selection).
+    """
     return select(not_(msb(x)), x)
 
 
+@protocol(
+    "maximum",
+    **_MSB_SELECT,
+    ref=_SELECT_REF,
+    dims=_pair_dims,
+    example=_pair_example,
+    vars_doc="n = elements of the broadcast difference",
+)
 def maximum(x: SharedTensor, y) -> SharedTensor:
-    """Elementwise max: y + [x > y] (x - y)."""
+    """Elementwise max: y + [x > y] (x - y); either operand may be public.
+
+    Steps:
+      1. d = x - y (local). 2. b = msb(-d) = [x > y]. 3. out = y + bit_select(b, d) (1 round).
+    Rounds: 2 + log2 K. Comm: (N-1) n (K + 2(2K - 2 - log2 K) + 1 + K) bits per party, n = |d|.
+    Offline: n (3K - 2 - log2 K + 2K) bits. Leaks: nothing beyond the output (|x - y| < 2^(K-1-f)).
+    Ref: ``msb`` then ``bit_select``.
+    """
     d = _diff(x, y)
     base = y if isinstance(y, SharedTensor) else (d * 0) + y
     return base + select(msb(-d), d)
 
 
+@protocol(
+    "minimum",
+    **_MSB_SELECT,
+    ref=_SELECT_REF,
+    dims=_pair_dims,
+    example=_pair_example,
+    vars_doc="n = elements of the broadcast difference",
+)
 def minimum(x: SharedTensor, y) -> SharedTensor:
-    """Elementwise min: y + [x < y] (x - y)."""
+    """Elementwise min: y + [x < y] (x - y); either operand may be public.
+
+    Steps:
+      1. d = x - y (local). 2. b = msb(d) = [x < y]. 3. out = y + bit_select(b, d) (1 round).
+    Rounds: 2 + log2 K. Comm: as ``maximum`` (offline too). Leaks: nothing beyond the output.
+    Ref: ``msb`` then ``bit_select``.
+    """
     d = _diff(x, y)
     base = y if isinstance(y, SharedTensor) else (d * 0) + y
     return base + select(msb(d), d)

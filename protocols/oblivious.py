@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from mpsim.tensor import SharedTensor
+from mpsim.tensor import SharedTensor, _numel
 
-from .arith import beaver_matmul
+from .arith import _rng_values, beaver_matmul, matmul_shapes
 from .boolean import b2a_bit
 from .compare import eqz
 from .registry import protocol
@@ -105,20 +105,84 @@ def onehot_equality(index: SharedTensor, n: int) -> SharedTensor:
     return b2a_bit(eqz(diff))
 
 
+def _uses_equality(index: SharedTensor, method: str) -> bool:
+    return method == "equality" or (method == "auto" and index.frac != 0)
+
+
+def _onehot_dims(index, n, method="auto", check_domain=None):
+    return {"m": index.size, "n": n, "T": _pow2_at_least(n), "eq": int(_uses_equality(index, method))}
+
+
+@protocol(
+    "onehot",
+    rounds="eq*(2+log2(K)) + (1-eq)*int(T > 1)",
+    comm="(N-1)*m*(eq*n*(3*K - 1) + (1-eq)*log2(T))",
+    offline="m*(eq*n*(3*K - 1) + (1-eq)*(K*T + log2(T))*int(T > 1))",
+    leaks="nothing beyond the output",
+    ref="dealer-rotated one-hot (``onehot_rotation``) or n equality tests (``eqz`` + daBit B2A)",
+    dims=_onehot_dims,
+    example=lambda s: ((_index_example(s), 8), {}),
+    vars_doc="m = indices; n = positions; T = n rounded up to a power of two; eq = 1 when the equality "
+             "method runs (method='equality', or 'auto' with a fixed-point index)",
+)
 def onehot(index: SharedTensor, n: int, method: str = "auto", check_domain: bool | None = None) -> SharedTensor:
     """One-hot of a secret index over [0, n): shape index.shape + (n,), integer-encoded 0/1.
 
     ``method="auto"`` picks rotation (cheaper: log2 T bits vs n equality tests per index) for
     integer-encoded indices, and equality otherwise.
+    Steps:
+      1. rotation: ``onehot_rotation(index, n)`` (1 round; 0 when n = 1).
+      2. equality: ``onehot_equality``: eqz(index - j) for every position j, then b2a_bit (1 round).
+    Rounds: rotation 1; equality 2 + log2 K.
+    Comm: rotation (N-1) m log2 T bits per party; equality (N-1) m n (3K - 1) (eqz: K + 2(K-1), B2A: 1).
+    Offline: rotation m (K T + log2 T); equality m n (2K - 1 + K) bits.
+    Leaks: nothing beyond the output (the rotation opens a uniform c, see the module docstring).
+    Ref: the module docstring (rotation); equality tests as in CrypTen/SPU one-hot.
     """
     if method not in ("auto", "rotation", "equality"):
         raise ValueError(f"method must be 'auto', 'rotation' or 'equality', got {method!r}")
-    if method == "equality" or (method == "auto" and index.frac != 0):
+    if _uses_equality(index, method):
         _check_index_domain(index, n, check_domain)
         return onehot_equality(index, n)
     return onehot_rotation(index, n, check_domain=check_domain)
 
 
+def _gather_kind(matrix, selector, kind: str) -> str:
+    n = matrix.shape[-2]
+    if kind == "auto":
+        return "onehot" if selector.ndim >= 1 and selector.shape[-1] == n else "index"
+    return kind
+
+
+def _gather_dims(matrix, selector, kind="auto"):
+    from .reuse import MaskedOperand
+
+    n = matrix.shape[-2]
+    index = _gather_kind(matrix, selector, kind) == "index"
+    oh_shape = selector.shape + (n,) if index else selector.shape
+    xs = oh_shape if len(oh_shape) >= 2 else (1,) + oh_shape
+    ys = matrix.shape if len(matrix.shape) >= 2 else matrix.shape + (1,)
+    return {"m": selector.size, "T": _pow2_at_least(n), "ix": int(index), "nx": _numel(oh_shape),
+            "ny": matrix.size, "no": _numel(matmul_shapes(xs, ys)), "sh": int(not isinstance(matrix, MaskedOperand))}
+
+
+def _gather_example(s):
+    return (_rng_values(s, (8, 3)), _index_example(s)), {"kind": "index"}
+
+
+@protocol(
+    "gather",
+    rounds="1 + ix*int(T > 1)",
+    comm="(N-1)*(ix*m*log2(T) + K*(nx + sh*ny))",
+    offline="ix*m*(K*T + log2(T))*int(T > 1) + K*no",
+    leaks="nothing beyond the output",
+    ref="one-hot x matrix: onehot_rotation, then beaver_matmul (SecureML) or matmul_reused (masked operand)",
+    dims=_gather_dims,
+    example=_gather_example,
+    vars_doc="ix = 1 for an index selector (m indices, T = n rounded up to a power of two), 0 for a one-hot; "
+             "nx = one-hot elements; ny = matrix elements, sh = 1 for a SharedTensor matrix, 0 for a "
+             "MaskedOperand; no = output elements",
+)
 def gather(matrix, selector: SharedTensor, kind: str = "auto") -> SharedTensor:
     """Rows of a secret matrix picked by secret one-hot vectors or indices: onehot @ matrix.
 
@@ -127,6 +191,15 @@ def gather(matrix, selector: SharedTensor, kind: str = "auto") -> SharedTensor:
     whose last axis has length n as a one-hot; pass ``kind`` when an index tensor could look like one.
     ``matrix`` may be a SharedTensor (Beaver matmul) or a reusable MaskedOperand (only the one-hot is opened).
     The one-hot is integer-encoded, so no truncation is needed.
+    Steps:
+      1. index selector: oh = onehot(selector, n) (rotation: 1 round); a one-hot selector is used as is.
+      2. out = beaver_matmul(oh, matrix), or matmul_reused(oh, matrix) for a MaskedOperand (1 round).
+    Rounds: 1 (one-hot) or 2 (index, n > 1).
+    Comm: the rotation's (N-1) m log2 T, then K (N-1)(|oh| + |matrix|) bits per party (|oh| only when the
+    matrix is a MaskedOperand). Offline: the rotation's m (K T + log2 T), then K |out| bits.
+    Leaks: nothing beyond the output.
+    Ref: one-hot times matrix (SecureML matrix triples, Mohassel-Zhang 2017); the rotation one-hot of the
+    module docstring.
     """
     from .reuse import MaskedOperand, matmul_reused
 
@@ -135,8 +208,7 @@ def gather(matrix, selector: SharedTensor, kind: str = "auto") -> SharedTensor:
     if selector.kind != "A" or selector.frac != 0:
         raise TypeError("gather takes an integer-encoded arithmetic one-hot or index")
     n = matrix.shape[-2]
-    if kind == "auto":
-        kind = "onehot" if selector.ndim >= 1 and selector.shape[-1] == n else "index"
+    kind = _gather_kind(matrix, selector, kind)
     oh = selector if kind == "onehot" else onehot(selector, n)
     if isinstance(matrix, MaskedOperand):
         return matmul_reused(oh, matrix)

@@ -17,9 +17,11 @@ import numpy as np
 
 from mpsim.tensor import SharedTensor, concatenate
 
+from .arith import _rng_values
 from .boolean import msb, not_
-from .compare import select
-from .oblivious import onehot_rotation
+from .compare import MSB_C, MSB_O, select
+from .oblivious import _pow2_at_least, onehot_rotation
+from .registry import protocol
 
 
 def _tournament(x: SharedTensor, axis: int, largest: bool, with_index: bool):
@@ -64,24 +66,63 @@ def _relabel(t: SharedTensor, frac: int) -> SharedTensor:
     return t._like(t.payload, t.shape, frac=frac)
 
 
+def _reduce_dims(x, axis=-1, return_index=False):
+    n = x.shape[axis]
+    return {"rows": x.size // n if n else 0, "n": n, "L": levels(n), "T": _pow2_at_least(n)}
+
+
+def _reduce_example(s):
+    x = _rng_values(s, (3, 5))
+    return (x,), {"axis": -1}
+
+
+# Value only: per pair one msb and one bit_select of one element (rows (n - 1) pairs over L levels).
+_VALUE = {
+    "rounds": "L*(2+log2(K))",
+    "comm": f"(N-1)*rows*(n-1)*({MSB_C} + 1 + K)",
+    "offline": f"rows*(n-1)*({MSB_O} + 2*K)",
+}
+# With the index: the select moves (value, index) pairs; then a rotation one-hot of the index per row.
+_ARG = {
+    "rounds": "L*(2+log2(K)) + int(T > 1)",
+    "comm": f"(N-1)*rows*((n-1)*({MSB_C} + 1 + 2*K) + log2(T))",
+    "offline": f"rows*((n-1)*({MSB_O} + 3*K) + (K*T + log2(T))*int(T > 1))",
+}
+_REF = "log-depth tournament of msb + bit_select (cf. CrypTen/SPU max), batched over rows"
+_ARG_REF = _REF + "; one-hot by dealer rotation (onehot_rotation)"
+_VARS = "rows = elements / n; n = reduced axis length; L = ceil(log2 n) levels"
+_ARG_VARS = _VARS + "; T = n rounded up to a power of two"
+
+
+@protocol("max", **_VALUE, ref=_REF, dims=_reduce_dims, example=_reduce_example, vars_doc=_VARS)
 def max(x: SharedTensor, axis: int = -1) -> SharedTensor:
-    """Maximum along ``axis`` (values only): ceil(log2 n) levels of MSB + select, batched over rows."""
-    with x.session.scope("max"):
-        return _tournament(x, axis, largest=True, with_index=False)[0]
+    """Maximum along ``axis`` (values only), batched over every other axis.
+
+    Steps (per level, all rows at once; L = ceil(log2 n) levels, n - 1 pairs per row in all):
+      1. Pair the surviving candidates (a, b); an odd one waits for the next level.
+      2. keep_a = NOT msb(a - b) (ties keep a, the lower index).
+      3. winner = b + bit_select(keep_a, a - b) (1 round).
+    Rounds: L (2 + log2 K), whatever the number of rows.
+    Comm: (N-1) rows (n-1) (K + 2(2K - 2 - log2 K) + 1 + K) bits per party.
+    Offline: rows (n-1) (3K - 2 - log2 K + 2K) bits. Leaks: nothing beyond the output.
+    Ref: the module docstring (a tournament of ``msb`` and ``bit_select``, as in CrypTen/SPU).
+    """
+    return _tournament(x, axis, largest=True, with_index=False)[0]
 
 
+@protocol("min", **_VALUE, ref=_REF, dims=_reduce_dims, example=_reduce_example, vars_doc=_VARS)
 def min(x: SharedTensor, axis: int = -1) -> SharedTensor:
-    """Minimum along ``axis`` (values only)."""
-    with x.session.scope("min"):
-        return _tournament(x, axis, largest=False, with_index=False)[0]
+    """Minimum along ``axis`` (values only).
+
+    Steps:
+      1. As ``max``, with keep_a = NOT msb(b - a) per pair (ties keep the lower index).
+    Rounds: L (2 + log2 K). Comm: as ``max`` (offline too). Leaks: nothing beyond the output.
+    Ref: as ``max``.
+    """
+    return _tournament(x, axis, largest=False, with_index=False)[0]
 
 
 def _arg(x, axis, largest, return_index):
-    with x.session.scope("argmax" if largest else "argmin"):
-        return _arg_unscoped(x, axis, largest, return_index)
-
-
-def _arg_unscoped(x, axis, largest, return_index):
     values, index = _tournament(x, axis, largest, with_index=True)
     n = x.shape[axis]
     if index.frac:
@@ -91,13 +132,31 @@ def _arg_unscoped(x, axis, largest, return_index):
     return (values, oh, index) if return_index else (values, oh)
 
 
+@protocol("argmax", **_ARG, ref=_ARG_REF, dims=_reduce_dims, example=_reduce_example, vars_doc=_ARG_VARS)
 def argmax(x: SharedTensor, axis: int = -1, return_index: bool = False):
-    """(max values, secret one-hot of the first maximum along ``axis``[, secret integer index])."""
+    """(max values, secret one-hot of the first maximum along ``axis``[, secret integer index]).
+
+    Steps:
+      1. The ``max`` tournament carrying each candidate's index: one bit_select per pair moves the
+         (value, index) difference together (L levels of msb + select).
+      2. onehot_rotation(index, n) (1 round; none when n = 1), moved back to ``axis``.
+    Rounds: L (2 + log2 K) + 1.
+    Comm: (N-1) rows ((n-1)(K + 2(2K - 2 - log2 K) + 1 + 2K) + log2 T) bits per party.
+    Offline: rows ((n-1)(3K - 2 - log2 K + 3K) + K T + log2 T) bits. Leaks: nothing beyond the output.
+    Ref: the module docstring; ``onehot_rotation`` for the one-hot.
+    """
     return _arg(x, axis, True, return_index)
 
 
+@protocol("argmin", **_ARG, ref=_ARG_REF, dims=_reduce_dims, example=_reduce_example, vars_doc=_ARG_VARS)
 def argmin(x: SharedTensor, axis: int = -1, return_index: bool = False):
-    """(min values, secret one-hot of the first minimum along ``axis``[, secret integer index])."""
+    """(min values, secret one-hot of the first minimum along ``axis``[, secret integer index]).
+
+    Steps:
+      1. As ``argmax``, with the ``min`` comparison (keep_a = NOT msb(b - a)).
+    Rounds: L (2 + log2 K) + 1. Comm: as ``argmax`` (offline too). Leaks: nothing beyond the output.
+    Ref: as ``argmax``.
+    """
     return _arg(x, axis, False, return_index)
 
 

@@ -145,11 +145,34 @@ def _sort_dims(x, k, *args, **kwargs):
     return {**dims, "layers": len(plan), "C": comparators}
 
 
+_MAX_F = {
+    "rounds": "k*(lv*(2+log2(K)) + int(T > 1))",
+    "comm": f"k*(N-1)*rows*((n-1)*{_CMP_COMM} + log2(T))",
+    "offline": f"k*rows*((n-1)*{_CMP_OFFLINE} + (K*T + log2(T))*int(T > 1))",
+}
+_SORT_F = {
+    "rounds": "layers*(2+log2(K)) + 1",
+    "comm": f"(N-1)*rows*(C*{_CMP_COMM} + k*log2(T))",
+    "offline": f"rows*(C*{_CMP_OFFLINE} + k*(K*T + log2(T)))",
+}
+_SHUFFLE_F = {
+    "rounds": "2 + I*(2+log2(K)) + 1",
+    "comm": "2*K*rows*n*(int(p != 0) + int(p != 1)) + (N-1)*(Q*(K + 2*(2*K-2-log2(K)) + 1) + rows*k*log2(T))",
+    "offline": "4*K*rows*n + Q*(3*K - 2 - log2(K)) + rows*k*(K*T + log2(T))",
+}
+
+
+def _observe_outcomes(messages, N):
+    """I = quickselect (and quicksort) iterations, Q = comparisons, read off the opened outcomes."""
+    return {
+        "I": len({m.call for m in messages if m.op == "open_outcomes"}),
+        "Q": sum(m.bits for m in messages if m.op == "open_outcomes" and m.src == 0) // (N - 1),
+    }
+
+
 @protocol(
     "topk_max",
-    rounds="k*(lv*(2+log2(K)) + int(T > 1))",
-    comm=f"k*(N-1)*rows*((n-1)*{_CMP_COMM} + log2(T))",
-    offline=f"k*rows*((n-1)*{_CMP_OFFLINE} + (K*T + log2(T))*int(T > 1))",
+    **_MAX_F,
     ref="repeated tournament argmax with masking (cf. CrypTen/SPU top-k by repeated max)",
     dims=_topk_dims,
     example=_topk_example,
@@ -184,9 +207,7 @@ def _topk_max(x: SharedTensor, k: int):
 
 @protocol(
     "topk_sort",
-    rounds="layers*(2+log2(K)) + 1",
-    comm=f"(N-1)*rows*(C*{_CMP_COMM} + k*log2(T))",
-    offline=f"rows*(C*{_CMP_OFFLINE} + k*(K*T + log2(T)))",
+    **_SORT_F,
     ref="bitonic sorting network (Batcher 1968) pruned for top-k",
     dims=_sort_dims,
     example=_topk_example,
@@ -376,19 +397,14 @@ def _quicksort(session, keys: SharedTensor, chosen, sim_ranks):
 
 @protocol(
     "topk_shuffle",
-    rounds="2 + I*(2+log2(K)) + 1",
-    comm="2*K*rows*n*(int(p != 0) + int(p != 1)) + (N-1)*(Q*(K + 2*(2*K-2-log2(K)) + 1) + rows*k*log2(T))",
-    offline="4*K*rows*n + Q*(3*K - 2 - log2(K)) + rows*k*(K*T + log2(T))",
+    **_SHUFFLE_F,
     kind="randomized",
     leaks="nothing: opened comparison outcomes of shuffled distinct keys are independent of the data",
     ref="shuffle (Chase-Ghosh-Poburinnaya 2020) then quickselect (Hoare 1961) on opened outcomes",
     dims=_topk_dims,
     example=_topk_example,
     vars_doc="I = quickselect rounds, Q = comparisons (random, data-independent; read off the ledger); T as above",
-    observe=lambda messages, N: {
-        "I": len({m.call for m in messages if m.op == "open_outcomes"}),
-        "Q": sum(m.bits for m in messages if m.op == "open_outcomes" and m.src == 0) // (N - 1),
-    },
+    observe=_observe_outcomes,
 )
 def topk_shuffle(x: SharedTensor, k: int, sorted: bool = False):
     """Top-k of each row of a (rows, n) tensor by shuffle-then-quickselect (randomized cost).
@@ -464,23 +480,70 @@ def choose_method(rows: int, n: int, k: int, K: int = 64, N: int = 2) -> str:
     return min(("max", "sort", "shuffle"), key=latency)
 
 
+def _resolve(x: SharedTensor, k: int, axis: int, method: str):
+    """(rows, n, the method that runs) for topk's arguments; raises on bad ones."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    shape = np.moveaxis(np.broadcast_to(np.empty((), dtype=bool), x.shape), axis, -1).shape  # no data
+    lead, n = shape[:-1], shape[-1]
+    if not isinstance(k, (int, np.integer)) or not 1 <= k <= n:
+        raise ValueError(f"k must be an integer in [1, {n}], got {k!r}")
+    rows = int(np.prod(lead, dtype=np.int64))
+    if method == "auto":
+        method = choose_method(rows, n, k, x.session.ring.bits, x.session.parties)
+    return rows, n, method
+
+
+def _dispatch_dims(x, k, axis=-1, method="auto", sorted=False, return_index=False):
+    rows, n, chosen = _resolve(x, k, axis, method)
+    layers = C = 0
+    if chosen == "sort":
+        plan, C = sort_network_plan(n, k)
+        layers = len(plan)
+    return {"rows": rows, "n": n, "k": int(k), "T": _pow2(n), "lv": levels(n), "layers": layers, "C": C,
+            "mx": int(chosen == "max"), "so": int(chosen == "sort"), "sh": int(chosen == "shuffle")}
+
+
+def _dispatch(key: str) -> str:
+    return f"mx*({_MAX_F[key]}) + so*({_SORT_F[key]}) + sh*({_SHUFFLE_F[key]})"
+
+
+@protocol(
+    "topk",
+    rounds=_dispatch("rounds"),
+    comm=_dispatch("comm"),
+    offline=_dispatch("offline"),
+    kind="randomized",
+    leaks="nothing beyond the output (shuffle: opened outcomes of shuffled distinct keys, independent of the data)",
+    ref="dispatches to topk_max / topk_sort / topk_shuffle (cheapest estimated LAN latency for 'auto')",
+    dims=_dispatch_dims,
+    example=_topk_example,
+    vars_doc="mx, so, sh = 1 for the method that runs (max, sort, shuffle; 'auto' is resolved by "
+             "choose_method); the chosen method's variables (rows, n, k, T, lv; layers, C; I, Q observed, 0 "
+             "unless shuffle)",
+    observe=_observe_outcomes,
+)
 def topk(x: SharedTensor, k: int, axis: int = -1, method: str = "auto", sorted: bool = False,
          return_index: bool = False):
     """The k largest values along ``axis`` and their secret one-hots (see the module docstring).
 
     Returns (values (..., k), onehot (..., k, n)[, index (..., k)]), where ... are the other axes in their
     order; with ``sorted=True`` values descend.
+    Steps:
+      1. Move ``axis`` last and flatten the other axes into rows (local).
+      2. method "auto": ``choose_method`` (public: shapes only) picks max, sort or shuffle.
+      3. Run ``topk_max``, ``topk_sort`` or ``topk_shuffle`` on the (rows, n) tensor; reshape back (local).
+    Rounds: those of the chosen method (the registry formula selects it with mx, so, sh); the shuffle
+    method's are random (I iterations), independent of the data, so the entry is "randomized".
+    Comm: the chosen method's (the shuffle method's depends on Q comparisons, random as I).
+    Leaks: nothing beyond the output (the shuffle method's argument is in the module docstring).
+    Ref: ``topk_max`` (repeated max, CrypTen/SPU), ``topk_sort`` (Batcher 1968), ``topk_shuffle``
+    (Chase-Ghosh-Poburinnaya 2020, Hoare 1961).
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    rows, n, method = _resolve(x, k, axis, method)
     x_last = x.moveaxis(axis, -1)
-    lead, n = x_last.shape[:-1], x_last.shape[-1]
-    if not isinstance(k, (int, np.integer)) or not 1 <= k <= n:
-        raise ValueError(f"k must be an integer in [1, {n}], got {k!r}")
-    rows = int(np.prod(lead, dtype=np.int64))
+    lead = x_last.shape[:-1]
     flat = x_last.reshape(rows, n)
-    if method == "auto":
-        method = choose_method(rows, n, k, x.session.ring.bits, x.session.parties)
     if method == "max":
         values, oh, index = topk_max(flat, k)
     elif method == "sort":

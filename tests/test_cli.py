@@ -45,6 +45,7 @@ def test_op_csv_has_a_header_and_one_row_per_scope(capsys):
     assert code == 0
     rows = list(csv.DictReader(io.StringIO(out)))
     scopes = [r["path"] for r in rows]
+    # the op's scope holds the protocol's own (registry) scope "relu", which holds its parts
     assert "relu/msb" in scopes and "relu/bit_select" in scopes
 
 

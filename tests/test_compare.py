@@ -13,7 +13,14 @@ tested on integer-encoded data (x - y = 2^(K-1) - 1 is right, 2^(K-1) wraps and 
 Sessions: backends share and ideal (values and costs) and count (shapes and costs), N in {2, 3} (N = 4 in
 the property tests), K = 64 with f = 16 and K = 32 with f = 8. Costs are checked against the registry's
 declared formulas: a comparison costs one ``msb`` (or ``eqz``), a selection one ``select``, and the
-composites (relu, abs, maximum, max over an axis, argmax) exactly the sum of their parts.
+composites (relu, abs, maximum, max over an axis, argmax) exactly the sum of their parts, and exactly their
+own registry entry.
+
+Several tests use the user-facing helper ``mpsim.testing.assert_protocol``: one call runs the share, ideal and
+count backends for N = 2 and 3, checks values (exactly: ulps=0) and shapes, and that the three ledgers are
+identical; the returned costs are then checked against the declarations. Those tests take the data from an
+``Env`` on the count backend (its generator is seeded independently of the backend) and are parametrized by
+the ring only.
 """
 from __future__ import annotations
 
@@ -25,8 +32,10 @@ from hypothesis.extra import numpy as hnp
 
 import mpsim
 import protocols as P
+from mpsim.testing import assert_cost, assert_protocol
 from protocol_env import CONFIGS, RINGS, ProtocolEnv, config_id
 from protocols.reduce import levels
+from protocols.registry import REGISTRY
 
 PROPERTY = settings(max_examples=20, deadline=None, database=None)
 
@@ -70,6 +79,41 @@ def env(request):
     return Env(*request.param)
 
 
+def _data(ring_bits: int) -> Env:
+    """An Env for its input helpers only (edges, randoms, pairs): its data do not depend on the backend."""
+    return Env("count", 2, ring_bits)
+
+
+def _mpc(ring_bits: int) -> dict:
+    """assert_protocol's session options for ring K, as ProtocolEnv's sessions (N = 2 and 3)."""
+    return {"ring_bits": ring_bits, "frac_bits": RINGS[ring_bits], "seed": Env.SEED, "parties": (2, 3),
+            "trunc": "dealer" if ring_bits == 32 else "auto"}
+
+
+def _bit(t):
+    """A comparison result: a boolean-shared single bit at scale 0 (what Env.bits checks)."""
+    assert t.kind == "B" and t.width == 1 and t.frac == 0, (t.kind, t.width, t.frac)
+    return t
+
+
+def _at(t, frac):
+    """An arithmetic result at scale ``frac`` (what Env.values checks with ``frac=``)."""
+    assert t.kind == "A" and t.frac == frac, (t.kind, t.frac, frac)
+    return t
+
+
+def _declared(name, ring_bits, parties, **dims) -> mpsim.Cost:
+    return REGISTRY[name].declared(ring_bits, parties, **dims)
+
+
+def _check_costs(costs, ring_bits, want, entry=None, **dims):
+    """Every (N, backend) cost equals want(N) and, when given, the public name's registry entry at ``dims``."""
+    for (parties, backend), cost in costs.items():
+        assert cost == want(parties), (parties, backend, cost)
+        if entry is not None:
+            assert cost == _declared(entry, ring_bits, parties, **dims), (entry, parties, backend)
+
+
 # ----------------------------------------------------------------------------------------------------------
 # comparisons
 # ----------------------------------------------------------------------------------------------------------
@@ -83,23 +127,24 @@ COMPARISONS = {
 }
 
 
+@pytest.mark.parametrize("ring_bits", sorted(RINGS))
 @pytest.mark.parametrize("name", sorted(COMPARISONS))
-def test_comparison_matches_numpy_with_shared_and_public_operands(env, name):
+def test_comparison_matches_numpy_with_shared_and_public_operands(name, ring_bits):
     proto, ref, core = COMPARISONS[name]
-    a, b = env.pairs()
-    x, y = env.s.input(a), env.s.input(b, owner=env.N - 1)
+    a, b = _data(ring_bits).pairs()
     n = a.size
+    # case -> (protocol call, numpy reference, inputs, their owners): x from party 0, y from the last party
     cases = {
-        "shared, shared": (lambda: proto(x, y), ref(a, b)),
-        "shared, public array": (lambda: proto(x, b), ref(a, b)),
-        "public array, shared": (lambda: proto(a, y), ref(a, b)),
-        "shared, public scalar": (lambda: proto(x, 1.0), ref(a, 1.0)),
-        "public scalar, shared": (lambda: proto(-1.0, y), ref(-1.0, b)),
+        "shared, shared": (lambda s, x, y: proto(x, y), lambda x, y: ref(x, y), [a, b], (0, -1)),
+        "shared, public array": (lambda s, x: proto(x, b), lambda x: ref(x, b), [a], 0),
+        "public array, shared": (lambda s, y: proto(a, y), lambda y: ref(a, y), [b], -1),
+        "shared, public scalar": (lambda s, x: proto(x, 1.0), lambda x: ref(x, 1.0), [a], 0),
+        "public scalar, shared": (lambda s, y: proto(-1.0, y), lambda y: ref(-1.0, y), [b], -1),
     }
-    for case, (fn, expected) in cases.items():
-        out, cost = env.cost_of(fn)
-        assert cost == env.declared(core, n=n), case
-        env.bits(out, expected)
+    for case, (fn, reference, inputs, owner) in cases.items():
+        costs = assert_protocol(lambda s, *xs: _bit(fn(s, *xs)), reference, inputs, ulps=0, owner=owner,
+                                **_mpc(ring_bits))
+        _check_costs(costs, ring_bits, lambda N: _declared(core, ring_bits, N, n=n), entry=name, n=n)
 
 
 def test_ltz_and_msb_match_numpy_and_cost_one_msb(env):
@@ -173,23 +218,23 @@ def test_comparison_results_compose_as_booleans(env):
 # ----------------------------------------------------------------------------------------------------------
 
 
-def test_sign_abs_relu_match_numpy(env):
-    a = np.concatenate([env.edges(), env.randoms(32)])
-    x = env.s.input(a)
-    n = a.size
-    out, cost = env.cost_of(lambda: P.sign(x))
-    assert cost == env.declared("msb", n=n) + env.declared("b2a_bit", n=n)
-    env.values(out, np.where(a < 0, -1, 1), frac=0)  # documented: sign(0) = +1 (numpy gives 0)
-    out, cost = env.cost_of(lambda: P.abs_(x))
-    assert cost == env.declared("msb", n=n) + env.declared("bit_select", nb=n, ny=n, n=n)
-    env.values(out, np.abs(a), frac=env.f)
-    out, cost = env.cost_of(lambda: P.relu(x))
-    assert cost == env.declared("msb", n=n) + env.declared("bit_select", nb=n, ny=n, n=n)
-    env.values(out, np.maximum(a, 0.0), frac=env.f)
-    ints = np.array([5, -5, 0, -(1 << (env.K - 2)), (1 << (env.K - 2)) - 1], dtype=np.int64)
-    xi = env.s.input(ints, frac_bits=0)
-    env.values(P.relu(xi), np.maximum(ints, 0), frac=0)
-    env.values(P.abs_(xi), np.abs(ints), frac=0)
+@pytest.mark.parametrize("ring_bits", sorted(RINGS))
+def test_sign_abs_relu_match_numpy(ring_bits):
+    data = _data(ring_bits)
+    a = np.concatenate([data.edges(), data.randoms(32)])
+    n, f, K = a.size, data.f, ring_bits
+    msb_select = lambda N: _declared("msb", K, N, n=n) + _declared("bit_select", K, N, nb=n, ny=n, n=n)  # noqa: E731
+    # documented: sign(0) = +1 (numpy gives 0)
+    costs = assert_protocol(lambda s, x: _at(P.sign(x), 0), lambda x: np.where(x < 0, -1, 1), [a], ulps=0,
+                            **_mpc(K))
+    _check_costs(costs, K, lambda N: _declared("msb", K, N, n=n) + _declared("b2a_bit", K, N, n=n), "sign", n=n)
+    costs = assert_protocol(lambda s, x: _at(P.abs_(x), f), np.abs, [a], ulps=0, **_mpc(K))
+    _check_costs(costs, K, msb_select, "abs", n=n)
+    costs = assert_protocol(lambda s, x: _at(P.relu(x), f), lambda x: np.maximum(x, 0.0), [a], ulps=0, **_mpc(K))
+    _check_costs(costs, K, msb_select, "relu", n=n)
+    ints = np.array([5, -5, 0, -(1 << (K - 2)), (1 << (K - 2)) - 1], dtype=np.int64)  # shared as integers
+    assert_protocol(lambda s, x: _at(P.relu(x), 0), lambda x: np.maximum(x, 0), [ints], ulps=0, **_mpc(K))
+    assert_protocol(lambda s, x: _at(P.abs_(x), 0), np.abs, [ints], ulps=0, **_mpc(K))
 
 
 SELECT_SHAPES = [((3, 4), (3, 4)), ((3, 1), (3, 4)), ((4,), (3, 4)), ((3, 4), (4,)), ((), (3,)), ((2,), ())]
@@ -248,18 +293,19 @@ def test_where_broadcasts_condition_over_rows(env):
     env.values(P.where(ca, x, 0.5), np.where(c == 1, v, 0.5))
 
 
-def test_maximum_minimum_match_numpy(env):
-    a, b = env.pairs()
-    x, y = env.s.input(a), env.s.input(b)
-    n = a.size
-    for proto, ref in ((P.maximum, np.maximum), (P.minimum, np.minimum)):
-        out, cost = env.cost_of(lambda: proto(x, y))
-        assert cost == env.declared("msb", n=n) + env.declared("bit_select", nb=n, ny=n, n=n)
-        env.values(out, ref(a, b), frac=env.f)
-        env.values(proto(x, b), ref(a, b))
-        env.values(proto(a, y), ref(a, b))
-        env.values(proto(x, 0.5), ref(a, 0.5))
-        env.values(proto(0.5, y), ref(0.5, b))
+@pytest.mark.parametrize("ring_bits", sorted(RINGS))
+def test_maximum_minimum_match_numpy(ring_bits):
+    data = _data(ring_bits)
+    a, b = data.pairs()
+    n, f, K = a.size, data.f, ring_bits
+    for name, proto, ref in (("maximum", P.maximum, np.maximum), ("minimum", P.minimum, np.minimum)):
+        costs = assert_protocol(lambda s, x, y: _at(proto(x, y), f), ref, [a, b], ulps=0, **_mpc(K))
+        _check_costs(costs, K, lambda N: _declared("msb", K, N, n=n) + _declared("bit_select", K, N, nb=n, ny=n, n=n),
+                     name, n=n)
+        assert_protocol(lambda s, x: proto(x, b), lambda x: ref(x, b), [a], ulps=0, **_mpc(K))
+        assert_protocol(lambda s, y: proto(a, y), lambda y: ref(a, y), [b], ulps=0, **_mpc(K))
+        assert_protocol(lambda s, x: proto(x, 0.5), lambda x: ref(x, 0.5), [a], ulps=0, **_mpc(K))
+        assert_protocol(lambda s, y: proto(0.5, y), lambda y: ref(0.5, y), [b], ulps=0, **_mpc(K))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -267,14 +313,14 @@ def test_maximum_minimum_match_numpy(env):
 # ----------------------------------------------------------------------------------------------------------
 
 
-def _tournament_cost(env, rows: int, n: int, with_index: bool) -> mpsim.Cost:
+def _tournament_cost(ring_bits: int, parties: int, rows: int, n: int, with_index: bool) -> mpsim.Cost:
     """The declared cost of the tournament: per level, one msb and one select over the pairs."""
-    total = env.zero()
+    total = mpsim.Cost(0, 0, (0,) * parties, 0, (0,) * parties)
     while n > 1:
         m = rows * (n // 2)
-        total = total + env.declared("msb", n=m)
-        total = total + (env.declared("bit_select", nb=m, ny=2 * m, n=2 * m) if with_index
-                         else env.declared("bit_select", nb=m, ny=m, n=m))
+        total = total + _declared("msb", ring_bits, parties, n=m)
+        total = total + (_declared("bit_select", ring_bits, parties, nb=m, ny=2 * m, n=2 * m) if with_index
+                         else _declared("bit_select", ring_bits, parties, nb=m, ny=m, n=m))
         n -= n // 2
     return total
 
@@ -286,43 +332,62 @@ def _onehot_ref(index: np.ndarray, n: int, axis: int) -> np.ndarray:
 
 REDUCE_CASES = [((7,), 0), ((4, 5), -1), ((4, 5), 0), ((3, 1), -1), ((2, 3, 6), 1), ((2, 3, 6), -1),
                 ((2, 3, 4), 0), ((2, 3, 4), -3), ((2, 3, 4, 5), 1)]
-# Costs and shapes do not depend on the backend (checked for whole ledgers in test_oblivious.py), so the
-# reductions, the slowest tests here, run on a cover of the configurations rather than on all twelve.
-REDUCE_CONFIGS = [("share", 2, 64), ("share", 3, 32), ("ideal", 2, 32), ("ideal", 3, 64), ("count", 2, 64),
-                  ("count", 3, 32)]
 
 
-@pytest.fixture(params=REDUCE_CONFIGS, ids=[config_id(c) for c in REDUCE_CONFIGS])
-def renv(request):
-    return Env(*request.param)
-
-
+@pytest.mark.parametrize("ring_bits", sorted(RINGS))
 @pytest.mark.parametrize("shape,axis", REDUCE_CASES, ids=[f"{s}-ax{a}" for s, a in REDUCE_CASES])
-def test_reductions_match_numpy_with_ties_to_the_lowest_index(renv, shape, axis):
+def test_reductions_match_numpy_with_ties_to_the_lowest_index(shape, axis, ring_bits):
     """Values, indices and one-hots along every kind of axis (the reduced axis moves back to its place in
     the one-hot; numpy's axis order is kept for values and indices: a leading axis of a 3-D tensor once
     came out transposed)."""
-    env = renv
+    data = _data(ring_bits)
+    K, f = ring_bits, data.f
     # Small integers make ties frequent; grid reals on top check the fixed-point path.
-    a = env.rng.integers(-2, 3, shape).astype(np.float64) * 0.5
+    a = data.rng.integers(-2, 3, shape).astype(np.float64) * 0.5
     if a.size >= 6:
-        a.reshape(-1)[:3] = env.L - env.step  # large ties
-    x = env.s.input(a)
+        a.reshape(-1)[:3] = data.L - data.step  # large ties
     n = shape[axis]
     rows = a.size // n
+    T = 1 << max(0, (n - 1).bit_length())
     for largest, reduce_fn, arg_fn, ref, arg_ref in ((True, P.max, P.argmax, np.max, np.argmax),
                                                     (False, P.min, P.argmin, np.min, np.argmin)):
-        out, cost = env.cost_of(lambda: reduce_fn(x, axis=axis))
-        assert cost == _tournament_cost(env, rows, n, with_index=False)
-        assert cost.rounds == levels(n) * (2 + int(np.log2(env.K)))
-        env.values(out, ref(a, axis=axis), frac=env.f)
-        (values, oh, index), cost = env.cost_of(lambda: arg_fn(x, axis=axis, return_index=True))
-        want = _tournament_cost(env, rows, n, with_index=True) + env.declared(
-            "onehot_rotation", m=rows, T=1 << max(0, (n - 1).bit_length()))
-        assert cost == want
-        env.values(values, ref(a, axis=axis), frac=env.f)
-        env.values(index, arg_ref(a, axis=axis), frac=0)
-        env.values(oh, _onehot_ref(arg_ref(a, axis=axis), n, axis), frac=0)
+        name = "max" if largest else "min"
+        costs = assert_protocol(lambda s, x: _at(reduce_fn(x, axis=axis), f), lambda x: ref(x, axis=axis), [a],
+                                ulps=0, **_mpc(K))
+        _check_costs(costs, K, lambda N: _tournament_cost(K, N, rows, n, with_index=False), name,
+                     rows=rows, n=n, L=levels(n), T=T)
+        assert all(c.rounds == levels(n) * (2 + int(np.log2(K))) for c in costs.values())
+
+        def arg(s, x):
+            values, oh, index = arg_fn(x, axis=axis, return_index=True)
+            return _at(values, f), _at(oh, 0), _at(index, 0)
+
+        def arg_reference(x):
+            return ref(x, axis=axis), _onehot_ref(arg_ref(x, axis=axis), n, axis), arg_ref(x, axis=axis)
+
+        costs = assert_protocol(arg, arg_reference, [a], ulps=0, **_mpc(K))
+        _check_costs(costs, K, lambda N: _tournament_cost(K, N, rows, n, with_index=True)
+                     + _declared("onehot_rotation", K, N, m=rows, T=T), "arg" + name, rows=rows, n=n, L=levels(n), T=T)
+
+
+def test_hand_computed_costs_at_n2_k64():
+    """The declarations against costs worked out by hand (mpsim.testing.assert_cost), N = 2, K = 64.
+
+    Per element: msb sends K + 2 (2K - 2 - log2 K) = 304 bits and needs 3K - 2 - log2 K = 184 offline bits;
+    eqz sends K + 2 (K - 1) = 190 and needs 2K - 1 = 127; a bit_select of one element sends 1 + K = 65 and
+    needs 2K = 128 offline (of a (value, index) pair: 1 + 2K = 129 and 3K = 192).
+    """
+    v = np.linspace(-2, 2, 10)
+    assert_cost(lambda s, x: P.ltz(x), [v], rounds=7, sent=10 * 304 / 8, offline=10 * 184 / 8)
+    assert_cost(lambda s, x, y: P.eq(x, y), [v, v[::-1]], rounds=7, sent=10 * 190 / 8, offline=10 * 127 / 8)
+    assert_cost(lambda s, x: P.relu(x), [v], rounds=8, sent=10 * (304 + 65) / 8, offline=10 * (184 + 128) / 8)
+    rows = np.linspace(-2, 2, 32).reshape(4, 8)  # 4 rows of 8: 3 levels, 7 pairs per row
+    assert_cost(lambda s, x: P.max(x), [rows], rounds=3 * 8, sent=28 * (304 + 65) / 8,
+                offline=28 * (184 + 128) / 8)
+    # argmax adds the index to the select and a rotation one-hot: 1 round, log2 8 = 3 bits per row online,
+    # 8 K + 3 offline
+    assert_cost(lambda s, x: P.argmax(x), [rows], rounds=3 * 8 + 1, sent=(28 * (304 + 129) + 4 * 3) / 8,
+                offline=(28 * (184 + 192) + 4 * (8 * 64 + 3)) / 8)
 
 
 def test_all_equal_rows_and_single_candidates(env):

@@ -69,6 +69,50 @@ def test_measured_equals_declared_on_every_backend(name, parties, ring_bits):
         assert ledgers["share"] == ledgers["ideal"] == ledgers["count"]
 
 
+def _variant_calls(s):
+    """Calls whose declaration depends on a choice made from the arguments (the registered examples cover
+    one choice each): (registry name, args, kwargs)."""
+    rng = np.random.default_rng(3)
+    x = s.input(np.round(rng.uniform(-3, 3, (3, 6)), 2))
+    y = s.input(np.round(rng.uniform(-3, 3, (6,)), 2), owner=s.parties - 1)
+    idx = s.input(rng.integers(0, 6, (2, 3)), frac_bits=0)
+    fidx = s.input(np.array([0.0, 3.0, 5.0]))
+    table = s.input(np.round(rng.uniform(-3, 3, (6, 2)), 2))
+    cond = protocols.lt(x, y)
+    return [
+        ("where", (cond, x, y), {}), ("where", (protocols.b2a_bit(cond), 1.5, y), {}),
+        ("where", (cond[:, :1], x, -1.0), {}),
+        ("lt", (x, y), {}), ("eq", (0.5, x), {}), ("maximum", (x, 0.25), {}), ("minimum", (y, x), {}),
+        ("max", (x,), {"axis": 0}), ("argmin", (x,), {"axis": 0, "return_index": True}),
+        ("onehot", (idx, 6), {}), ("onehot", (idx, 6), {"method": "equality"}), ("onehot", (fidx, 6), {}),
+        ("onehot", (idx, 1), {}),
+        ("gather", (table, idx), {"kind": "index"}), ("gather", (table, protocols.onehot(idx, 6)), {}),
+        ("gather", (protocols.mask_operand(table), idx), {}),
+        ("softmax", (x,), {"axis": 0, "method": "puma"}),
+        ("topk", (x, 2), {"method": "max"}), ("topk", (x, 3), {"axis": 0, "method": "sort"}),
+        ("topk", (x, 3), {"method": "shuffle", "sorted": True}),
+        ("topk", (s.placeholder((4, 64)) if not s.backend.has_data else s.input(rng.uniform(-3, 3, (4, 64))), 8), {}),
+    ]
+
+
+@pytest.mark.parametrize("parties,ring_bits", [(2, 64), (3, 32)])
+def test_dispatching_protocols_declare_the_variant_that_runs(parties, ring_bits):
+    """where (boolean or arithmetic condition), onehot (rotation or equality), gather (index or one-hot,
+    shared or masked matrix), softmax (exact or puma) and topk (max, sort, shuffle, auto) declare the cost of
+    what actually runs, on every backend."""
+    for backend in BACKENDS:
+        s = _session(parties, ring_bits, backend)
+        for name, args, kwargs in _variant_calls(s):
+            entry = REGISTRY[name]
+            mark = s.mark()
+            entry.fn(*args, **kwargs)
+            measured, messages = s.cost(since=mark), s.ledger.messages[mark:]
+            declared = entry.declared_for(s, *args, messages=messages, **kwargs)
+            assert measured == declared, (name, kwargs, backend, measured, declared)
+    dims = REGISTRY["topk"].dims(s.placeholder((32, 512)), 50)
+    assert (dims["mx"], dims["so"], dims["sh"]) == (0, 0, 1)  # auto picks shuffle on the issue's shape
+
+
 @pytest.mark.parametrize("parties", [2, 3])
 def test_recorded_local_work_is_the_same_on_every_backend(parties):
     """The compute-time model's input (ring MACs, elementwise ops) depends on shapes only."""

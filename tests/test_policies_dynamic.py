@@ -249,10 +249,10 @@ def test_quest_selection_costs_scale_as_documented(reuse):
         for bound, comparisons in (("max", lambda c: Hq * c * d), ("sign", lambda c: Hq * d)):
             s, mark = _one_step(TINY, seq, QuestPolicy(page=page, budget=32, bound=bound), reuse=reuse)
             cand = (seq + 1) // page - 1
-            assert _msb_elements(s.cost(scope="select/similarity/msb", since=mark)) == comparisons(cand)
+            assert _msb_elements(s.cost(scope="select/similarity/" + ("maximum" if bound == "max" else "relu") + "/msb", since=mark)) == comparisons(cand)
             gather = s.cost(scope="select/gather", since=mark).sent_bits[0]
             assert gather == 2 * 64 * (h * k * cand + (0 if reuse else h * cand * page * d))
-            assert _msb_elements(s.cost(scope="select/summary_update/msb", since=mark)) == 2 * h * d  # running max/min
+            assert _msb_elements(s.cost(scope="select/summary_update/maximum/msb", since=mark)) == 2 * h * d  # running max/min
             n = k * page + 8  # attended tokens: 3 gathered pages and the newest (full) page
             qk_bits = s.cost(scope="attention/qk", since=mark).sent_bits[0]
             assert qk_bits == 64 * (Hq * d + h * n * d)
@@ -278,7 +278,7 @@ def test_max_bound_needs_comparisons_a_linear_similarity_does_not():
         policy.similarity(qs, rmax, rmin)
     with s.scope("linear"):
         lin = qs @ (rmax * 0.6 + rmin * 0.4).swapaxes(-1, -2)
-    assert _msb_elements(s.cost(scope="bound/msb", since=mark)) == H * G * 7 * D
+    assert _msb_elements(s.cost(scope="bound/maximum/msb", since=mark)) == H * G * 7 * D
     assert s.cost(scope="linear/msb", since=mark).total_bits == 0
     assert 0 < s.cost(scope="linear", since=mark).total_bits < s.cost(scope="bound", since=mark).total_bits
     assert lin.shape == (H, G, 7)

@@ -32,6 +32,26 @@ def test_a_wrong_reference_or_a_backend_dependent_ledger_is_caught():
         assert_protocol(leaky, lambda x: x * x, [GRID], ulps=1, parties=(2,))
 
 
+def test_per_element_and_per_backend_bounds_owners_and_collected_outputs():
+    up = 2.0**-16 * (GRID > 0)  # a reference one unit off where x > 0
+    bound = (GRID > 0).astype(np.float64)  # ... and a bound of one unit exactly there, 0 elsewhere
+    outputs = {}
+    assert_protocol(lambda s, x, y: x * 2 + y, lambda x, y: x * 2 + y + up, [GRID, GRID[::-1]], ulps=bound,
+                    owner=(0, -1), outputs=outputs)  # exact local ops: every error is the reference's
+    assert set(outputs) == {(2, "share"), (2, "ideal"), (3, "share"), (3, "ideal")}
+    np.testing.assert_array_equal(outputs[(3, "share")][0], GRID * 2 + GRID[::-1])
+    with pytest.raises(AssertionError, match="exceeds its bound"):  # one unit off where the bound is 0
+        assert_protocol(lambda s, x: x * 2, lambda x: x * 2 + 2.0**-16, [GRID], ulps=bound)
+    # A bound per backend: the ideal backend floors exactly, the share backend may be one unit above.
+    assert_protocol(lambda s, x: x * x, lambda x: np.floor(np.rint(x * 2**16) ** 2 / 2**16) / 2**16,
+                    [GRID / 3],
+                    ulps={"ideal": 0, "share": 1})
+    with pytest.raises(AssertionError, match="exceeds its bound"):  # a backend left out must be exact
+        assert_protocol(lambda s, x: x * 2, lambda x: x * 2 + up, [GRID], ulps={"share": 1})
+    with pytest.raises(AssertionError, match="shape"):  # shapes are checked, on the count backend too
+        assert_protocol(lambda s, x: x.reshape(1, 13), lambda x: x, [GRID], ulps=0)
+
+
 def test_assert_cost_against_a_declaration():
     # MSB of n = 13 elements, N = 2, K = 64: 7 rounds, (64 + 2 * 120) bits per element per party.
     assert_cost(lambda s, x: P.msb(x), [GRID], rounds=7, sent=13 * 304 / 8, offline=13 * (64 + 120) / 8)
