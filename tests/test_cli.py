@@ -158,3 +158,14 @@ def test_sweep_over_sequence_lengths(tmp_path, capsys):
     png = tmp_path / "s.png"
     assert run(["sweep", "--model", "gpt2", "--seq", "128,256", "--plot", str(png)], capsys)[0] == 0
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_demo_is_mpcache_vs_full_on_llama2(capsys):
+    code, out, _ = run(["demo", "--seq", "1024", "--json"], capsys)
+    assert code == 0
+    result = json.loads(out)
+    assert result["model"] == "llama2-7b" and result["seq_len"] == 1024
+    mpcache, full = result["policies"]
+    assert (mpcache["name"], full["name"]) == ("mpcache", "full")
+    # the softmax over the selected tokens is far smaller than over the whole cache
+    assert mpcache["scopes"]["attention/softmax"]["sent_bytes"][0] < full["scopes"]["attention/softmax"]["sent_bytes"][0]

@@ -196,7 +196,7 @@ def test_closed_session_rejects_new_protocol_calls_but_keeps_its_ledger():
 
 
 def test_console_script_demo_runs(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "mpsim.cli", "demo", "--seq", "64", "--heads", "2"],
+    out = subprocess.run([sys.executable, "-m", "mpsim.cli", "demo", "--block", "--seq", "64", "--heads", "2"],
                          capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert "step total" in out.stdout and "softmax" in out.stdout
