@@ -15,8 +15,8 @@ Reuse: with ``reuse=True`` (default) weights and the KV cache are reusable maske
 token appended to the cache is masked and opened once when it is appended. With ``reuse=False`` every
 product is a plain Beaver product that opens both operands, so both regimes can be compared.
 
-Status: this module runs full attention and the policies in ``mpcache.policies``; the MPCache policy and the
-remaining baselines are the subject of the MPCache issue.
+Every policy registered in ``mpcache.policies`` runs through the same step (``decode_step``); the policy
+decides what is attended (``attend``) and what the cache keeps (``prefill``, ``update``).
 """
 from __future__ import annotations
 
