@@ -174,6 +174,32 @@ class Dealer:
         onehot = (np.arange(size, dtype=np.uint64) == r[..., None]).astype(np.uint64)
         return self.backend.split(r), self.backend.split(onehot)
 
+    def rotation_table(self, index_shape, size: int, table):
+        """Per index t: a fresh r_t uniform in [0, size) (size a power of two), shares of r_t, of the one-hot
+        e_{r_t} (length size) and of the rotated table R_t[j] = table_t[(r_t - j) mod size], j < size, where
+        ``table`` (broadcastable to index_shape + (size, w)) holds dealer-known rows (a reusable operand's mask
+        B padded with zero rows, or a fresh mask a at row 0 for a scatter). After c_t = (r_t - i_t) mod size
+        is opened, row c_t of R_t is table_t[i_t] and e_{i_t}[j] = e_{r_t}[(j + c_t) mod size].
+
+        Offline: (K * size * (w + 1) + log2(size)) * numel(index_shape) bits: e_r's and R's corrections, and
+        r's correction mod ``size``. Ref: the rotation one-hot (``rotation_onehot``) applied to a table, a
+        dealer-side variant of the one-hot-table lookups of function secret sharing (Boyle-Gilboa-Ishai).
+        """
+        log_size = size.bit_length() - 1
+        w = int(np.shape(table)[-1])
+        self._charge_bits("rotation_table", (self.ring.bits * size * (w + 1) + log_size) * _numel(index_shape))
+        if not self._has_data():
+            return None, None, None
+        if self.backend.name == "ideal":
+            r = np.zeros(index_shape, dtype=np.uint64)
+        else:
+            r = np.bitwise_and(self.backend.uniform(index_shape), np.uint64(size - 1))
+        onehot = (np.arange(size, dtype=np.uint64) == r[..., None]).astype(np.uint64)
+        table = np.broadcast_to(table, tuple(index_shape) + (size, w))
+        pos = (r[..., None].astype(np.int64) - np.arange(size, dtype=np.int64)) % size
+        rotated = np.ascontiguousarray(np.take_along_axis(table, pos[..., None], axis=-2))
+        return self.backend.split(r), self.backend.split(onehot), self.backend.split(rotated)
+
     def shuffle_pass(self, shape, permuter: int):
         """One pass of a dealer-assisted secret-shared shuffle along axis -2 of ``shape`` (rows, n, w).
 

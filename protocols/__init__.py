@@ -12,16 +12,16 @@ from .nonlinear import NonlinearConfig, exp, gelu, layernorm, reciprocal, rmsnor
 from .oblivious import gather, onehot, onehot_equality, onehot_rotation
 from .reduce import argmax, argmin, max, min
 from .registry import REGISTRY, markdown_table, protocol
-from .reuse import MaskedOperand, mask_operand, matmul_reused
+from .reuse import MaskedOperand, gather_rotated, mask_operand, matmul_reused, scatter_rotated
 from .topk import shuffle, topk, topk_max, topk_shuffle, topk_sort
 from .trunc import trunc_local, trunc_pr, truncate
 
 __all__ = [
     "REGISTRY", "MaskedOperand", "a2b", "abs_", "and_", "argmax", "argmin", "b2a", "b2a_bit", "beaver_matmul",
-    "beaver_mul", "beaver_square", "eq", "eqz", "gather", "ge", "gt", "le", "lt", "ltz", "markdown_table",
+    "beaver_mul", "beaver_square", "eq", "eqz", "gather", "gather_rotated", "ge", "gt", "le", "lt", "ltz", "markdown_table",
     "mask_operand", "matmul", "matmul_public", "matmul_reused", "max", "maximum", "min", "minimum", "msb",
     "mul", "mul_public", "not_", "onehot", "onehot_equality", "onehot_rotation", "protocol", "relu", "reveal",
-    "reveal_bits", "select", "share_bits", "share_input", "shuffle", "sign", "topk", "topk_max", "topk_shuffle", "topk_sort", "trunc_local", "trunc_pr", "truncate",
+    "reveal_bits", "scatter_rotated", "select", "share_bits", "share_input", "shuffle", "sign", "topk", "topk_max", "topk_shuffle", "topk_sort", "trunc_local", "trunc_pr", "truncate",
     "where", "xor",
     "NonlinearConfig", "exp", "gelu", "layernorm", "reciprocal", "rmsnorm", "rsqrt", "silu", "softmax",
 ]

@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from mpsim import kernels
 from mpsim.tensor import SharedTensor, _shape_after
 
 from .arith import _lift, _matmul_dims, _ring_sub, _rng_values, matmul_shapes, promote_matmul
+from .oblivious import _pow2_at_least
 from .registry import protocol
 
 
@@ -221,3 +223,173 @@ def matmul_reused(x: SharedTensor, operand: MaskedOperand) -> SharedTensor:
                   elems=3 * int(np.prod(shape, dtype=np.int64)))
     out = SharedTensor(session, z, shape, x.frac + operand.frac, max(depth, operand.depth))
     return out.squeeze(squeeze) if squeeze else out
+
+
+# -- secret row selection by a dealer-rotated table ------------------------------------------------------------
+def _rotated_dims(operand, index, check_domain=None):
+    return {"m": index.size, "P": _pow2_at_least(operand.shape[-2]), "w": operand.shape[-1]}
+
+
+def _rotated_example(s):
+    from .oblivious import _index_example
+
+    return (mask_operand(_rng_values(s, (2, 8, 3))), _index_example(s)), {}
+
+
+def _open_rotation(index: SharedTensor, r, P: int, extra=()):
+    """Open c = (r - i) mod P (log2 P bits per index) together with ``extra`` full-width tensors."""
+    session = index.session
+    mask = np.uint64(P - 1)
+    reduced = None
+    if index.payload is not None:
+        reduced = session.backend.map(lambda a, b: np.bitwise_and(a - b, mask), r, index.payload)
+    tensors = list(extra) + [index._like(reduced, index.shape)]
+    widths = [session.ring.bits] * len(extra) + [P.bit_length() - 1]
+    opened, depth = session._open("open", tensors, widths=widths)
+    c = None if opened[-1] is None else np.bitwise_and(opened[-1], mask).astype(np.int64)
+    return opened[:-1], c, depth
+
+
+def _rotate(e_r, c, n: int):
+    """Shares of e_i[j] = e_r[(j + c) mod P] for j < n (local)."""
+    P = e_r.shape[-1]
+    positions = (np.arange(n, dtype=np.int64) + c[..., None]) % P
+    return np.ascontiguousarray(np.take_along_axis(e_r, np.broadcast_to(positions, e_r.shape[:1] + positions.shape),
+                                                   axis=-1))
+
+
+@protocol(
+    "gather_rotated",
+    rounds="int(P > 1)",
+    comm="(N-1)*m*log2(P)*int(P > 1)",
+    offline="m*(K*P*(w+1) + log2(P))*int(P > 1)",
+    leaks="nothing (c = (r - i) mod P is uniform)",
+    ref="dealer-rotated one-hot (protocols.oblivious) applied to a reusable operand's mask table",
+    dims=_rotated_dims,
+    example=_rotated_example,
+    vars_doc="m = indices; P = T rounded up to a power of two (T = rows of W); w = row width",
+)
+def gather_rotated(operand: MaskedOperand, index: SharedTensor, check_domain: bool | None = None) -> SharedTensor:
+    """Rows W[i] of a reusable masked operand W (..., T, w) at secret integer indices i (..., k) in [0, T):
+    shares of shape (..., k, w), scale W.frac. Leading axes of W and i must match.
+
+    W = D + B with D public and B the dealer's mask; T is padded to a power of two P with zero rows
+    (D = B = 0 there; never selected by an index in range).
+    Steps:
+      1. Dealer (``rotation_table``): per index a fresh r uniform in [0, P), shares of r, of e_r and of the
+         rotated mask rows R[j] = B[(r - j) mod P], j < P.
+      2. Each party reduces its share of r - i mod P; open c = (r - i) mod P (log2 P bits per index).
+      3. Locally: B[i] = R[c] (row c of the rotated mask: r - c = i); e_i[j] = e_r[(j + c) mod P]; D[i] = e_i . D
+         (shares of e_i times public D); W[i] = D[i] + B[i].
+    Rounds: 1 (0 when T = 1). Comm: (N-1) m log2 P bits per party. Offline: m (K P (w + 1) + log2 P) bits
+    (e_r and R as correction words, r mod P).
+    Leaks: nothing. Correct: R[c] = B[(r - c) mod P] = B[i] and e_r[(j + c) mod P] = 1 iff j = r - c = i
+    (mod P), so the output is B[i] + D[i] = W[i]. Secure: the only opened value c is r - i padded by the
+    fresh uniform r mod P, hence uniform on [0, P) and independent of i (and of c's of other indices, each
+    with its own r); opening at ring width would leak (r - i bounds i), so only the low log2 P bits are
+    opened, which is sound because P divides 2^K. Every other value is a sharing from the dealer.
+    Ref: the rotation one-hot of ``protocols.oblivious``; masked operands of this module.
+    """
+    from .oblivious import _check_index_domain
+
+    session = index.session
+    if operand.session is not session:
+        raise ValueError("cannot combine tensors of two different sessions")
+    if not isinstance(operand, MaskedOperand):
+        raise TypeError("gather_rotated takes a MaskedOperand (use session.reusable)")
+    if index.kind != "A" or index.frac != 0:
+        raise ValueError("gather_rotated needs an integer-encoded arithmetic index (frac_bits=0)")
+    if operand.ndim < 2 or operand.shape[:-2] != index.shape[:-1]:
+        raise ValueError(f"operand {operand.shape} and index {index.shape} need equal leading axes")
+    T, w = operand.shape[-2], operand.shape[-1]
+    _check_index_domain(index, T, check_domain)
+    shape = index.shape + (w,)
+    if T == 1:  # one row: every index is 0
+        rows = operand.tensor.reshape(operand.shape[:-2] + (1, w))
+        return rows.broadcast_to(shape)
+    P = _pow2_at_least(T)
+    table = None
+    if operand.dealer_mask is not None:
+        pad = [(0, 0)] * (operand.ndim - 2) + [(0, P - T), (0, 0)]
+        table = np.expand_dims(np.pad(operand.dealer_mask, pad), -3)  # (..., 1, P, w)
+    else:
+        table = np.empty((1, w), np.uint64)
+    r, e_r, rot = session.dealer.rotation_table(index.shape, P, table)
+    _, c, depth = _open_rotation(index, r, P)
+    depth = max(depth, operand.depth)
+    if c is None:
+        return SharedTensor(session, None, shape, operand.frac, depth)
+    e_i = _rotate(e_r, c, T)  # (N, ..., k, T)
+    b_i = np.take_along_axis(rot, np.broadcast_to(c[..., None, None], rot.shape[:1] + c.shape + (1, w)), axis=-2)
+    d_pub = np.ascontiguousarray(operand.opened)
+    d_i = np.stack([kernels.ring_matmul(np.ascontiguousarray(row), d_pub) for row in e_i])
+    session._work("combine", macs=int(index.size) * T * w, elems=int(index.size) * w)
+    payload = session.backend.map(lambda a, b: a + b[..., 0, :], d_i, b_i)
+    return SharedTensor(session, payload, shape, operand.frac, depth)
+
+
+def _scatter_dims(x, index, n):
+    return {"m": index.size, "P": _pow2_at_least(n), "w": x.shape[-1], "nx": x.size}
+
+
+def _scatter_example(s):
+    from .oblivious import _index_example
+
+    return (_rng_values(s, (2, 3, 4)), _index_example(s), 8), {}
+
+
+@protocol(
+    "scatter_rotated",
+    rounds="int(P > 1)",
+    comm="(N-1)*(K*nx + m*log2(P))*int(P > 1)",
+    offline="m*(K*P*(w+1) + log2(P))*int(P > 1)",
+    leaks="nothing (x - a is padded by a fresh a; c = (r - i) mod P is uniform)",
+    ref="the transpose of gather_rotated: e_i (x) x with a dealer-rotated e_r (x) a",
+    dims=_scatter_dims,
+    example=_scatter_example,
+    vars_doc="m = indices; P = n rounded up to a power of two; w = row width; nx = elements of x",
+)
+def scatter_rotated(x: SharedTensor, index: SharedTensor, n: int) -> SharedTensor:
+    """Scatter-add rows x (..., k, w) to secret positions i (..., k) in [0, n): out (..., n, w) with
+    out[j] = sum_t [i_t = j] x_t (the transpose of ``gather_rotated``), scale x.frac.
+
+    Steps:
+      1. Dealer: a fresh uniform a shaped like x (seeded); per index (``rotation_table``) a fresh r, shares of r,
+         e_r and F[j] = a [j = r] (the table with a at row 0, rotated), j < P.
+      2. Open E = x - a (K bits per element) and c = (r - i) mod P (log2 P bits per index), one call.
+      3. Locally: e_i[j] = e_r[(j + c) mod P]; (e_i (x) a)[j] = F[(j + c) mod P]; out = sum_t e_i (x) E + e_i (x) a.
+    Rounds: 1 (0 when n = 1: a plain sum). Comm: (N-1)(K |x| + m log2 P) bits per party.
+    Offline: m (K P (w + 1) + log2 P) bits.
+    Leaks: nothing. Correct: F[(j + c) mod P] = a iff j + c = r, i.e. j = i, so the sum is e_i (x) (E + a) =
+    e_i (x) x. Secure: E is x one-time padded by the fresh a (used once); c is uniform as in ``gather_rotated``.
+    Ref: ``gather_rotated``; Beaver's masking of the dense operand.
+    """
+    session = x.session
+    if index.kind != "A" or index.frac != 0:
+        raise ValueError("scatter_rotated needs an integer-encoded arithmetic index (frac_bits=0)")
+    if x.ndim < 2 or x.shape[:-1] != index.shape:
+        raise ValueError(f"rows {x.shape} need shape index.shape + (w,) = {index.shape} + (w,)")
+    if n < 1:
+        raise ValueError(f"scatter range must be positive, got {n}")
+    w = x.shape[-1]
+    shape = index.shape[:-1] + (n, w)
+    if n == 1:
+        return x.sum(axis=-2, keepdims=True)
+    P = _pow2_at_least(n)
+    a_sh, a = session.dealer.operand_mask(x.shape)
+    table = np.empty((1, w), np.uint64)
+    if a is not None:
+        table = np.zeros(x.shape[:-1] + (P, w), np.uint64)
+        table[..., 0, :] = a
+    r, e_r, rot = session.dealer.rotation_table(index.shape, P, table)
+    (e,), c, depth = _open_rotation(index, r, P, extra=[_ring_sub(x, SharedTensor(session, a_sh, x.shape, 0))])
+    if c is None:
+        return SharedTensor(session, None, shape, x.frac, depth)
+    e_i = _rotate(e_r, c, n)  # (N, ..., k, n)
+    pos = (np.arange(n, dtype=np.int64) + c[..., None]) % P  # (..., k, n)
+    f = np.take_along_axis(rot, np.broadcast_to(pos[..., None], rot.shape[:1] + pos.shape + (1,)), axis=-2)
+    e_pub = np.ascontiguousarray(e)
+    outer = np.stack([kernels.ring_matmul(np.ascontiguousarray(np.swapaxes(row, -1, -2)), e_pub) for row in e_i])
+    session._work("combine", macs=int(index.size) * n * w, elems=int(index.size) * n * w)
+    payload = session.backend.map(lambda u, v: u + np.sum(v, axis=-3, dtype=np.uint64), outer, f)
+    return SharedTensor(session, payload, shape, x.frac, depth)

@@ -202,7 +202,7 @@ def test_cluster_selection_matches_the_twin(backend, group, kw):
         assert not np.array_equal(twin, one_level)  # the hierarchy decides: the trap's best child is out
 
 
-@pytest.mark.parametrize("gather", ["cluster", "cluster-kv", "token"])
+@pytest.mark.parametrize("gather", ["rotated", "cluster", "cluster-kv", "token"])
 def test_attention_on_shares_matches_the_float_twin_within_the_derived_bound(gather):
     rng = np.random.default_rng(12)
     keys, values, q = clustered(rng, group=2)
@@ -313,6 +313,13 @@ def _layer_cost(s, mark, layer, scope):
     return s.cost(scope=f"/step/layer{layer}/select/{scope}", since=mark).total_bits
 
 
+def test_cluster_gather_follower_reuses_the_masked_onehot():
+    policy = get_policy("mpcache", topk_method="sort", gather="cluster")
+    s, run, (mark,) = _decode("count", TINY, 1024, policy)
+    on = {l: _layer_cost(s, mark, l, "gather") for l in (2, 3)}
+    assert 0 < on[3] < on[2]  # the follower reuses the leader's masked one-hot: no opening
+
+
 def test_index_sharing_halves_the_selection_overhead_of_the_sharing_layers():
     costs = {}
     for share in (True, False):
@@ -326,7 +333,8 @@ def test_index_sharing_halves_the_selection_overhead_of_the_sharing_layers():
     pair_off = sum(off[l, sc] for l in (2, 3) for sc in overhead)
     assert pair_off > 0 and pair_on * 2 == pair_off  # the follower (layer 3) pays none of it
     assert all(on[3, sc] == 0 for sc in overhead) and on[3, "gather"] > 0
-    assert on[3, "gather"] < on[2, "gather"]  # the follower reuses the leader's masked one-hot: no opening
+    # rotated gather (default): the follower gathers and scatters by the shared indices at the leader's cost
+    assert on[3, "gather"] == on[2, "gather"]
     assert all(on[l, sc] == off[l, sc] for l in (0, 1) for sc in overhead)  # layers 0, 1 select on their own
 
 

@@ -115,3 +115,43 @@ def test_views_of_a_masked_operand_keep_value_and_mask_together():
     np.testing.assert_array_equal(view.dealer_mask, wm.dealer_mask[:, :4].reshape(2, 2, 4))
     with pytest.raises(TypeError):
         wm[s.input(np.array([0]), frac_bits=0)]
+
+
+def test_gather_rotated_picks_rows_and_opens_a_uniform_c():
+    import mpsim
+    import protocols as P
+
+    W = np.random.default_rng(0).normal(size=(2, 11, 3))
+    idx = np.array([[0, 3, 10, 7], [5, 5, 1, 9]])
+    for backend in ("share", "ideal"):
+        s = mpsim.Session(parties=3, backend=backend, seed=1)
+        g = P.gather_rotated(s.reusable(s.input(W)), s.input(idx, frac_bits=0))
+        # input encoding only: |error| <= 2^-f per element (f = frac bits); the gather itself is exact
+        assert np.abs(P.reveal(g) - np.take_along_axis(W, idx[..., None], 1)).max() <= 2.0 ** -s.frac_bits
+        with pytest.raises(ValueError):
+            P.gather_rotated(s.reusable(s.input(W)), s.input(np.array([[0, 11, 1, 2]] * 2), frac_bits=0),
+                             check_domain=True)
+    # c = (r - i) mod 16 is uniform whatever i (r from the dealer's share-backend stream)
+    s = mpsim.Session(parties=2, backend="share", seed=7)
+    r, _, _ = s.dealer.rotation_table((4000,), 16, np.zeros((16, 1), np.uint64))
+    rv = s.backend.open(r).astype(np.int64) % 16
+    for i in (0, 9):
+        counts = np.bincount((rv - i) % 16, minlength=16)
+        assert counts.min() > 4000 / 16 * 0.7 and counts.max() < 4000 / 16 * 1.3
+
+
+def test_scatter_rotated_adds_rows_at_secret_positions():
+    import mpsim
+    import protocols as P
+
+    x = np.random.default_rng(1).normal(size=(2, 4, 3))
+    idx = np.array([[0, 3, 10, 3], [5, 5, 1, 9]])
+    exp = np.zeros((2, 11, 3))
+    for h in range(2):
+        for t in range(4):
+            exp[h, idx[h, t]] += x[h, t]
+    for backend in ("share", "ideal"):
+        s = mpsim.Session(parties=2, backend=backend, seed=1)
+        out = P.scatter_rotated(s.input(x), s.input(idx, frac_bits=0), 11)
+        # two encoded inputs summed at most: <= 2 * 2^-f
+        assert np.abs(P.reveal(out) - exp).max() <= 2 * 2.0 ** -s.frac_bits
