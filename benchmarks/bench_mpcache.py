@@ -192,6 +192,7 @@ def claim_f(lines, seqs, compute):
     if "mpcache" not in POLICIES:
         lines += ["", "**Not measured yet**: the `mpcache` policy is not built.", ""]
         return
+    proxy = {}
     for model in ("mpcache-proxy", "llama2-7b"):
         lines += ["", f"`{model}`:", "",
                   "| tokens | comm. full / mpcache | LAN full / mpcache | WAN full / mpcache | "
@@ -199,11 +200,32 @@ def claim_f(lines, seqs, compute):
         for seq in seqs:
             full, mpc = measure(model, seq, "full"), measure(model, seq, "mpcache")
             fullc, mpcc = (measure(model, seq, "full", compute=compute), measure(model, seq, "mpcache", compute=compute))
+            if model == "mpcache-proxy":
+                proxy[seq] = (max(full.sent_bytes) / max(mpc.sent_bytes), full.latency_s["lan"] / mpc.latency_s["lan"],
+                              full.latency_s["wan"] / mpc.latency_s["wan"])
             lines.append(
                 f"| {seq} | {max(full.sent_bytes) / max(mpc.sent_bytes):.2f}x | "
                 f"{full.latency_s['lan'] / mpc.latency_s['lan']:.2f}x | {full.latency_s['wan'] / mpc.latency_s['wan']:.2f}x | "
                 f"{fullc.latency_s['lan'] / mpcc.latency_s['lan']:.2f}x | {fullc.latency_s['wan'] / mpcc.latency_s['wan']:.2f}x |")
     lines.append("")
+    if 2048 in proxy:
+        best = max(proxy, key=lambda t: proxy[t][0])
+        checks = [("communication >= 3.39x at 2048 tokens", proxy[2048][0] >= 3.39, f"{proxy[2048][0]:.2f}x"),
+                  ("communication >= 8.37x at the best length", proxy[best][0] >= 8.37,
+                   f"{proxy[best][0]:.2f}x at {best}"),
+                  ("LAN latency >= 2.01x at the best length", proxy[best][1] >= 2.01, f"{proxy[best][1]:.2f}x"),
+                  ("no collapse at the longest length", proxy[max(proxy)][0] >= proxy[best][0] * 0.9,
+                   f"{proxy[max(proxy)][0]:.2f}x at {max(proxy)}")]
+        lines += ["### Where we stand against the issue's targets (`mpcache-proxy`, 2 parties)", "",
+                  "| target | measured | met |", "|---|---|---|"]
+        lines += [f"| {name} | {value} | {'yes' if ok else '**no**'} |" for name, ok, value in checks]
+        lines += ["", "Why ours differ from the paper: on the WAN every policy is round-bound, and MPCache adds the "
+                  "sequential rounds of its two top-k levels (shuffle, then quickselect iterations of 8 rounds each) "
+                  "to each selecting layer, so its WAN latency is above full attention's at these lengths. In "
+                  "communication the remaining cost at long lengths is the softmax over the kept tokens, the top-k "
+                  "and the masking of scores, plus a fixed per-step cost of the linear layers, norms and MLP "
+                  "(dominant for `llama2-7b` at short lengths). The one-off setup (masking, and the look-once "
+                  "importance softmax over the last 20% of the prompt) is large and is not amortised here.", ""]
 
 
 def main(argv=None) -> int:
