@@ -30,6 +30,28 @@ def _pow2_at_least(n: int) -> int:
     return 1 << max(0, (int(n) - 1).bit_length())
 
 
+def _open_rotation(index: SharedTensor, r, P: int, extra=()):
+    """Open c = (r - i) mod P (log2 P bits per index) together with ``extra`` full-width tensors."""
+    session = index.session
+    mask = np.uint64(P - 1)
+    reduced = None
+    if index.payload is not None:
+        reduced = session.backend.map(lambda a, b: np.bitwise_and(a - b, mask), r, index.payload)
+    tensors = list(extra) + [index._like(reduced, index.shape)]
+    widths = [session.ring.bits] * len(extra) + [P.bit_length() - 1]
+    opened, depth = session._open("open", tensors, widths=widths)
+    c = None if opened[-1] is None else np.bitwise_and(opened[-1], mask).astype(np.int64)
+    return opened[:-1], c, depth
+
+
+def _rotate(e_r, c, n: int):
+    """Shares of e_i[j] = e_r[(j + c) mod P] for j < n (local)."""
+    P = e_r.shape[-1]
+    positions = (np.arange(n, dtype=np.int64) + c[..., None]) % P
+    return np.ascontiguousarray(np.take_along_axis(e_r, np.broadcast_to(positions, e_r.shape[:1] + positions.shape),
+                                                   axis=-1))
+
+
 def _index_example(s):
     return s.input(np.array([[0, 3, 7], [5, 5, 1]]), frac_bits=0)
 
@@ -77,24 +99,14 @@ def onehot_rotation(index: SharedTensor, n: int, check_domain: bool | None = Non
     _check_index_domain(index, n, check_domain)
     session = index.session
     T = _pow2_at_least(n)
-    log_t = T.bit_length() - 1
     if T == 1:  # a range of one position: the one-hot is the constant 1
         return session.zeros(index.shape + (1,), frac_bits=0) + 1
     r, e_r = session.dealer.rotation_onehot(index.shape, T)
-    mask = np.uint64(T - 1)
-    reduced = None
-    if index.payload is not None:
-        reduced = session.backend.map(lambda a, b: np.bitwise_and(a - b, mask), r, index.payload)
-    (c,), depth = session._open("open", [index._like(reduced, index.shape)], widths=[log_t])
+    _, c, depth = _open_rotation(index, r, T)
     shape = index.shape + (n,)
     if c is None:
         return SharedTensor(session, None, shape, 0, depth)
-    c = np.bitwise_and(c, mask).astype(np.int64)
-    positions = (np.arange(n, dtype=np.int64) + c[..., None]) % T
-    payload = np.ascontiguousarray(
-        np.take_along_axis(e_r, np.broadcast_to(positions, e_r.shape[:1] + shape), axis=-1)
-    )
-    return SharedTensor(session, payload, shape, 0, depth)
+    return SharedTensor(session, _rotate(e_r, c, n), shape, 0, depth)
 
 
 def onehot_equality(index: SharedTensor, n: int) -> SharedTensor:

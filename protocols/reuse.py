@@ -30,7 +30,7 @@ from mpsim import kernels
 from mpsim.tensor import SharedTensor, _shape_after
 
 from .arith import _lift, _matmul_dims, _ring_sub, _rng_values, matmul_shapes, promote_matmul
-from .oblivious import _pow2_at_least
+from .oblivious import _open_rotation, _pow2_at_least, _rotate
 from .registry import protocol
 
 
@@ -234,28 +234,6 @@ def _rotated_example(s):
     from .oblivious import _index_example
 
     return (mask_operand(_rng_values(s, (2, 8, 3))), _index_example(s)), {}
-
-
-def _open_rotation(index: SharedTensor, r, P: int, extra=()):
-    """Open c = (r - i) mod P (log2 P bits per index) together with ``extra`` full-width tensors."""
-    session = index.session
-    mask = np.uint64(P - 1)
-    reduced = None
-    if index.payload is not None:
-        reduced = session.backend.map(lambda a, b: np.bitwise_and(a - b, mask), r, index.payload)
-    tensors = list(extra) + [index._like(reduced, index.shape)]
-    widths = [session.ring.bits] * len(extra) + [P.bit_length() - 1]
-    opened, depth = session._open("open", tensors, widths=widths)
-    c = None if opened[-1] is None else np.bitwise_and(opened[-1], mask).astype(np.int64)
-    return opened[:-1], c, depth
-
-
-def _rotate(e_r, c, n: int):
-    """Shares of e_i[j] = e_r[(j + c) mod P] for j < n (local)."""
-    P = e_r.shape[-1]
-    positions = (np.arange(n, dtype=np.int64) + c[..., None]) % P
-    return np.ascontiguousarray(np.take_along_axis(e_r, np.broadcast_to(positions, e_r.shape[:1] + positions.shape),
-                                                   axis=-1))
 
 
 @protocol(

@@ -37,7 +37,7 @@ from mpsim.tensor import SharedTensor, concatenate
 from .arith import _rng_values
 from .boolean import msb, reveal_bits
 from .compare import select
-from .oblivious import onehot_rotation
+from .oblivious import _pow2_at_least, onehot_rotation
 from .reduce import argmax, levels
 from .registry import protocol
 
@@ -47,10 +47,6 @@ LAN_HALF_RTT_S, LAN_BPS = 0.15e-3, 3e9
 
 def _relabel(t: SharedTensor, frac: int) -> SharedTensor:
     return t._like(t.payload, t.shape, frac=frac)
-
-
-def _pow2(n: int) -> int:
-    return 1 << max(0, (int(n) - 1).bit_length())
 
 
 # -- compare-exchange networks -------------------------------------------------------------------------------
@@ -112,7 +108,7 @@ def _chunked(layers, chunks: int, size: int):
 
 def sort_network_plan(n: int, k: int):
     """(layers, comparators per row) of the pruned bitonic top-k network."""
-    n2, k2 = _pow2(n), min(_pow2(k), _pow2(n))
+    n2, k2 = _pow2_at_least(n), min(_pow2_at_least(k), _pow2_at_least(n))
     plan = [("cx", lay) for lay in _chunked(_bitonic_sort_layers(k2), n2 // k2, k2)]
     length = n2
     while length > k2:
@@ -136,7 +132,7 @@ def _topk_example(s):
 
 def _topk_dims(x, k, *args, **kwargs):
     rows, n = x.shape
-    return {"rows": rows, "n": n, "k": k, "T": _pow2(n), "lv": levels(n)}
+    return {"rows": rows, "n": n, "k": k, "T": _pow2_at_least(n), "lv": levels(n)}
 
 
 def _sort_dims(x, k, *args, **kwargs):
@@ -233,7 +229,7 @@ def topk_sort(x: SharedTensor, k: int):
 def _topk_sort(x: SharedTensor, k: int):
     session = x.session
     rows, n = x.shape
-    n2 = _pow2(n)
+    n2 = _pow2_at_least(n)
     idx = session.zeros((rows, n), frac_bits=0) + np.arange(n, dtype=np.int64)
     v = x
     if n2 > n:  # pad with values below any input and indices >= n (they never reach the top k <= n)
@@ -456,17 +452,17 @@ def estimate(method: str, rows: int, n: int, k: int, K: int = 64, N: int = 2) ->
     sel2_bits = (N - 1) * (1 + 2 * K)
     if method == "max":
         rounds = k * (levels(n) * (2 + L) + 1)
-        bits = k * rows * ((n - 1) * (cmp_bits + sel2_bits) + (N - 1) * int(math.log2(_pow2(n))))
+        bits = k * rows * ((n - 1) * (cmp_bits + sel2_bits) + (N - 1) * int(math.log2(_pow2_at_least(n))))
     elif method == "sort":
         plan, comparators = sort_network_plan(n, k)
         rounds = len(plan) * (2 + L) + 1
-        bits = rows * comparators * (cmp_bits + sel2_bits) + rows * k * (N - 1) * int(math.log2(_pow2(n)))
+        bits = rows * comparators * (cmp_bits + sel2_bits) + rows * k * (N - 1) * int(math.log2(_pow2_at_least(n)))
     elif method == "shuffle":
         ranks = np.stack([np.random.default_rng(i).permutation(n) for i in range(min(rows, 8))])
         iterations, comparisons, _ = quickselect_plan(ranks, k)
         comparisons = comparisons / len(ranks) * rows
         rounds = 2 + iterations * (2 + L) + 1
-        bits = 2 * K * rows * n + comparisons * (cmp_bits + (N - 1)) + rows * k * (N - 1) * int(math.log2(_pow2(n)))
+        bits = 2 * K * rows * n + comparisons * (cmp_bits + (N - 1)) + rows * k * (N - 1) * int(math.log2(_pow2_at_least(n)))
     else:
         raise ValueError(f"unknown top-k method {method!r}")
     return rounds, bits / 8
@@ -500,7 +496,7 @@ def _dispatch_dims(x, k, axis=-1, method="auto", sorted=False, return_index=Fals
     if chosen == "sort":
         plan, C = sort_network_plan(n, k)
         layers = len(plan)
-    return {"rows": rows, "n": n, "k": int(k), "T": _pow2(n), "lv": levels(n), "layers": layers, "C": C,
+    return {"rows": rows, "n": n, "k": int(k), "T": _pow2_at_least(n), "lv": levels(n), "layers": layers, "C": C,
             "mx": int(chosen == "max"), "so": int(chosen == "sort"), "sh": int(chosen == "shuffle")}
 
 
