@@ -43,9 +43,10 @@ def test_unsorted_output_is_the_same_set():
     np.testing.assert_array_equal(np.einsum("rkn,rn->rk", s.reveal(onehot), xv), got)  # aligned one-hots
 
 
-def test_max_method_breaks_ties_by_lower_index():
-    s = mpsim.Session(parties=2, seed=1, backend="ideal")
-    values, onehot, index = P.topk(s.input(np.full((2, 6), 1.25)), 3, method="max", return_index=True)
+@pytest.mark.parametrize("method", ["max", "sort", "shuffle"])
+def test_every_method_breaks_ties_by_lower_index(method):
+    s = mpsim.Session(parties=2, seed=1, backend="share")
+    values, onehot, index = P.topk(s.input(np.full((2, 6), 1.25)), 3, method=method, return_index=True)
     np.testing.assert_array_equal(s.reveal(index), [[0, 1, 2], [0, 1, 2]])
 
 
