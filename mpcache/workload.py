@@ -38,11 +38,13 @@ class StepSummary:
     scopes: dict[str, dict]
     setup: dict
     config: dict = field(default_factory=dict)
+    network_latency_s: dict[str, float] = field(default_factory=dict)  # latency_s without the compute term
 
     def as_dict(self) -> dict:
         return {"name": self.name, "model": self.model, "seq_len": self.seq_len, "parties": self.parties,
                 "rounds": self.rounds, "sent_bytes": self.sent_bytes, "offline_bytes": self.offline_bytes,
-                "latency_s": self.latency_s, "scopes": self.scopes, "setup": self.setup, "config": self.config}
+                "latency_s": self.latency_s, "network_latency_s": self.network_latency_s, "scopes": self.scopes,
+                "setup": self.setup, "config": self.config}
 
 
 def _scope_costs(session, since: int, profiles) -> dict[str, dict]:
@@ -59,13 +61,14 @@ def _scope_costs(session, since: int, profiles) -> dict[str, dict]:
 
 def measure(model: ModelConfig | str, seq_len: int, policy: KVPolicy | str = "full", *, parties: int = 2,
             backend: str = "count", reuse: bool = True, attention_only: bool = False, steps: int = 1,
-            profiles="lan,wan", compute: ComputeModel | None = None, seed: int = 0) -> StepSummary:
+            profiles="lan,wan", compute: ComputeModel | None = None, seed: int = 0,
+            approx=None) -> StepSummary:
     model = get_model(model) if isinstance(model, str) else model
     policy = get_policy(policy) if isinstance(policy, str) else policy
     profiles = parse_profiles(profiles) if isinstance(profiles, str) else list(profiles)
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    session = mpsim.Session(parties=parties, backend=backend, seed=seed)
+    session = mpsim.Session(parties=parties, backend=backend, seed=seed, approx=approx)
     run = prepare(session, model, seq_len, policy=policy, reuse=reuse, attention_only=attention_only, seed=seed)
     setup_end = session.mark()
     for _ in range(steps - 1):
@@ -75,6 +78,7 @@ def measure(model: ModelConfig | str, seq_len: int, policy: KVPolicy | str = "fu
     c = session.cost(since=mark)
     setup = session.ledger.cost(until=setup_end)
     latency = {p.name: estimate(session, p, since=mark, compute=compute).total_s for p in profiles}
+    network = latency if compute is None else {p.name: estimate(session, p, since=mark).total_s for p in profiles}
     return StepSummary(
         name=policy.name, model=model.name, seq_len=seq_len, parties=parties, rounds=c.rounds,
         sent_bytes=list(c.sent), offline_bytes=c.offline_bytes, latency_s=latency,
@@ -82,6 +86,7 @@ def measure(model: ModelConfig | str, seq_len: int, policy: KVPolicy | str = "fu
         setup={"rounds": setup.rounds, "sent_bytes": list(setup.sent), "offline_bytes": setup.offline_bytes},
         config={**session.config, "reuse": reuse, "attention_only": attention_only, "steps": steps,
                 "policy": {k: v for k, v in vars(policy).items()}, "compute": compute.as_dict() if compute else None},
+        network_latency_s=network,
     )
 
 

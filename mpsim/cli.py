@@ -271,6 +271,15 @@ def _comparison_dict(reports) -> dict:
     return {"runs": runs}
 
 
+def _approx(args):
+    """The non-linear configuration the --softmax flag asks for (None: the defaults)."""
+    if getattr(args, "softmax", "exact") == "exact":
+        return None
+    from protocols import NonlinearConfig
+
+    return NonlinearConfig(softmax_method=args.softmax)
+
+
 def _decode(args) -> int:
     """Per-step breakdown of one or more KV policies on a model, with ratios against the first."""
     from mpcache.workload import BREAKDOWN, compare
@@ -278,7 +287,7 @@ def _decode(args) -> int:
     names = [args.policy] + [p for p in (args.compare.split(",") if args.compare else []) if p and p != args.policy]
     summaries = compare(args.model, args.seq, names, parties=args.parties, backend=args.backend,
                         reuse=not args.no_reuse, attention_only=args.attention_only, steps=args.steps,
-                        profiles=args.net, compute=_compute_model(args))
+                        profiles=args.net, compute=_compute_model(args), approx=_approx(args))
     result = {"model": args.model, "seq_len": args.seq, "parties": args.parties,
               "policies": [s.as_dict() for s in summaries]}
     csv_rows = ["policy,rounds,max_sent_bytes,offline_bytes," + ",".join(f"latency_s_{k}" for k in summaries[0].latency_s)]
@@ -334,7 +343,7 @@ def _sweep_decode(args) -> int:
         for seq in seqs:
             for pol in policies:
                 s_ = measure(args.model, seq, pol, parties=args.parties, backend=args.backend, profiles=args.net,
-                             compute=compute)
+                             compute=compute, approx=_approx(args))
                 points.append({"seq_len": seq, "policy": pol, "rounds": s_.rounds, "sent_bytes": s_.sent_bytes,
                                "offline_bytes": s_.offline_bytes, "latency_s": s_.latency_s})
                 bar.advance(task)
@@ -483,6 +492,8 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_argument("--attention-only", action="store_true", help="skip the MLP")
     decode.add_argument("--net", default="lan,wan")
     decode.add_argument("--compute", action="store_true", help="add calibrated local compute time")
+    decode.add_argument("--softmax", choices=("exact", "puma"), default="exact",
+                        help="attention softmax: exact (default) or puma (the MPCache scripts' hack_softmax)")
     _structured(decode)
     decode.set_defaults(run=_decode)
 
@@ -494,6 +505,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--backend", choices=("count", "ideal", "share"), default="count")
     sweep.add_argument("--net", default="lan,wan")
     sweep.add_argument("--compute", action="store_true", help="add calibrated local compute time")
+    sweep.add_argument("--softmax", choices=("exact", "puma"), default="exact",
+                       help="attention softmax: exact (default) or puma (the MPCache scripts' hack_softmax)")
     sweep.add_argument("--plot", default=None, help="write latency and communication curves to this PNG")
     _structured(sweep)
     sweep.set_defaults(run=_sweep_decode)

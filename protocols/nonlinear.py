@@ -85,6 +85,9 @@ class NonlinearConfig:
       below 2^(f + D), so its local truncation fails with probability about 2^(f + D + 1 - K): 2^-26 at
       K = 64, f = 16; 2^-11 at K = 32, f = 8 (the level of K = 32's own products of values near 16).
     * ``puma_exp_method`` ["pade"] and ``puma_clip`` [-14.0]: the exp used by ``softmax(method="puma")``.
+    * ``softmax_method`` ["exact"]: what ``softmax`` runs when no method is passed: "exact" or "puma" (the
+      MPCache reference scripts' ``hack_softmax``, so ``NonlinearConfig(softmax_method="puma")`` is their
+      configuration; ``silu`` already uses their coefficients).
     """
 
     exp_method: str = "limit"
@@ -98,8 +101,10 @@ class NonlinearConfig:
     norm_log2_max: int | None = None
     puma_exp_method: str = "pade"
     puma_clip: float | None = -14.0
+    softmax_method: str = "exact"
 
     def __post_init__(self):
+        _check_softmax_method(self.softmax_method)
         for name, allowed in (("exp_method", EXP_METHODS), ("puma_exp_method", EXP_METHODS),
                               ("recip_method", RECIP_METHODS)):
             if getattr(self, name) not in allowed:
@@ -641,8 +646,14 @@ def _check_softmax_method(method) -> None:
         raise ValueError(f"softmax method must be 'exact' or 'puma', got {method!r}")
 
 
-def _softmax_dispatch_dims(x, axis=-1, method="exact", config=None):
+def _softmax_method(x, method, config) -> str:
+    method = _config(x.session, config).softmax_method if method is None else method
     _check_softmax_method(method)
+    return method
+
+
+def _softmax_dispatch_dims(x, axis=-1, method=None, config=None):
+    method = _softmax_method(x, method, config)
     return _softmax_dims(method == "puma")(x, axis=axis, config=config)
 
 
@@ -657,9 +668,10 @@ def _softmax_dispatch_dims(x, axis=-1, method="exact", config=None):
     example=_example_input(_SOFTMAX_EXAMPLE),
     vars_doc=_SOFTMAX_VARS_DOC + "; the exp variables are those of the chosen method's exp configuration",
 )
-def softmax(x: SharedTensor, axis: int = -1, method: str = "exact",
+def softmax(x: SharedTensor, axis: int = -1, method: str | None = None,
             config: NonlinearConfig | None = None) -> SharedTensor:
-    """Softmax along ``axis``: method "exact" (``softmax_exact``) or "puma" (``softmax_puma``).
+    """Softmax along ``axis``: method "exact" (``softmax_exact``) or "puma" (``softmax_puma``); None takes the
+    configuration's ``softmax_method`` (the session's ``approx``, "exact" by default).
 
     Steps:
       1. Run ``softmax_exact`` (the configured exp) or ``softmax_puma`` (exp of config.puma(): Pade, clipped
@@ -669,8 +681,7 @@ def softmax(x: SharedTensor, axis: int = -1, method: str = "exact",
     Leaks: nothing beyond the output.
     Ref: CrypTen's softmax (Knott et al. 2021); PUMA (Dong et al. 2023).
     """
-    _check_softmax_method(method)
-    if method == "exact":
+    if _softmax_method(x, method, config) == "exact":
         return softmax_exact(x, axis=axis, config=config)
     return softmax_puma(x, axis=axis, config=config)
 

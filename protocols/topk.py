@@ -30,6 +30,7 @@ estimated by a seeded plaintext simulation of quickselect on random ranks.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -235,7 +236,7 @@ def _topk_sort(x: SharedTensor, k: int):
     idx = session.zeros((rows, n), frac_bits=0) + np.arange(n, dtype=np.int64)
     v = x
     if n2 > n:  # pad with values below any input and indices >= n (they never reach the top k <= n)
-        floor = -(2.0 ** (session.ring.bits - 3 - x.frac))
+        floor = -(1 << (session.ring.bits - 3)) if x.frac == 0 else -(2.0 ** (session.ring.bits - 3 - x.frac))
         v = concatenate([v, session.zeros((rows, n2 - n), frac_bits=x.frac) + floor], axis=1)
         idx = concatenate([idx, session.zeros((rows, n2 - n), frac_bits=0) + np.arange(n, n2)], axis=1)
     plan, _ = sort_network_plan(n, k)
@@ -288,27 +289,30 @@ def _open_outcomes(session, bits: SharedTensor, simulate):
     return np.asarray(value, dtype=np.uint64).astype(bool).reshape(bits.shape), depth
 
 
-def _partition_round(session, keys: SharedTensor, segments, sim_ranks):
-    """Compare every non-pivot member of every segment with its segment's pivot (first member) in one batch.
-
-    segments: list of (row, positions array). Returns list of (greater positions, pivot, smaller positions).
-    """
-    rows_idx, pos_idx, piv_idx = [], [], []
-    for row, pos in segments:
-        rows_idx.append(np.full(len(pos) - 1, row))
-        pos_idx.append(pos[1:])
-        piv_idx.append(np.full(len(pos) - 1, pos[0]))
-    rows_idx, pos_idx, piv_idx = (np.concatenate(a) for a in (rows_idx, pos_idx, piv_idx))
-    diff = keys[rows_idx, piv_idx] - keys[rows_idx, pos_idx]
-    greater = msb(diff)  # [key(other) > key(pivot)]
+def _compare_round(session, keys: SharedTensor, rows_idx, i_idx, j_idx, sim_ranks) -> np.ndarray:
+    """One batch: [key_i > key_j] for every (row, i, j), by MSB of key_j - key_i; the outcome bits are opened."""
+    diff = keys[rows_idx, j_idx] - keys[rows_idx, i_idx]
+    greater = msb(diff)
 
     def simulate(rng):
-        return [(sim_ranks[rows_idx, pos_idx] > sim_ranks[rows_idx, piv_idx]).astype(np.uint64)]
+        return [(sim_ranks[rows_idx, i_idx] > sim_ranks[rows_idx, j_idx]).astype(np.uint64)]
 
     outcome, depth = _open_outcomes(session, greater, simulate if sim_ranks is not None else None)
     # What happens next is chosen by these public outcomes: it cannot start before they are known.
     if depth >= keys.depth:
         keys.depth, keys.call = depth, session.channel.latest_call(depth)
+    return outcome
+
+
+def _partition_round(session, keys: SharedTensor, segments, sim_ranks):
+    """Compare every non-pivot member of every segment with its segment's pivot (first member) in one batch.
+
+    segments: list of (row, positions array). Returns list of (greater positions, pivot, smaller positions).
+    """
+    rows_idx = np.concatenate([np.full(len(pos) - 1, row) for row, pos in segments])
+    pos_idx = np.concatenate([pos[1:] for _, pos in segments])
+    piv_idx = np.concatenate([np.full(len(pos) - 1, pos[0]) for _, pos in segments])
+    outcome = _compare_round(session, keys, rows_idx, pos_idx, piv_idx, sim_ranks)
     out, start = [], 0
     for row, pos in segments:
         m = len(pos) - 1
@@ -318,39 +322,40 @@ def _partition_round(session, keys: SharedTensor, segments, sim_ranks):
     return out
 
 
-def quickselect_plan(ranks: np.ndarray, k: int):
-    """Plaintext quickselect on rows of distinct ranks (first candidate as pivot), as the protocol runs it.
+def sample_size(n: int) -> int:
+    """Pivot sample per row: round(0.7 sqrt(n)), none below 3 (tuned by simulation on random ranks)."""
+    s = int(round(0.7 * math.sqrt(n)))
+    return s if s >= 3 else 0
 
-    Returns (rounds of comparisons, comparisons in total, selected positions per row).
+
+def select_positions(rows: int, n: int, k: int, compare):
+    """Quickselect with sample pivots, all rows in lockstep; ``compare(rows_idx, i_idx, j_idx)`` runs one
+    batch and returns [key_i > key_j] (keys distinct, positions in shuffled order).
+
+    1. If k < n: the first s = ``sample_size(n)`` positions of each row are a uniform sample (the row is
+       shuffled); one batch compares all s(s-1)/2 pairs, which orders the sample.
+    2. Each iteration, per active row (need h of the m candidates left): the pivot is the remaining sample
+       member at relative rank f (t + 1) - 1 +- z sqrt(t f (1 - f)), f = h/m, t = sample members left,
+       z = 1/2, shifted to the side that leaves the smaller part to search (below the boundary when
+       h <= m - h); the first candidate once the sample is used up. One batch compares the pivot with every
+       candidate whose side is not known from the sample order; the row keeps the part holding the
+       boundary, as quickselect does.
+    About 2.2-2.6 n comparisons for k = n/5 .. n/2, 20-25% fewer than first-candidate pivots (3.0-3.3 n), in
+    slightly fewer batches. Returns (batches, comparisons, chosen positions per row).
     """
-    state = [[np.arange(ranks.shape[1]), k, []] for _ in range(ranks.shape[0])]
-    iterations = comparisons = 0
-    while True:
-        active = [i for i, (c, need, _) in enumerate(state) if need > 0 and len(c) > need]
-        for i, (c, need, sel) in enumerate(state):
-            if need > 0 and len(c) == need:
-                sel.extend(c.tolist())
-                state[i][1] = 0
-        if not active:
-            break
-        iterations += 1
-        for i in active:
-            c, need, sel = state[i]
-            pivot, rest = c[0], c[1:]
-            comparisons += len(rest)
-            g = rest[ranks[i, rest] > ranks[i, pivot]]
-            s = rest[ranks[i, rest] <= ranks[i, pivot]]
-            if len(g) >= need:
-                state[i][0] = g
-            else:
-                sel.extend(g.tolist() + [pivot])
-                state[i][1] = need - len(g) - 1
-                state[i][0] = s
-    return iterations, comparisons, [np.array(s) for _, _, s in state]
-
-
-def _quickselect(session, keys: SharedTensor, k: int, sim_ranks):
-    rows, n = keys.shape
+    s = sample_size(n) if k < n else 0
+    order = [dict() for _ in range(rows)]  # sample position -> rank among the sample (0 = largest)
+    batches = comparisons = 0
+    if s and rows:
+        a, b = np.triu_indices(s, 1)
+        out = compare(np.repeat(np.arange(rows), len(a)), np.tile(a, rows), np.tile(b, rows))
+        batches, comparisons = 1, int(out.size)
+        wins = np.zeros((rows, s), np.int64)
+        flat = out.reshape(rows, len(a))
+        np.add.at(wins, (slice(None), a), flat)
+        np.add.at(wins, (slice(None), b), ~flat)
+        for r in range(rows):
+            order[r] = {int(pos): rank for rank, pos in enumerate(np.argsort(-wins[r], kind="stable"))}
     cands = [np.arange(n) for _ in range(rows)]
     need = [k] * rows
     chosen = [[] for _ in range(rows)]
@@ -362,15 +367,60 @@ def _quickselect(session, keys: SharedTensor, k: int, sim_ranks):
         active = [r for r in range(rows) if need[r] > 0]
         if not active:
             break
-        results = _partition_round(session, keys, [(r, cands[r]) for r in active], sim_ranks)
-        for r, (g, pivot, s) in zip(active, results):
-            if len(g) >= need[r]:
-                cands[r] = g
+        plans = []
+        for r in active:
+            c, h = cands[r], need[r]
+            left = sorted((order[r][int(x)], int(x)) for x in c if int(x) in order[r])
+            if left:
+                t, m, f = len(left), len(c), h / len(c)
+                sign = 1 if h <= m - h else -1
+                j = int(round(f * (t + 1) - 1 + sign * 0.5 * math.sqrt(t * f * (1 - f) + 0.25)))
+                p_rank, p = left[min(max(j, 0), t - 1)]
+                unknown = np.array([x for x in c if x != p and int(x) not in order[r]], np.int64)
+                known = [(x, order[r][x] < p_rank) for _, x in left if x != p]
             else:
-                chosen[r].extend(g.tolist() + [int(pivot)])
-                need[r] -= len(g) + 1
-                cands[r] = s
-    return [np.array(c) for c in chosen]
+                p, unknown, known = int(c[0]), c[1:], []
+            plans.append((r, p, unknown, known))
+        rows_idx = np.concatenate([np.full(len(u), r) for r, _, u, _ in plans])
+        i_idx = np.concatenate([u for _, _, u, _ in plans])
+        j_idx = np.concatenate([np.full(len(u), p) for _, p, u, _ in plans])
+        if i_idx.size:  # every side may already be known from the sample order
+            out = compare(rows_idx, i_idx, j_idx)
+            batches += 1
+            comparisons += int(out.size)
+        else:
+            out = np.zeros(0, bool)
+        start = 0
+        for r, p, unknown, known in plans:
+            o = out[start : start + len(unknown)]
+            start += len(unknown)
+            greater = set(unknown[o].tolist()) | {x for x, g in known if g}
+            c = cands[r]
+            up = np.array([x for x in c if int(x) in greater], np.int64)
+            down = np.array([x for x in c if x != p and int(x) not in greater], np.int64)
+            if len(up) >= need[r]:
+                cands[r] = up
+            else:
+                chosen[r].extend(up.tolist() + [p])
+                need[r] -= len(up) + 1
+                cands[r] = down
+    return batches, comparisons, [np.array(ch, np.int64) for ch in chosen]
+
+
+def quickselect_plan(ranks: np.ndarray, k: int):
+    """The selection the protocol runs, on rows of distinct plaintext ranks (larger rank = larger key).
+
+    Returns (batches of comparisons, comparisons in total, selected positions per row).
+    """
+    ranks = np.asarray(ranks)
+    rows, n = ranks.shape
+    return select_positions(rows, n, k, lambda r, i, j: ranks[r, i] > ranks[r, j])
+
+
+def _quickselect(session, keys: SharedTensor, k: int, sim_ranks):
+    rows, n = keys.shape
+    _, _, chosen = select_positions(rows, n, k, lambda r, i, j: _compare_round(session, keys, r, i, j, sim_ranks))
+    return chosen
 
 
 def _quicksort(session, keys: SharedTensor, chosen, sim_ranks):
@@ -410,14 +460,15 @@ def topk_shuffle(x: SharedTensor, k: int, sorted: bool = False):
     Steps:
       1. key = x 2^b + (n - 1 - j) (local; b = ceil(log2 n)): distinct keys, ties to the lower index j.
       2. Shuffle (key, x) pairs along each row (``shuffle``: 2 rounds, permutations of parties 0 and 1).
-      3. Quickselect, all rows in lockstep: per iteration compare every candidate of every active row with
-         its row's first candidate (the pivot) by MSB, open the outcome bits (1 bit each), partition.
+      3. Quickselect with sample pivots, all rows in lockstep (``select_positions``): one batch orders a
+         small sample of each row, then per iteration every candidate whose side is unknown is compared with
+         its row's pivot by MSB, the outcome bits are opened (1 bit each), and the row is partitioned.
       4. Optionally (sorted=True) quicksort the k chosen the same way.
       5. Values from the shuffled x at the chosen (public, shuffled) positions; one-hot by rotation from
          the key (reduced mod 2^b = j); index = onehot @ (0..n-1) (local).
-    Rounds: 2 + I (2 + log2 K) + 1, I = quickselect iterations (a random variable independent of the data).
+    Rounds: 2 + I (2 + log2 K) + 1, I = comparison batches (a random variable independent of the data).
     Comm: the shuffle moves (key, x) pairs, 2 K rows n bits per non-permuting pass; (N-1)(K + 2(2K-2-log2 K)
-    + 1) bits per comparison, Q comparisons in all (about 2-3 n per row); and the one-hot.
+    + 1) bits per comparison, Q comparisons in all (about 2.2-2.6 n per row); and the one-hot.
     Leaks: nothing beyond the output (see the module docstring). Requires |x| < 2^(K-2-b-f).
     Ref: Chase-Ghosh-Poburinnaya, ASIACRYPT 2020; Hoare, "Algorithm 65: Find", CACM 1961.
     """
@@ -447,6 +498,7 @@ def _topk_shuffle(x: SharedTensor, k: int, sorted_: bool):
     return values, oh, index
 
 
+@functools.lru_cache(maxsize=4096)  # a pure function of public sizes; the shuffle estimate simulates selections
 def estimate(method: str, rows: int, n: int, k: int, K: int = 64, N: int = 2) -> tuple[float, float]:
     """(rounds, bytes per party) estimated for a method; the shuffle method's from a seeded simulation."""
     L = int(math.log2(K))

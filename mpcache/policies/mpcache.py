@@ -18,7 +18,8 @@ import numpy as np
 import protocols as P
 from mpsim import SharedTensor, concatenate, stack
 from protocols.reuse import MaskedOperand, _concat
-from protocols.topk import METHODS as TOPK_METHODS
+from protocols.oblivious import onehot_rotation
+from protocols.topk import METHODS as TOPK_METHODS, _relabel
 
 from .base import KVPolicy, LayerKV, dense_attention, register
 
@@ -60,6 +61,19 @@ class Summary:
     @property
     def G(self) -> int:
         return 0 if self.rmax is None else self.rmax.shape[1]
+
+
+def _chooses(lv: Level) -> bool:
+    """Whether a level restricts the next one: it keeps fewer than all its candidates (possibly none)."""
+    return 0 < lv.n_c and lv.k < lv.n_c
+
+
+def _extras(parent: Level, size: int, G: int) -> np.ndarray:
+    """Candidates (0-based among clusters 1..G-2 of size ``size``) whose parent is the first or last parent
+    cluster, both always kept: public members of every selection."""
+    cand = np.arange(1, G - 1)
+    up = cand * size // parent.size
+    return np.flatnonzero((up == 0) | (up == parent.G - 1))
 
 
 def _is_masked(x) -> bool:
@@ -176,18 +190,23 @@ class MPCachePolicy(KVPolicy):
        sum_i max(q_i rmax_i, q_i rmin_i): H C d products and **H C d comparisons** per level;
        ``"bound-sign"`` (ours): the same value as relu(q) . rmax + min(q, 0) . rmin: H d comparisons once
        per step, then two products per level with reusable r_max, r_min.
-    3. ``select/topk``: level 1 top-k over the coarse candidates (public k1). Level-2 candidates from the
-       secret level-1 choice (ours, the cheaper sound design): membership m (0/1 per coarse cluster) is the
-       sum of the level-1 one-hots (local); each fine candidate adds (m[parent] - 1) * ``penalty`` to its
-       score (a product with a public integer: local); then top-k over all fine candidates (public k2). No
-       secret indexing, no extra gather, and top-k over G2 - 2 instead of about G1 items: the alternative
-       (gathering the children's summaries by the level-1 one-hot) costs an opened k1 x G1 one-hot and a
-       second, data-dependent score product, more than the wider top-k saves. The first and last clusters
-       are excluded from the candidates and added by public position at both levels.
+    3. ``select/topk``: level 1 top-k over the coarse candidates (public k1). Level 2 (ours, the paper's
+       hierarchy "the fine level decides only among the children of the picked ones" without secret
+       indexing): the fine scores, viewed as a (coarse parent, child) block, are masked once (opens h n2
+       elements) and the picked parents' rows gathered by ``gather_rotated`` (log2 P bits per pick); with the
+       public children of the always-kept first and last coarse clusters they are the candidates, about
+       k1 r + 2r instead of n2. Their cluster indices are secret, so each key packs its own index,
+       x 2^b + (n2 - 1 - index): keys are distinct, ties go to the lower index whatever the list order, and
+       the chosen indices are read back from the keys' low bits by a rotation one-hot. k2 = min(int(G2 r2),
+       n2, candidates) (public). The first and last clusters are excluded from the candidates and added by
+       public position at both levels. (The digest's other option, an additive penalty on non-members over
+       all n2 fine candidates, costs a top-k over n2 instead of ~n2/2: 7.44x instead of 7.92x less
+       communication than full attention at 32768 tokens on ``mpcache-proxy``.)
     4. ``select/gather``, default ``gather="rotated"`` (ours): the candidate scores S_c (h, n_c, g 16) are masked
        once (opens h g (L - 16 - last)), rows picked by ``gather_rotated`` (log2 P bits per index, no one-hot
        opened; offline K P (16 g + 1) per index) and the weights scattered back by ``scatter_rotated`` (opens
-       g 16 k2 per head); at 32768 tokens 17.9 MB/step instead of 37.2 MB. Ablation ``gather="cluster"``: the one-hot (kv_heads, k2, n_c) is masked ONCE
+       g 16 k2 per head). The one-hot gathers below build the one-hot of the chosen indices (``onehot``:
+       rotation or equality). Ablation ``gather="cluster"``: the one-hot (kv_heads, k2, n_c) is masked ONCE
        (transposed, as a reusable operand: opens k2 n_c elements per KV head), then used twice without
        reopening: the selected clusters' scores are picked from s = q K^T (computed over the whole cache,
        which with a reusable K opens only q) by S_c @ oh^T (opens S_c: group L elements), and after the
@@ -218,17 +237,19 @@ class MPCachePolicy(KVPolicy):
     shared cluster indices address the follower's own retained tokens.
 
     **Costs** per decode step and selecting layer (N = 2, K = 64; h = kv_heads, H = query heads, L = cache
-    length, n1, n2 = candidate counts, k1, k2 = picks): similarity: one product per level opening h d
-    elements (``bound``: 2 H n d products opened and H n d comparisons per level; ``bound-sign``: H d
-    comparisons); top-k over (h, n1) then (h, n2) (the chosen method; the two are sequential); one-hot mask
-    64 h k2 n2 bits; score gather 64 H (L - 16 - last) bits; weight scatter 64 H 16 k2 bits; softmax over
+    length, n1, n2 = candidate counts, k1, k2 = picks, r = n2/n1): similarity: one product per level opening
+    h d elements (``bound``: 2 H n d products opened and H n d comparisons per level; ``bound-sign``: H d
+    comparisons); top-k over (h, n1), then the fine block masked (h n2 elements) and gathered (log2 n1 bits
+    per pick), top-k over (h, k1 r + extras) and a rotation one-hot per pick (the two levels are
+    sequential); score gather 64 H (L - 16 - last) bits; weight scatter 64 H 16 k2 bits; softmax over
     H x (16 (k2 + 1) + last) entries; w_full @ V 64 H L bits; summary update 2 h d comparisons and h d
-    opened elements (twice that once per 32 steps). Measured on ``mpcache-proxy`` (count backend, N = 2, one
-    step): 2.11 MB sent per party at 2048 tokens (full attention 9.16 MB, 4.35x less), 6.36 MB at 8192
-    (33.96 MB, 5.34x), 37.2 MB at 32768 (133 MB, 3.58x), where the one-hot mask, which grows as
-    h L^2 / 1280 (k2 n2 ~ 0.2 (L/16)^2), is 19.3 MB of it. A one-level variant (``cluster_sizes=(16,)``,
-    ``ratios=(0.2,)``) is cheaper still (one top-k fewer, about 100 rounds less): under MPC the hierarchy
-    changes which clusters are eligible, not what scoring costs. The one-off setup is dominated by the
+    opened elements (twice that once per 32 steps). The score gather and the value product, 16 bytes per
+    kept token and head, are the floor of this design: a gather by a secret index from a reusable operand
+    needs either an opening of every row or a dealer table of every row per index. Measured on
+    ``mpcache-proxy`` (count backend, N = 2, one step, exact softmax): 1.99 MB sent per party at 2048 tokens
+    (full attention 9.16 MB, 4.60x less) and 16.35 MB at 32768 (133 MB, 8.14x less); with the reference
+    scripts' softmax (``NonlinearConfig(softmax_method="puma")``) 6.26x and 10.23x. A one-level variant
+    (``cluster_sizes=(16,)``, ``ratios=(0.2,)``) skips one top-k. The one-off setup is dominated by the
     importance softmax over (H, w, T) (``select/static/importance``: the prefill's own attention) and the
     k x T compaction one-hot.
 
@@ -255,7 +276,6 @@ class MPCachePolicy(KVPolicy):
     share_from: int = 2
     share_group: int = 2
     share_until: int | None = None
-    penalty: int = 1 << 24
 
     def __post_init__(self):
         self.cluster_sizes = tuple(self.cluster_sizes)
@@ -289,9 +309,6 @@ class MPCachePolicy(KVPolicy):
         _positive_int("share_group", self.share_group, 2)
         if self.share_until is not None:
             _positive_int("share_until", self.share_until, 0)
-        _positive_int("penalty", self.penalty, 1)
-        if self.penalty >= 1 << 32:
-            raise ValueError("penalty must stay below 2^32 so penalised scores fit the top-k's range")
 
     # -- public plan ----------------------------------------------------------------------------------------
     @property
@@ -326,12 +343,18 @@ class MPCachePolicy(KVPolicy):
         return not self.is_follower(layer) or self.static == "threshold"
 
     def plan(self, length: int) -> list[Level] | None:
-        """Levels (coarse to fine) at cache length ``length``; None when every token is attended (dense)."""
-        levels = []
+        """Levels (coarse to fine) at cache length ``length``; None when every token is attended (dense).
+
+        A level below one that chose picks among the children of its picks (and of the always-kept first and
+        last parent): its k is capped by that count, so k_i = min(int(G_i r_i), n_c_i, children)."""
+        levels: list[Level] = []
         for s, r in zip(self.cluster_sizes, self.ratios):
             G = -(-length // s)
             n_c = max(G - 2, 0)
-            levels.append(Level(s, G, n_c, min(int(G * r), n_c)))
+            k = min(int(G * r), n_c)
+            if levels and _chooses(levels[-1]):
+                k = min(k, levels[-1].k * (levels[-1].size // s) + len(_extras(levels[-1], s, G)))
+            levels.append(Level(s, G, n_c, k))
         fine = levels[-1]
         if fine.n_c == 0 or fine.k >= fine.n_c:
             return None
@@ -496,44 +519,58 @@ class MPCachePolicy(KVPolicy):
 
     def _select(self, session, q, kv: LayerKV, levels: list[Level]) -> dict:
         summaries = kv.state["summaries"]
-        hkv = q.shape[0]
         fine = levels[-1]
         with session.scope("select"):
             with session.scope("similarity"):
                 parts = self._query_parts(q)
-                scores = [self._scores(session, parts, summaries[i], lv) if lv.runs_topk else None
-                          for i, lv in enumerate(levels)]
+                scores = [self._scores(session, parts, summaries[i], lv) if lv.runs_topk or i == len(levels) - 1
+                          else None for i, lv in enumerate(levels)]
             with session.scope("topk"):
-                member = None  # None: every cluster of the previous level is a member (public)
+                picks = None  # the previous level's picks: None (every cluster), () (none) or secret (kv_heads, k)
                 for i, lv in enumerate(levels):
-                    last = i == len(levels) - 1
-                    x = scores[i]
-                    if x is not None and member is not None:
-                        parent = np.arange(1, lv.G - 1) * lv.size // levels[i - 1].size
-                        if isinstance(member, SharedTensor):
-                            x = x + (member[:, parent] - 1) * self.penalty
-                        else:
-                            x = x + (member[parent] - 1.0) * self.penalty
-                    if last:
-                        _, oh, index = P.topk(x, lv.k, axis=-1, method=self.topk_method, return_index=True)
-                        break
-                    if lv.n_c == 0 or lv.k >= lv.n_c:
-                        member = None
-                    elif lv.k == 0:
-                        member = np.zeros(lv.G)
-                        member[[0, lv.G - 1]] = 1.0
-                    else:
-                        _, oh_l = P.topk(x, lv.k, axis=-1, method=self.topk_method)
-                        ones = _ones(session, (hkv, 1))
-                        member = concatenate([ones, oh_l.sum(axis=1), ones], axis=1)  # (hkv, G)
+                    if i < len(levels) - 1 and not lv.runs_topk:
+                        picks = None if not _chooses(lv) else ()
+                        continue
+                    picks = self._pick(session, scores[i], levels[i - 1] if i else None, lv, picks)
+                index = picks
             with session.scope("gather"):
-                if self.onehot == "equality":
-                    oh = P.onehot(index, fine.n_c, method="equality")
+                oh = None
+                if self.gather != "rotated":
+                    oh = P.onehot(index, fine.n_c, method=self.onehot)
                 record = {"L": kv.length, "dense": False, "k": fine.k, "onehot": oh, "index": index}
                 if self.gather == "cluster":
-                    ohT = oh.swapaxes(-1, -2)
-                    record["operand"] = _operand(session, ohT, _is_masked(kv.keys))
+                    record["operand"] = _operand(session, oh.swapaxes(-1, -2), _is_masked(kv.keys))
         return record
+
+    def _pick(self, session, x, parent: Level | None, lv: Level, picks) -> SharedTensor:
+        """Top-k of one level: the secret indices (kv_heads, k) of the chosen candidates (0-based among 1..G-2).
+
+        Every cluster a candidate (first level, or a parent level that keeps all): one top-k, ties to the
+        lower index. Below a level that chose (ours, the paper's hierarchy without secret indexing): the
+        candidates are the children of the parent's picks, their scores gathered by ``gather_rotated`` from the
+        masked (parent, child) score block (opens kv_heads n_c elements), plus the public children of the
+        always-kept first and last parent. Their indices are secret, so they are packed into the keys,
+        key = x 2^b + (n_c - 1 - index) (b = ceil(log2 n_c)): distinct, ties to the lower index whatever the
+        list order, and the index is read back from the chosen keys' low bits by a rotation one-hot
+        (log2 n_c bits each). Requires |x| < 2^(K - 2 - f - b - b'), b' = ceil(log2 of the list length).
+        """
+        hkv = x.shape[0]
+        if picks is None:
+            _, _, index = P.topk(x, lv.k, axis=-1, method=self.topk_method, return_index=True)
+            return index
+        R = parent.size // lv.size
+        extras = _extras(parent, lv.size, lv.G)
+        b = max(1, (lv.n_c - 1).bit_length())
+        keys = [_relabel(x[:, extras], 0) * (1 << b) + (lv.n_c - 1 - extras)] if len(extras) else []
+        if isinstance(picks, SharedTensor):
+            block = x[:, R - 1 : R - 1 + parent.n_c * R].reshape(hkv, parent.n_c, R)
+            rows = P.gather_rotated(P.mask_operand(block), picks).reshape(hkv, -1)  # (hkv, k_parent R)
+            child = (picks.reshape(hkv, -1, 1) * R + np.arange(R - 1, 2 * R - 1).reshape(1, 1, R)).reshape(hkv, -1)
+            keys.append(_relabel(rows, 0) * (1 << b) + (child * -1 + (lv.n_c - 1)))
+        keys = keys[0] if len(keys) == 1 else concatenate(keys, axis=1)
+        chosen, _ = P.topk(keys, lv.k, axis=-1, method=self.topk_method)
+        backwards = onehot_rotation(chosen, lv.n_c, check_domain=False)  # low b bits: n_c - 1 - index
+        return backwards @ np.arange(lv.n_c - 1, -1, -1, dtype=np.int64)
 
     def _attend_selected(self, session, q, kv: LayerKV, scale: float, fine: Level, record: dict):
         if self.gather == "rotated":
@@ -781,17 +818,16 @@ class MPCacheTwin:
         if levels is None or levels[-1].k == 0:
             return None, None
         summ = self.summaries(keys)
-        member = None
+        member = None  # None: every cluster of the previous level; else (h, G_prev) 0/1
         for i, lv in enumerate(levels):
             last = i == len(levels) - 1
             if not lv.runs_topk and not last:
-                member = None if lv.k >= lv.n_c or lv.n_c == 0 else self._sinks_only(q.shape[0], lv.G)
+                member = None if not _chooses(lv) else self._sinks_only(q.shape[0], lv.G)
                 continue
             cand = np.arange(1, lv.G - 1)
             x = self.scores(q, summ[i][0][:, cand], summ[i][1][:, cand])
-            if member is not None:
-                parent = cand * lv.size // levels[i - 1].size
-                x = x + (member[:, parent] - 1.0) * p.penalty
+            if member is not None:  # only children of the previous level's picks are candidates
+                x = np.where(member[:, cand * lv.size // levels[i - 1].size] > 0, x, -np.inf)
             top = np.argsort(-x, axis=-1, kind="stable")[:, : lv.k]
             if last:
                 return np.sort(top + 1, axis=-1), x
