@@ -23,6 +23,8 @@ Counter algebra on :class:`Cost` (documented composition rules):
 """
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -159,6 +161,7 @@ def _fmt_bytes(n: float) -> str:
     return f"{n:g} B"
 
 
+@functools.lru_cache(maxsize=1 << 16)  # few distinct (path, scope) pairs, asked for every message
 def scope_matches(path: str, scope: str) -> bool:
     """True when ``scope`` (a/b/c) is a contiguous run of the components of ``path``.
 

@@ -34,6 +34,23 @@ def _shape_after(shape, fn):
     return tuple(fn(dummy).shape)
 
 
+def _reduced_shape(shape, axis, keepdims: bool) -> tuple[int, ...]:
+    """The shape of a reduction over ``axis`` (None, an int or a tuple), as numpy gives it (no dummy: a
+    reduction would visit every element of the zero-stride dummy)."""
+    ndim = len(shape)
+    axes = range(ndim) if axis is None else (axis,) if isinstance(axis, (int, np.integer)) else axis
+    norm = set()
+    for a in axes:
+        if not -ndim <= a < ndim:
+            raise np.exceptions.AxisError(a, ndim)
+        if a % ndim in norm:
+            raise ValueError("duplicate value in 'axis'")
+        norm.add(a % ndim)
+    if keepdims:
+        return tuple(1 if i in norm else n for i, n in enumerate(shape))
+    return tuple(n for i, n in enumerate(shape) if i not in norm)
+
+
 def is_integer_public(value) -> bool:
     if isinstance(value, bool):
         return True
@@ -186,7 +203,7 @@ class SharedTensor:
 
     def sum(self, axis=None, keepdims: bool = False) -> "SharedTensor":
         self._check_arith("sum")
-        shape = _shape_after(self.shape, lambda a: np.sum(a, axis=axis, keepdims=keepdims, dtype=np.uint8))
+        shape = _reduced_shape(self.shape, axis, keepdims)
         payload = None
         if self.session.backend.has_data:
             ax = _shift_axis(axis, self.ndim)

@@ -140,11 +140,9 @@ def _concat(a: MaskedOperand, b: MaskedOperand, axis: int) -> MaskedOperand:
     if a.frac != b.frac:
         raise ValueError(f"appended rows have scale {b.frac}, the operand has {a.frac}")
     axis = axis % a.ndim
-    dummy = [np.broadcast_to(np.empty((), np.uint8), s) for s in (a.shape, b.shape)]
-    try:
-        shape = np.concatenate(dummy, axis=axis).shape
-    except ValueError as err:
-        raise ValueError(f"cannot append shape {b.shape} to {a.shape} along axis {axis}: {err}") from None
+    if len(a.shape) != len(b.shape) or any(x != y for i, (x, y) in enumerate(zip(a.shape, b.shape)) if i != axis):
+        raise ValueError(f"cannot append shape {b.shape} to {a.shape} along axis {axis}: the other axes differ")
+    shape = tuple(x + y if i == axis else x for i, (x, y) in enumerate(zip(a.shape, b.shape)))
     depth = max(a.depth, b.depth)
     if a.opened is None:
         return MaskedOperand(a.session, shape, a.frac, depth, None, None, None)

@@ -344,25 +344,25 @@ def select_positions(rows: int, n: int, k: int, compare):
     slightly fewer batches. Returns (batches, comparisons, chosen positions per row).
     """
     s = sample_size(n) if k < n else 0
-    order = [dict() for _ in range(rows)]  # sample position -> rank among the sample (0 = largest)
+    srank = np.full((rows, n), -1, np.int64)  # rank among the row's sample (0 = largest), -1 off the sample
     batches = comparisons = 0
     if s and rows:
         a, b = np.triu_indices(s, 1)
         out = compare(np.repeat(np.arange(rows), len(a)), np.tile(a, rows), np.tile(b, rows))
         batches, comparisons = 1, int(out.size)
-        wins = np.zeros((rows, s), np.int64)
         flat = out.reshape(rows, len(a))
-        np.add.at(wins, (slice(None), a), flat)
-        np.add.at(wins, (slice(None), b), ~flat)
+        wins = np.zeros((rows, s), np.int64)
         for r in range(rows):
-            order[r] = {int(pos): rank for rank, pos in enumerate(np.argsort(-wins[r], kind="stable"))}
+            wins[r] = np.bincount(a, weights=flat[r], minlength=s) + np.bincount(b, weights=~flat[r], minlength=s)
+        srank[:, :s] = np.argsort(np.argsort(-wins, axis=1, kind="stable"), axis=1)
     cands = [np.arange(n) for _ in range(rows)]
     need = [k] * rows
-    chosen = [[] for _ in range(rows)]
+    chosen: list[list[np.ndarray]] = [[] for _ in range(rows)]
+    greater = np.zeros(n, bool)
     while True:
         for r in range(rows):
             if need[r] > 0 and len(cands[r]) == need[r]:
-                chosen[r].extend(cands[r].tolist())
+                chosen[r].append(cands[r])
                 need[r] = 0
         active = [r for r in range(rows) if need[r] > 0]
         if not active:
@@ -370,17 +370,17 @@ def select_positions(rows: int, n: int, k: int, compare):
         plans = []
         for r in active:
             c, h = cands[r], need[r]
-            left = sorted((order[r][int(x)], int(x)) for x in c if int(x) in order[r])
-            if left:
+            left = c[srank[r, c] >= 0]
+            if len(left):
+                left = left[np.argsort(srank[r, left])]
                 t, m, f = len(left), len(c), h / len(c)
                 sign = 1 if h <= m - h else -1
                 j = int(round(f * (t + 1) - 1 + sign * 0.5 * math.sqrt(t * f * (1 - f) + 0.25)))
-                p_rank, p = left[min(max(j, 0), t - 1)]
-                unknown = np.array([x for x in c if x != p and int(x) not in order[r]], np.int64)
-                known = [(x, order[r][x] < p_rank) for _, x in left if x != p]
+                j = min(max(j, 0), t - 1)
+                p, unknown, known_up = int(left[j]), c[srank[r, c] < 0], left[:j]
             else:
-                p, unknown, known = int(c[0]), c[1:], []
-            plans.append((r, p, unknown, known))
+                p, unknown, known_up = int(c[0]), c[1:], c[:0]
+            plans.append((r, p, unknown, known_up))
         rows_idx = np.concatenate([np.full(len(u), r) for r, _, u, _ in plans])
         i_idx = np.concatenate([u for _, _, u, _ in plans])
         j_idx = np.concatenate([np.full(len(u), p) for _, p, u, _ in plans])
@@ -391,20 +391,22 @@ def select_positions(rows: int, n: int, k: int, compare):
         else:
             out = np.zeros(0, bool)
         start = 0
-        for r, p, unknown, known in plans:
+        for r, p, unknown, known_up in plans:
             o = out[start : start + len(unknown)]
             start += len(unknown)
-            greater = set(unknown[o].tolist()) | {x for x, g in known if g}
+            greater[unknown[o]] = True
+            greater[known_up] = True
             c = cands[r]
-            up = np.array([x for x in c if int(x) in greater], np.int64)
-            down = np.array([x for x in c if x != p and int(x) not in greater], np.int64)
+            is_up = greater[c]
+            greater[c] = False
+            up, down = c[is_up], c[~is_up & (c != p)]
             if len(up) >= need[r]:
                 cands[r] = up
             else:
-                chosen[r].extend(up.tolist() + [p])
+                chosen[r] += [up, np.array([p])]
                 need[r] -= len(up) + 1
                 cands[r] = down
-    return batches, comparisons, [np.array(ch, np.int64) for ch in chosen]
+    return batches, comparisons, [np.concatenate(ch).astype(np.int64) if ch else np.zeros(0, np.int64) for ch in chosen]
 
 
 def quickselect_plan(ranks: np.ndarray, k: int):
