@@ -75,6 +75,8 @@ MODELS: dict[str, ModelConfig] = {
                     source="LongChat-7B-v1.5-32K (LLaMA-2-7B shape)"),
         ModelConfig("llama3-8b", 32, 32, 128, 4096, 14336, "silu", "rmsnorm", kv_heads=8, gated_mlp=True,
                     source="LLaMA-3-8B (grouped-query attention, 8 KV heads)"),
+        ModelConfig("smollm2", 30, 9, 64, 576, 1536, "silu", "rmsnorm", kv_heads=3, gated_mlp=True,
+                    source="SmolLM2-135M (LLaMA shape, 3 KV heads): the model of the quality study (mpcache.eval)"),
     )
 }
 

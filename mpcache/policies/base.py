@@ -8,8 +8,9 @@ on the policy object:
   scope;
 * ``prompt_queries(seq_len) -> int``: how many of the prompt's last queries ``prefill`` needs (for
   attention-based prefill eviction such as SnapKV or MPCache's look-once static eviction); ``prepare`` then
-  shares them as ``kv.state["prompt_queries"]``, shape (kv_heads, group * w, d) (query rows of the w last
-  prompt positions, grouped by KV head like decode queries);
+  shares them as ``kv.state["prompt_queries"]``, shape (kv_heads, group * w, d): the query rows of the w last
+  prompt positions, grouped by KV head like decode queries, position-major (row r is query head
+  kv * group + r % group at prompt position T - w + r // group);
 * ``attend(session, layer, q, kv, scale, step) -> (context, weights)``: this step's attention for the query
   q (kv_heads, group, d) over the cache; the default is dense attention over every entry
   (:func:`dense_attention`); dynamic-selection policies override it (scopes ``select/...`` for the selection,

@@ -157,7 +157,8 @@ class MPCachePolicy(KVPolicy):
        private prefill this step is a reuse ("look-once"): its sub-scope ``select/static/importance`` is what
        prefill already paid and can be subtracted; ``static_scale=False`` gives the reference's logits.
        ``causal=False`` follows the reference (window queries also see later window tokens); ``causal=True``
-       adds -64 to those (public, local). The query row r of the window is position T - w + (r mod w).
+       adds -64 to those (public, local). The query row r of the window is position T - w + r // group
+       (position-major, as ``KVPolicy.prompt_queries`` documents).
        a. logits = Qw @ K^T (K reusable: opens Qw only), scale; softmax over T; I = sum (local).
        b. topk: keep = sum of the one-hots of topk(I, k_s), k_s = int(keep_ratio * T) (public).
           threshold: keep_j = [I_j > thr] (T comparisons; the threshold is on I, mean attention mass per
@@ -423,7 +424,7 @@ class MPCachePolicy(KVPolicy):
 
     def _causal_mask(self, rows: int, T: int) -> np.ndarray:
         w = self.window(T)
-        pos = T - w + np.arange(rows) % w
+        pos = T - w + np.arange(rows) // (rows // w)  # position-major rows (see mpcache/policies/base.py)
         return np.where(np.arange(T)[None, :] > pos[:, None], -CAUSAL_PENALTY, 0.0)
 
     def _build_summaries(self, session, kv: LayerKV) -> tuple[Summary, ...]:
