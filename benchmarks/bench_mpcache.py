@@ -1,6 +1,6 @@
 """Reproduce the MPCache paper's cost claims with our protocols and write docs/results.md.
 
-Run: ``python benchmarks/bench_mpcache.py`` (count backend, 2 parties, K = 64, f = 16; about a minute).
+Run: ``python benchmarks/bench_mpcache.py`` (count backend, 2 parties, K = 64, f = 16; about 10 minutes on 2 cores).
 ``--out PATH`` writes elsewhere, ``--quick`` uses fewer sequence lengths (for a smoke run).
 Every number below is measured in this run; the paper's figures are quoted beside ours.
 """

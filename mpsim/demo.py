@@ -1,11 +1,11 @@
-"""The README's main job for now: the cost of one private decode step of an attention block.
+"""``mpsim demo --block``: the cost of one private decode step of a single attention block.
 
 One token attends over a secret KV cache of ``seq`` tokens with secret weights, for 2 or more parties:
 Q/K/V projection, q.K^T per head, scaling, softmax, (attention weights).V, output projection. Weights and the
 KV cache are reusable masked operands, so their one-off opening is reported apart from the per-step cost.
 
-What is missing, said plainly: the block has no norm and no MLP, and there is no KV-cache eviction yet; the
-MPCache vs full-attention breakdown over whole models replaces this demo when the MPCache workload lands.
+The block alone: no norm, no MLP, no KV-cache policy. Whole models with norms, MLPs and KV policies are the
+MPCache workload (``mpsim demo`` without ``--block``, ``mpsim decode``; docs/decoding.md).
 """
 from __future__ import annotations
 
@@ -101,7 +101,7 @@ def attention_block_breakdown(seq=1024, heads=12, head_dim=64, parties=2, backen
                   style="dim")
     console.print(table)
     console.print(
-        "[yellow]Not included yet:[/] norms, the MLP and KV-cache eviction; the MPCache vs full-attention "
-        "breakdown over whole models replaces this demo when the MPCache workload lands."
+        "[yellow]One attention block only:[/] no norm, no MLP, no KV policy; whole models: `mpsim demo` "
+        "(MPCache vs full attention) and `mpsim decode`."
     )
     return session

@@ -201,8 +201,8 @@ class MPCachePolicy(KVPolicy):
        the chosen indices are read back from the keys' low bits by a rotation one-hot. k2 = min(int(G2 r2),
        n2, candidates) (public). The first and last clusters are excluded from the candidates and added by
        public position at both levels. (The digest's other option, an additive penalty on non-members over
-       all n2 fine candidates, costs a top-k over n2 instead of ~n2/2: 7.44x instead of 7.92x less
-       communication than full attention at 32768 tokens on ``mpcache-proxy``.)
+       all n2 fine candidates, costs a top-k over n2 instead of ~n2/2: with first-candidate quickselect pivots,
+       7.44x instead of 7.92x less communication than full attention at 32768 tokens on ``mpcache-proxy``.)
     4. ``select/gather``, default ``gather="rotated"`` (ours): the candidate scores S_c (h, n_c, g 16) are masked
        once (opens h g (L - 16 - last)), rows picked by ``gather_rotated`` (log2 P bits per index, no one-hot
        opened; offline K P (16 g + 1) per index) and the weights scattered back by ``scatter_rotated`` (opens
