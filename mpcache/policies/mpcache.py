@@ -279,6 +279,12 @@ class MPCachePolicy(KVPolicy):
     share_until: int | None = None
 
     def __post_init__(self):
+        for name in ("cluster_sizes", "ratios"):
+            if not isinstance(getattr(self, name), (tuple, list)):
+                raise ValueError(f"{name} must be a tuple, got {getattr(self, name)!r}")
+        for name in ("static_scale", "causal", "share_layers"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         self.cluster_sizes = tuple(self.cluster_sizes)
         self.ratios = tuple(self.ratios)
         if self.static not in STATIC_MODES:

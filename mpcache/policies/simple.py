@@ -34,8 +34,9 @@ class StreamingPolicy(KVPolicy):
     window: int = 252
 
     def __post_init__(self):
-        if self.sinks < 0 or self.window < 1:
-            raise ValueError(f"streaming needs sinks >= 0 and window >= 1, got {self.sinks}, {self.window}")
+        for name, value, low in (("sinks", self.sinks, 0), ("window", self.window, 1)):
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
+                raise ValueError(f"streaming needs an integer {name} >= {low}, got {value!r}")
 
     def keep(self, length: int) -> np.ndarray:
         """Indices (into a cache of ``length`` entries) that stay: the sinks and the most recent window."""
