@@ -17,6 +17,7 @@ readable line and exit status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -400,6 +401,57 @@ def _plot_decode(result, policies, profiles, path):
     plt.close(fig)
 
 
+def _floats(text: str, what: str) -> tuple:
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ValueError(f"bad {what} {text!r}: use numbers separated by commas") from None
+    if not values:
+        raise ValueError(f"bad {what} {text!r}: use numbers separated by commas")
+    return values
+
+
+def _quality(args) -> int:
+    """Eviction quality on a real small model (needs the [eval] extra), beside each policy's MPC cost."""
+    from rich.progress import Progress
+
+    from mpcache.eval.model import EvalUnavailable, missing
+    from mpcache.eval import report, study
+
+    budgets = _floats(args.budgets, "--budgets")
+    if any(not 0 < b <= 1 for b in budgets):
+        raise ValueError(f"bad --budgets {args.budgets!r}: fractions in (0, 1]")
+    policies = tuple(p for p in args.policies.split(",") if p)
+    reason = missing()
+    if reason:
+        print(f"mpsim quality: {reason}", file=sys.stderr)
+        return 2
+    if args.plot and importlib.util.find_spec("matplotlib") is None:
+        raise ValueError("--plot needs matplotlib: pip install -e '.[plot]'")
+    cfg = study.StudyConfig(model=args.model, policies=policies, budgets=budgets, windows=args.windows,
+                            context=args.context, steps=args.steps, seed=args.seed,
+                            needle_contexts=tuple(int(c) for c in _floats(args.needle, "--needle")) if args.needle else (),
+                            numerics_windows=args.numerics, costs=not args.no_cost)
+    with Progress(console=_stderr_console(), transient=True) as bar:
+        def progress(kind, total):
+            task = bar.add_task(kind, total=total)
+            return lambda: bar.advance(task)
+
+        try:
+            result = study.run(cfg, progress)
+        except EvalUnavailable as err:
+            print(f"mpsim quality: {err}", file=sys.stderr)
+            return 2
+    if args.plot:
+        report.plot(result, args.plot)
+    if _emit_structured(args, json.dumps(result, indent=2), None):
+        return 0
+    report.render(result, _console())
+    if args.plot:
+        _console().print(f"plot written to {args.plot}")
+    return 0
+
+
 def _demo(args) -> int:
     """The README's main job: MPCache vs full attention, one decode step of llama2-7b at 4096 tokens, LAN
     and WAN (count backend). ``--block`` prints the smaller attention-block breakdown instead."""
@@ -493,7 +545,8 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_argument("--net", default="lan,wan")
     decode.add_argument("--compute", action="store_true", help="add calibrated local compute time")
     decode.add_argument("--softmax", choices=("exact", "puma"), default="exact",
-                        help="attention softmax: exact (default) or puma (the MPCache scripts' hack_softmax)")
+                        help="every softmax of the run (attention, prefill selections): exact (default) or puma (the "
+                             "MPCache scripts' hack_softmax)")
     _structured(decode)
     decode.set_defaults(run=_decode)
 
@@ -506,10 +559,29 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--net", default="lan,wan")
     sweep.add_argument("--compute", action="store_true", help="add calibrated local compute time")
     sweep.add_argument("--softmax", choices=("exact", "puma"), default="exact",
-                       help="attention softmax: exact (default) or puma (the MPCache scripts' hack_softmax)")
+                       help="every softmax of the run (attention, prefill selections): exact (default) or puma (the "
+                             "MPCache scripts' hack_softmax)")
     sweep.add_argument("--plot", default=None, help="write latency and communication curves to this PNG")
     _structured(sweep)
     sweep.set_defaults(run=_sweep_decode)
+
+    quality = sub.add_parser("quality", help="eviction quality on a real small model, beside MPC cost "
+                                             "(needs pip install -e '.[eval]')")
+    quality.add_argument("--model", default="smollm2", help="real model (smollm2)")
+    quality.add_argument("--budgets", default="0.05,0.1,0.2,0.5", help="fractions of the prompt attended per step")
+    quality.add_argument("--policies", default=",".join(("streaming", "h2o", "tova", "snapkv", "quest",
+                                                          "naive-dynamic", "mpcache", "oracle", "random")),
+                         help="registered policies and the references oracle, random")
+    quality.add_argument("--windows", type=_positive, default=16, help="text windows (teacher-forced metrics)")
+    quality.add_argument("--context", type=_positive, default=1024, help="prompt tokens per window")
+    quality.add_argument("--steps", type=_positive, default=8, help="teacher-forced steps per window")
+    quality.add_argument("--needle", default="", help="needle-in-a-haystack context lengths, e.g. 1024,2048")
+    quality.add_argument("--numerics", type=int, default=0, help="windows for the MPC-numerics comparison")
+    quality.add_argument("--seed", type=int, default=0)
+    quality.add_argument("--no-cost", action="store_true", help="skip the MPC cost column")
+    quality.add_argument("--plot", default=None, help="write the accuracy-cost plot to this PNG")
+    quality.add_argument("--json", action="store_true", help="print JSON")
+    quality.set_defaults(run=_quality)
 
     demo = sub.add_parser("demo", help="MPCache vs full attention: one private decode step of llama2-7b")
     demo.add_argument("--model", default="llama2-7b", help="built-in model (default llama2-7b)")
