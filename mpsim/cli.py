@@ -573,7 +573,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                           "naive-dynamic", "mpcache", "oracle", "random")),
                          help="registered policies and the references oracle, random")
     quality.add_argument("--windows", type=_positive, default=16, help="text windows (teacher-forced metrics)")
-    quality.add_argument("--context", type=_positive, default=1024, help="prompt tokens per window")
+    quality.add_argument("--context", type=_positive, default=512, help="prompt tokens per window")
     quality.add_argument("--steps", type=_positive, default=8, help="teacher-forced steps per window")
     quality.add_argument("--needle", default="", help="needle-in-a-haystack context lengths, e.g. 1024,2048")
     quality.add_argument("--numerics", type=int, default=0, help="windows for the MPC-numerics comparison")

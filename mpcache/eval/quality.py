@@ -47,6 +47,11 @@ class Scores:
         self.nll.append(float(-lp[target]))
         self.nll_full.append(float(-lf[target]))
 
+    def extend(self, other: "Scores") -> None:
+        """Append another window's steps."""
+        for name in ("agree", "kl", "nll", "nll_full", "attended", "layer_error"):
+            getattr(self, name).extend(getattr(other, name))
+
     def summary(self) -> dict:
         errs = np.array(self.layer_error) if self.layer_error else np.zeros((0, 0))
         return {

@@ -69,14 +69,7 @@ def run(cfg: StudyConfig, progress=None) -> dict:
     entries = [(f"{n}@{b}", _policy(n, b, cfg.context, cfg.mpcache_tuned), b, None)
                for b in cfg.budgets for n in names]
     wins = text_windows(lm.tokenizer, cfg.context + cfg.steps + 1, cfg.windows, start=cfg.start)
-    tick = progress("teacher-forced", len(wins) * (len(entries) + 1) * cfg.steps) if progress else None
-    scores: dict[str, Scores] = {key: Scores() for key, *_ in entries}
-    for i, win in enumerate(wins):
-        out = teacher_forced(runner, win, cfg.context, cfg.steps, entries, seed=cfg.seed + i, on_step=tick)
-        for key, sc in out.items():
-            agg = scores[key]
-            for name in ("agree", "kl", "nll", "nll_full", "attended", "layer_error"):
-                getattr(agg, name).extend(getattr(sc, name))
+    scores = _score(runner, wins, cfg, entries, progress, "teacher-forced", track_error=True)
     results = []
     cost_tick = progress("MPC cost", len(entries)) if (progress and cfg.costs) else None
     for key, policy, fraction, _ in entries:
@@ -95,6 +88,18 @@ def run(cfg: StudyConfig, progress=None) -> dict:
     if cfg.numerics_windows:
         out["numerics"] = run_numerics(runner, lm, cfg, progress)
     return out
+
+
+def _score(runner, wins, cfg: StudyConfig, entries, progress, label: str, track_error: bool = False) -> dict:
+    """Teacher-forced scores of every entry, pooled over the windows (window i seeds the random reference)."""
+    tick = progress(label, len(wins) * (len(entries) + 1) * cfg.steps) if progress else None
+    pooled = {key: Scores() for key, *_ in entries}
+    for i, win in enumerate(wins):
+        out = teacher_forced(runner, win, cfg.context, cfg.steps, entries, seed=cfg.seed + i,
+                             track_error=track_error, on_step=tick)
+        for key, sc in out.items():
+            pooled[key].extend(sc)
+    return pooled
 
 
 def _params(policy) -> dict:
@@ -130,14 +135,7 @@ def run_numerics(runner, lm, cfg: StudyConfig, progress=None) -> list[dict]:
     for f in cfg.numerics_frac_bits:
         ops = fixed_point_ops(f, seed=cfg.seed)
         entries += [(f"full, fixed point f={f}", "full", b, ops), (f"mpcache@{b}, fixed point f={f}", "mpcache", b, ops)]
-    tick = progress("MPC numerics", len(wins) * (len(entries) + 1) * cfg.steps) if progress else None
-    agg = {key: Scores() for key, *_ in entries}
-    for i, win in enumerate(wins):
-        out = teacher_forced(runner, win, cfg.context, cfg.steps, entries, seed=cfg.seed + i, track_error=False,
-                             on_step=tick)
-        for key, sc in out.items():
-            for name in ("agree", "kl", "nll", "nll_full"):
-                getattr(agg[key], name).extend(getattr(sc, name))
+    agg = _score(runner, wins, cfg, entries, progress, "MPC numerics")
     return [{"setting": key, **{k: v for k, v in agg[key].summary().items() if k not in ("layer_error", "attended")}}
             for key, *_ in entries]
 
@@ -152,14 +150,7 @@ def tune_mpcache(cfg: StudyConfig, grid: list[dict], windows: int = 4, budget: f
     runner = Runner(lm)
     wins = text_windows(lm.tokenizer, cfg.context + cfg.steps + 1, windows, start=TUNING_START)
     entries = [(str(i), mpcache_for_budget(budget, cfg.context, **g), budget, None) for i, g in enumerate(grid)]
-    tick = progress("tuning MPCache", len(wins) * (len(entries) + 1) * cfg.steps) if progress else None
-    agg = {key: Scores() for key, *_ in entries}
-    for i, win in enumerate(wins):
-        out = teacher_forced(runner, win, cfg.context, cfg.steps, entries, seed=cfg.seed + i, track_error=False,
-                             on_step=tick)
-        for key, sc in out.items():
-            for name in ("agree", "kl", "nll", "nll_full"):
-                getattr(agg[key], name).extend(getattr(sc, name))
+    agg = _score(runner, wins, cfg, entries, progress, "tuning MPCache")
     trials = [{"overrides": g, **{k: v for k, v in agg[str(i)].summary().items() if k not in ("layer_error",)}}
               for i, g in enumerate(grid)]
     best = max(trials, key=lambda t: (t["top1_agreement"], -t["kl"]))
