@@ -450,10 +450,12 @@ def _quicksort(session, keys: SharedTensor, chosen, sim_ranks):
     **_SHUFFLE_F,
     kind="randomized",
     leaks="nothing: opened comparison outcomes of shuffled distinct keys are independent of the data",
-    ref="shuffle (Chase-Ghosh-Poburinnaya 2020) then quickselect (Hoare 1961) on opened outcomes",
+    ref="shuffle (Chase-Ghosh-Poburinnaya 2020) then quickselect (Hoare 1961) with sample pivots (cf. "
+        "Floyd-Rivest 1975) on opened outcomes",
     dims=_topk_dims,
     example=_topk_example,
-    vars_doc="I = quickselect rounds, Q = comparisons (random, data-independent; read off the ledger); T as above",
+    vars_doc="I = comparison batches (sample sort, quickselect), Q = comparisons (random, data-independent; read "
+             "off the ledger); T as above",
     observe=_observe_outcomes,
 )
 def topk_shuffle(x: SharedTensor, k: int, sorted: bool = False):
