@@ -458,15 +458,15 @@ def _demo(args) -> int:
     if not args.block:
         seq = args.seq or 4096
         decode_args = argparse.Namespace(
-            model=args.model, seq=seq, policy="mpcache", compare="full", parties=args.parties,
+            model=args.model, seq=seq, policy="full", compare="mpcache", parties=args.parties,
             backend=args.backend, no_reuse=False, attention_only=False, steps=1, net="lan,wan", compute=False,
             json=args.json, csv=args.csv)
         code = _decode(decode_args)
         if not (args.json or args.csv):
             _console().print(
                 "[yellow]Note:[/] per-step cost after a prefilled cache; the one-off setup (masking weights and "
-                "cache, MPCache's look-once static eviction) is the last row. The MPCache issue's targets are "
-                "tracked in docs/results.md.")
+                "cache, MPCache's look-once static eviction) is the last row. The MPCache paper's cost claims, "
+                "measured: docs/results.md; quality on a real model: docs/quality.md.")
         return code
     from .demo import attention_block_breakdown, breakdown_rows
 

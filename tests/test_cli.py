@@ -165,7 +165,7 @@ def test_demo_is_mpcache_vs_full_on_llama2(capsys):
     assert code == 0
     result = json.loads(out)
     assert result["model"] == "llama2-7b" and result["seq_len"] == 1024
-    mpcache, full = result["policies"]
-    assert (mpcache["name"], full["name"]) == ("mpcache", "full")
+    full, mpcache = result["policies"]
+    assert (full["name"], mpcache["name"]) == ("full", "mpcache")
     # the softmax over the selected tokens is far smaller than over the whole cache
     assert mpcache["scopes"]["attention/softmax"]["sent_bytes"][0] < full["scopes"]["attention/softmax"]["sent_bytes"][0]
