@@ -85,6 +85,7 @@ def plot(result: dict, path: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker  # noqa: F401
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name in result["policies"]:
@@ -105,7 +106,11 @@ def plot(result: dict, path: str) -> None:
             ax.plot([], [], linestyle=":" if name == "random" else "--", color="grey" if name == "random" else "black",
                     label=f"{name} (per budget)")
     ax.set_xscale("log")
-    ax.set_xlabel("MPC bytes sent per party, one decode step (count backend)")
+    lo, hi = ax.get_xlim()
+    ax.set_xticks([t for t in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000) if lo <= t <= hi])
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xlabel("MPC MB sent per party, one decode step (count backend, log scale)")
     ax.set_ylabel("top-1 agreement with the full cache")
     ax.set_title(f"{result['model']}: quality vs MPC cost (labels: budget)")
     ax.legend(fontsize=7)
