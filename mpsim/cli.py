@@ -446,9 +446,12 @@ def _quality(args) -> int:
         report.plot(result, args.plot)
     if _emit_structured(args, json.dumps(result, indent=2), None):
         return 0
-    report.render(result, _console())
+    console = _console()
+    if not console.is_terminal:  # a pipe or a file: no terminal width to respect, keep the 11 columns legible
+        console.width = 160
+    report.render(result, console)
     if args.plot:
-        _console().print(f"plot written to {args.plot}")
+        console.print(f"plot written to {args.plot}")
     return 0
 
 
