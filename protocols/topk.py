@@ -52,6 +52,13 @@ def _relabel(t: SharedTensor, frac: int) -> SharedTensor:
     return t._like(t.payload, t.shape, frac=frac)
 
 
+def pack_keys(x: SharedTensor, low, bits: int) -> SharedTensor:
+    """Integer keys x_ring 2^bits + low (local; frac 0): distinct when the ``low`` values (public or secret
+    integers in [0, 2^bits)) are, and ordered as x first. Packing n - 1 - index sends ties to the lower
+    index. Needs |x_ring| < 2^(K - 2 - bits) so that key differences do not wrap."""
+    return _relabel(x, 0) * (1 << bits) + low
+
+
 # -- compare-exchange networks -------------------------------------------------------------------------------
 def _compare_exchange(v: SharedTensor, idx: SharedTensor, I, J, keep_min: bool = True):
     """Positions I get the max and J the min of each pair (one MSB and one select for values and indices)."""
@@ -483,7 +490,7 @@ def _topk_shuffle(x: SharedTensor, k: int, sorted_: bool):
     session = x.session
     rows, n = x.shape
     b = max(1, (n - 1).bit_length())
-    keys = _relabel(x, 0) * (1 << b) + np.arange(n - 1, -1, -1, dtype=np.int64)  # x_ring 2^b + (n - 1 - j)
+    keys = pack_keys(x, np.arange(n - 1, -1, -1, dtype=np.int64), b)  # x_ring 2^b + (n - 1 - j)
     stacked = concatenate([keys.reshape(rows, n, 1), _relabel(x, 0).reshape(rows, n, 1)], axis=-1)
     shuffled = shuffle(stacked)
     sh_keys, sh_x = shuffled[..., 0], _relabel(shuffled[..., 1], x.frac)

@@ -21,7 +21,7 @@ import numpy as np
 
 from mpcache.policies import get_policy
 from mpcache.policies.base import KVPolicy
-from mpcache.policies.dynamic import NaiveDynamicPolicy, QuestPolicy
+from mpcache.policies.dynamic import NaiveDynamicPolicy, QuestPolicy, twin_attention
 from mpcache.policies.evict import EvictionTwin, H2OPolicy, SnapKVPolicy, TOVAPolicy, TwinCache
 from mpcache.policies.mpcache import MPCachePolicy
 from mpcache.policies.simple import FullPolicy, StreamingPolicy
@@ -267,15 +267,8 @@ def _relative_error(q, keys, values, pos) -> float:
     """||attn over pos - attn over all|| / ||attn over all|| for this layer's inputs (0 when all attended)."""
     if pos is None:
         return 0.0
-    q, keys, values = (np.asarray(a, np.float64) for a in (q, keys, values))
-    scale = 1.0 / math.sqrt(keys.shape[-1])
-
-    def attend(ks, vs):
-        s = np.einsum("hgd,htd->hgt", q, ks) * scale
-        w = np.exp(s - s.max(axis=-1, keepdims=True))
-        return np.einsum("hgt,htd->hgd", w / w.sum(axis=-1, keepdims=True), vs)
-
-    full = attend(keys, values)
-    idx = np.asarray(pos)[..., None]
-    sel = attend(np.take_along_axis(keys, idx, axis=1), np.take_along_axis(values, idx, axis=1))
+    hkv, T, d = np.shape(keys)
+    scale = 1.0 / math.sqrt(d)
+    full = twin_attention(q, keys, values, np.tile(np.arange(T), (hkv, 1)), scale)
+    sel = twin_attention(q, keys, values, np.asarray(pos), scale)
     return float(np.linalg.norm(sel - full) / max(np.linalg.norm(full), 1e-30))

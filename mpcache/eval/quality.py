@@ -16,6 +16,7 @@ approximations a private run computes, without the cost of sharing.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -100,49 +101,53 @@ def teacher_forced(runner, window: list[int], context: int, steps: int, entries,
     return out
 
 
-def _decode(runner, window, context, steps, selector, numerics, on_step) -> list[np.ndarray]:
+@contextmanager
+def _numerics(runner, numerics: dict | None):
+    """The runner's softmax/silu/rmsnorm hooks set to ``numerics`` (None: the model's own ops) for a block."""
     hooks = {"softmax": None, "silu": None, "rmsnorm": None, **(numerics or {})}
     saved = {name: getattr(runner, name) for name in hooks}
     for name, fn in hooks.items():
         setattr(runner, name, fn)
     try:
-        logits = []
-        for t in range(steps):
-            logits.append(runner.step(window[context + t], selector))
-            if on_step is not None:
-                on_step()
-        return logits
+        yield
     finally:
         for name, fn in saved.items():
             setattr(runner, name, fn)
 
 
+def _decode(runner, window, context, steps, selector, numerics, on_step) -> list[np.ndarray]:
+    logits = []
+    with _numerics(runner, numerics):
+        for t in range(steps):
+            logits.append(runner.step(window[context + t], selector))
+            if on_step is not None:
+                on_step()
+    return logits
+
+
 def needle(runner, tokenizer, context_len: int, depth: float, policy, fraction: float, max_new: int = 24,
            seed: int = 0, numerics: dict | None = None) -> dict:
-    """Greedy retrieval with the policy from the needle prompt; success if the key phrase is in the answer."""
+    """Greedy retrieval with the policy from the needle prompt; success if the key phrase is in the answer.
+    ``policy`` is a name, an instance, or a callable building one from the prompt length."""
     from .text import KEY_PHRASE, needle_prompt
 
     ids, phrase = needle_prompt(tokenizer, context_len, depth)
     T = len(ids)
-    policy = policy_for_budget(policy, fraction, T) if isinstance(policy, str) else policy
+    if isinstance(policy, str):
+        policy = policy_for_budget(policy, fraction, T)
+    elif callable(policy):
+        policy = policy(T)
     logits = runner.prefill(ids, query_window=prompt_window(policy, T))
     selector = PolicySelector(policy, runner, budget_tokens(fraction, T), seed=seed)
     selector.prefill()
-    hooks = {"softmax": None, "silu": None, "rmsnorm": None, **(numerics or {})}
-    saved = {name: getattr(runner, name) for name in hooks}
-    for name, fn in hooks.items():
-        setattr(runner, name, fn)
     out = []
-    try:
+    with _numerics(runner, numerics):
         for _ in range(max_new):
             token = int(np.argmax(logits))
             if token == tokenizer.eos_token_id:
                 break
             out.append(token)
             logits = runner.step(token, selector)
-    finally:
-        for name, fn in saved.items():
-            setattr(runner, name, fn)
     answer = tokenizer.decode(out, skip_special_tokens=True)
     return {"context": context_len, "depth": depth, "prompt_tokens": T, "answer": answer,
             "found": (phrase or KEY_PHRASE).lower() in answer.lower()}

@@ -112,12 +112,8 @@ def run_needle(runner, lm, cfg: StudyConfig, names, progress=None) -> list[dict]
     tick = progress("needle", len(cases)) if progress else None
     rows = []
     for name, fraction, ctx, depth in cases:
-        policy = name if name != "mpcache-tuned" else None
-        if policy is None:
-            from .text import needle_prompt
-            T = len(needle_prompt(lm.tokenizer, ctx, depth)[0])
-            policy = mpcache_for_budget(fraction, T, **(cfg.mpcache_tuned or {}))
-        r = needle(runner, lm.tokenizer, ctx, depth, policy, fraction, seed=cfg.seed)
+        build = lambda T, name=name, fraction=fraction: _policy(name, fraction, T, cfg.mpcache_tuned)  # noqa: E731
+        r = needle(runner, lm.tokenizer, ctx, depth, build, fraction, seed=cfg.seed)
         rows.append({"policy": name, "budget": fraction, **r})
         if tick:
             tick()

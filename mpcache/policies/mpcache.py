@@ -19,7 +19,7 @@ import protocols as P
 from mpsim import SharedTensor, concatenate, stack
 from protocols.reuse import MaskedOperand, _concat
 from protocols.oblivious import onehot_rotation
-from protocols.topk import METHODS as TOPK_METHODS, _relabel
+from protocols.topk import METHODS as TOPK_METHODS, pack_keys
 
 from .base import KVPolicy, LayerKV, dense_attention, register
 
@@ -122,10 +122,6 @@ def _cumsum_last(t: SharedTensor) -> SharedTensor:
     payload = t.session.backend.map(lambda p: np.cumsum(p, axis=-1, dtype=np.uint64), t.payload) \
         if t.payload is not None else None
     return t._like(payload, t.shape)
-
-
-def _ones(session, shape) -> SharedTensor:
-    return session.zeros(shape, frac_bits=0) + 1
 
 
 def _positive_int(name, value, minimum=1):
@@ -568,12 +564,12 @@ class MPCachePolicy(KVPolicy):
         R = parent.size // lv.size
         extras = _extras(parent, lv.size, lv.G)
         b = max(1, (lv.n_c - 1).bit_length())
-        keys = [_relabel(x[:, extras], 0) * (1 << b) + (lv.n_c - 1 - extras)] if len(extras) else []
+        keys = [pack_keys(x[:, extras], lv.n_c - 1 - extras, b)] if len(extras) else []
         if isinstance(picks, SharedTensor):
             block = x[:, R - 1 : R - 1 + parent.n_c * R].reshape(hkv, parent.n_c, R)
             rows = P.gather_rotated(P.mask_operand(block), picks).reshape(hkv, -1)  # (hkv, k_parent R)
             child = (picks.reshape(hkv, -1, 1) * R + np.arange(R - 1, 2 * R - 1).reshape(1, 1, R)).reshape(hkv, -1)
-            keys.append(_relabel(rows, 0) * (1 << b) + (child * -1 + (lv.n_c - 1)))
+            keys.append(pack_keys(rows, child * -1 + (lv.n_c - 1), b))
         keys = keys[0] if len(keys) == 1 else concatenate(keys, axis=1)
         chosen, _ = P.topk(keys, lv.k, axis=-1, method=self.topk_method)
         backwards = onehot_rotation(chosen, lv.n_c, check_domain=False)  # low b bits: n_c - 1 - index
@@ -728,7 +724,8 @@ class MPCachePolicy(KVPolicy):
 class TwinStep:
     """One decode step of the twin (the fields of the dynamic baselines' ``TwinSelection``): attended positions
     per KV head (h, n) ascending, the chosen finest-level clusters (h, k) ascending (empty when dense), the
-    penalised finest-level candidate scores (h, n_c) or None, and the float attention output (h, g, d)."""
+    finest-level candidate scores (h, n_c; -inf where not a child of a level-1 pick) or None, and the float
+    attention output (h, g, d)."""
 
     positions: np.ndarray
     chosen: np.ndarray
@@ -818,7 +815,8 @@ class MPCacheTwin:
         return self.decide(q, keys)[0]
 
     def decide(self, q, keys):
-        """(chosen finest clusters (h, k) ascending, or None; the penalised finest candidate scores or None)."""
+        """(chosen finest clusters (h, k) ascending, or None; the finest candidate scores, -inf where not
+        eligible, or None)."""
         p = self.policy
         L = np.asarray(keys).shape[1]
         levels = p.plan(L)
