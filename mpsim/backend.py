@@ -123,9 +123,15 @@ class Backend:
         """Beaver AND: z = c ^ (e & b) ^ (f & a), and party 0 also XORs e & f; e, f public."""
         raise NotImplementedError
 
-    def shuffle_apply(self, payload, perm, a, b, delta, permuter: int):
-        """Data side of one shuffle pass (see ``Dealer.shuffle_pass``): permute axis 1 of each (rows, n, w)
-        share by the per-row permutations ``perm``."""
+    def shuffle_messages(self, payload, a):
+        """Data side of one shuffle pass (see ``Dealer.shuffle_pass``), first half: row q of the result is
+        what party q sends the permuter, z_q = x_q + a_q; the permuter's row (where a is zero) is its own
+        share x_P, which it keeps."""
+        raise NotImplementedError
+
+    def shuffle_apply(self, messages, perm, b, delta, permuter: int):
+        """Second half: the permuter's new share pi(sum_q z_q) - Delta (permuting axis 1 of each (rows, n, w)
+        share by the per-row permutations ``perm``), every other party's -b_q."""
         raise NotImplementedError
 
     def beaver_combine(self, c, a, b, e, f):
@@ -180,10 +186,12 @@ class ShareBackend(Backend):
     def beaver_combine(self, c, a, b, e, f):
         return self.ring.reduce(kernels.beaver_combine(c, a, b, e, f))
 
-    def shuffle_apply(self, payload, perm, a, b, delta, permuter: int):
-        # Every other party q sends z_q = x_q + a_q to the permuter; the permuter keeps
-        # pi(x_P + sum_q z_q) - Delta = pi(x) + sum_q b_q, and each q keeps -b_q.
-        total = np.sum(payload + a, axis=0, dtype=np.uint64)  # a is zero in the permuter's row
+    def shuffle_messages(self, payload, a):
+        return self.ring.reduce(payload + a)  # a is zero in the permuter's row
+
+    def shuffle_apply(self, messages, perm, b, delta, permuter: int):
+        # The permuter keeps pi(x_P + sum_q z_q) - Delta = pi(x) + sum_q b_q, and each q keeps -b_q.
+        total = np.sum(messages, axis=0, dtype=np.uint64)
         out = np.negative(b)
         out[permuter] = np.take_along_axis(self.ring.reduce(total), perm[..., None], axis=1) - delta
         return self.ring.reduce(out)
@@ -247,8 +255,11 @@ class IdealBackend(Backend):
         # With the all-zero correlations a = b = c = 0 the Beaver combine is e*f.
         return self.ring.reduce(kernels.ring_mul(e, f)[None])
 
-    def shuffle_apply(self, payload, perm, a, b, delta, permuter: int):
-        return np.take_along_axis(payload, perm[None, ..., None], axis=2)
+    def shuffle_messages(self, payload, a):
+        return payload
+
+    def shuffle_apply(self, messages, perm, b, delta, permuter: int):
+        return np.take_along_axis(messages, perm[None, ..., None], axis=2)
 
     def split_xor(self, values, owner: int = 0):
         return np.asarray(values, dtype=np.uint64)[None].copy()
@@ -294,7 +305,10 @@ class CountBackend(Backend):
     def split_xor(self, values, owner: int = 0):
         return None
 
-    def shuffle_apply(self, payload, perm, a, b, delta, permuter: int):
+    def shuffle_messages(self, payload, a):
+        return None
+
+    def shuffle_apply(self, messages, perm, b, delta, permuter: int):
         return None
 
     def open_xor(self, payload):

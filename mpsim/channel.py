@@ -33,6 +33,28 @@ class Opening:
 
 
 @dataclass(frozen=True)
+class Observation:
+    """What the receivers of one value in one call saw, for transcript tests (``Channel.watch``).
+
+    ``rows[q]`` is party q's contribution (its share of an opened value, or the message it sent); only the
+    rows of ``senders`` travel, to ``receivers``, ``width`` bits per element each. ``value`` is what a
+    receiver reconstructs from its own row and the ones it received (their sum mod 2^K, or their XOR).
+    Rows and value are None under the count backend; under the ideal backend there is one row, the value.
+    """
+
+    call: int
+    scope: str
+    op: str
+    width: int
+    kind: str
+    rows: object
+    value: object
+    senders: tuple[int, ...]
+    receivers: tuple[int, ...]
+    opening: bool = True  # False for the rows of a reshare (``exchange`` with contents)
+
+
+@dataclass(frozen=True)
 class CallInfo:
     """One channel call: where it happened and which earlier calls it waited for."""
 
@@ -51,20 +73,46 @@ class Channel:
         self.backend = backend
         self.calls = 0
         self.max_depth = 0
+        self.floor = 0  # every value that existed at the last barrier is available from this depth on
         self.call_info: list[CallInfo] = []
         self._latest_at_depth: dict[int, int] = {}
+        self._watchers: list = []
+
+    def watch(self, callback):
+        """Call ``callback(observation)`` for every value delivered from now on (see :class:`Observation`);
+        returns a function that stops the watching. For transcript tests; the ledger does not depend on it."""
+        self._watchers.append(callback)
+
+        def stop():
+            if callback in self._watchers:
+                self._watchers.remove(callback)
+
+        return stop
+
+    def _notify(self, observation: Observation) -> None:
+        for callback in list(self._watchers):
+            callback(observation)
+
+    def barrier(self) -> None:
+        """Start a new phase: everything computed so far counts as available at the current depth, so a value
+        made long ago (a masked KV cache from the setup) does not start its next exchange earlier than a
+        value of the new phase; rounds within the phase are then its own critical path."""
+        self.floor = self.max_depth
 
     def latest_call(self, depth: int) -> int:
         """The most recent call at ``depth`` (-1 for depth 0 or none)."""
         return self._latest_at_depth.get(depth, -1)
 
-    def exchange(self, op: str, sends: Sequence[tuple[int, int, int]], depth_in: int, parents=()) -> int:
+    def exchange(self, op: str, sends: Sequence[tuple[int, int, int]], depth_in: int, parents=(),
+                 contents=None) -> int:
         """Record one simultaneous exchange of (src, dst, bits) messages; return its depth.
 
         This is the single counted path: every other online operation is built on it. ``parents`` are the
-        calls whose results this exchange waits for (default: the latest call at ``depth_in``).
+        calls whose results this exchange waits for (default: the latest call at ``depth_in``). ``contents``
+        (optional, for watchers): the stacked per-party rows of a reshare whose senders' rows travel to
+        their receivers, each of whom adds them to its own row.
         """
-        depth = depth_in + 1
+        depth = max(depth_in, self.floor) + 1
         call = self.calls
         self.calls += 1
         parents = tuple(sorted({p for p in parents if p >= 0})) or (
@@ -76,6 +124,13 @@ class Channel:
                 raise ValueError(f"bad message {src} -> {dst} among {self.parties} parties")
             self.ledger.record(self.profiler.path, op, depth, call, src, dst, bits, ONLINE)
         self.max_depth = max(self.max_depth, depth)
+        if contents is not None and self._watchers:
+            senders = tuple(sorted({src for src, _, _ in sends}))
+            receivers = tuple(sorted({dst for _, dst, _ in sends}))
+            width = sends[0][2] // max(int(np.prod(contents.shape[1:], dtype=np.int64)), 1) if sends else 0
+            value = np.sum(contents, axis=0, dtype=np.uint64) & np.uint64(self.backend.ring.mask)
+            self._notify(Observation(call, self.profiler.path, op, width, "A", contents, value, senders, receivers,
+                                     opening=False))
         return depth
 
     def open(self, op: str, items: Sequence[Opening], to: int | None = None, simulate=None) -> tuple[list, int]:
@@ -108,5 +163,13 @@ class Channel:
             if len(values) != len(items):
                 raise ValueError(f"simulate returned {len(values)} values for {len(items)} openings")
             return values, depth
-        return [self.backend.open(item.payload) if item.kind == "A" else self.backend.open_xor(item.payload)
-                for item in items], depth
+        values = [self.backend.open(item.payload) if item.kind == "A" else self.backend.open_xor(item.payload)
+                  for item in items]
+        if self._watchers:
+            call = self.calls - 1
+            receivers = tuple(range(self.parties)) if to is None else (int(to),)
+            senders = tuple(q for q in range(self.parties) if to is None or q != to)
+            for item, value in zip(items, values):
+                self._notify(Observation(call, self.profiler.path, op, item.width, item.kind, item.payload, value,
+                                         senders, receivers))
+        return values, depth

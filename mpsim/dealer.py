@@ -46,6 +46,25 @@ class Dealer:
     def _has_data(self) -> bool:
         return self.backend.has_data
 
+    # Every random component of every correlation is drawn by one of these two methods, so a test can
+    # disable one mask at a time (``mpsim.transcript.disabled_mask``) and check that the transcript tests
+    # notice; nothing else in the dealer draws randomness.
+    def _random(self, shape):
+        """Uniform ring values of ``shape`` (zeros under the ideal backend, None under count)."""
+        return self.backend.uniform(shape)
+
+    def _permutations(self, rows: int, n: int) -> np.ndarray:
+        """``rows`` independent uniform permutations of range(n), from the dealer's own seeded stream."""
+        if not rows:
+            return np.zeros((0, n), dtype=np.int64)
+        return np.stack([self.perm_rng.permutation(n) for _ in range(rows)])
+
+    @classmethod
+    def correlations(cls) -> tuple[str, ...]:
+        """The names of every correlation this dealer offers (its public methods)."""
+        return tuple(name for name, value in vars(cls).items()
+                     if callable(value) and not name.startswith("_") and name != "correlations")
+
     def beaver_triple(self, shape_a, shape_b):
         """Elementwise Beaver triple (Beaver, CRYPTO 1991) with c = a * b under numpy broadcasting.
 
@@ -53,15 +72,15 @@ class Dealer:
         """
         out_shape = np.broadcast_shapes(tuple(shape_a), tuple(shape_b))
         self._charge("beaver_triple", _numel(out_shape))
-        a = self.backend.uniform(shape_a)
-        b = self.backend.uniform(shape_b)
+        a = self._random(shape_a)
+        b = self._random(shape_b)
         c = self.ring.reduce(kernels.ring_mul(a, b)) if self._has_data() else None
         return self.backend.split(a), self.backend.split(b), self.backend.split(c)
 
     def square_pair(self, shape):
         """Square pair (a, a^2) for x*x (as in CrypTen's ``square`` provider). Offline: K * numel bits."""
         self._charge("square_pair", _numel(shape))
-        a = self.backend.uniform(shape)
+        a = self._random(shape)
         c = self.ring.reduce(kernels.ring_mul(a, a)) if self._has_data() else None
         return self.backend.split(a), self.backend.split(c)
 
@@ -71,8 +90,8 @@ class Dealer:
         Offline: K * numel(out_shape) bits (C is the only derived component).
         """
         self._charge("matmul_triple", _numel(out_shape))
-        a = self.backend.uniform(shape_a)
-        b = self.backend.uniform(shape_b)
+        a = self._random(shape_a)
+        b = self._random(shape_b)
         c = self.ring.reduce(kernels.ring_matmul(a, b)) if self._has_data() else None
         return self.backend.split(a), self.backend.split(b), self.backend.split(c)
 
@@ -83,7 +102,7 @@ class Dealer:
         r_{K-1}, all arithmetic. Offline: 2 * K * numel bits (r' and r_{K-1} are derived).
         """
         self._charge("trunc_pair", 2 * _numel(shape))
-        r = self.backend.uniform(shape)
+        r = self._random(shape)
         if self._has_data():
             low_mask = self.ring.const((1 << (self.ring.bits - 1)) - 1)
             r_low_shifted = np.right_shift(np.bitwise_and(r, low_mask), np.uint64(shift))
@@ -97,7 +116,7 @@ class Dealer:
 
         Offline: 0 bits (B is purely random, derived from the seeds). Returns (shares of B, dealer's B).
         """
-        b = self.backend.uniform(shape)
+        b = self._random(shape)
         return self.backend.split(b), b
 
     def reuse_triple(self, shape_a, dealer_mask, out_shape):
@@ -106,7 +125,7 @@ class Dealer:
         Offline: K * numel(out_shape) bits (C_t is derived; A_t is seeded).
         """
         self._charge("reuse_triple", _numel(out_shape))
-        a = self.backend.uniform(shape_a)
+        a = self._random(shape_a)
         c = self.ring.reduce(kernels.ring_matmul(a, dealer_mask)) if self._has_data() else None
         return self.backend.split(a), self.backend.split(c)
 
@@ -121,8 +140,8 @@ class Dealer:
         correction: offline ``gates * numel`` bits (a and b are seeded).
         """
         self._charge_bits("and_triple", gates * _numel(shape))
-        a = self.backend.uniform(shape)
-        b = self.backend.uniform(shape)
+        a = self._random(shape)
+        b = self._random(shape)
         c = np.bitwise_and(a, b) if self._has_data() else None
         return self.backend.split_xor(a), self.backend.split_xor(b), self.backend.split_xor(c)
 
@@ -133,7 +152,7 @@ class Dealer:
         from the seeded arithmetic one by one correction word).
         """
         self._charge("edabit", _numel(shape))
-        r = self.backend.uniform(shape)
+        r = self._random(shape)
         return self.backend.split(r), self.backend.split_xor(r)
 
     def dabit(self, shape):
@@ -142,7 +161,7 @@ class Dealer:
         Offline: K * numel bits (the arithmetic sharing is derived from the seeded boolean one).
         """
         self._charge("dabit", _numel(shape))
-        r = np.bitwise_and(self.backend.uniform(shape), np.uint64(1)) if self._has_data() else None
+        r = np.bitwise_and(self._random(shape), np.uint64(1)) if self._has_data() else None
         return self.backend.split(r), self.backend.split_xor(r)
 
     def bit_select_triple(self, shape_bit, shape_value):
@@ -152,8 +171,8 @@ class Dealer:
         """
         out_shape = np.broadcast_shapes(tuple(shape_bit), tuple(shape_value))
         self._charge("bit_select_triple", _numel(shape_bit) + _numel(out_shape))
-        r = np.bitwise_and(self.backend.uniform(shape_bit), np.uint64(1)) if self._has_data() else None
-        a = self.backend.uniform(shape_value)
+        r = np.bitwise_and(self._random(shape_bit), np.uint64(1)) if self._has_data() else None
+        a = self._random(shape_value)
         ra = self.ring.reduce(kernels.ring_mul(r, a)) if self._has_data() else None
         return self.backend.split(r), self.backend.split_xor(r), self.backend.split(a), self.backend.split(ra)
 
@@ -170,7 +189,7 @@ class Dealer:
         if self.backend.name == "ideal":
             r = np.zeros(shape, dtype=np.uint64)
         else:
-            r = np.bitwise_and(self.backend.uniform(shape), np.uint64(size - 1))
+            r = np.bitwise_and(self._random(shape), np.uint64(size - 1))
         onehot = (np.arange(size, dtype=np.uint64) == r[..., None]).astype(np.uint64)
         return self.backend.split(r), self.backend.split(onehot)
 
@@ -193,7 +212,7 @@ class Dealer:
         if self.backend.name == "ideal":
             r = np.zeros(index_shape, dtype=np.uint64)
         else:
-            r = np.bitwise_and(self.backend.uniform(index_shape), np.uint64(size - 1))
+            r = np.bitwise_and(self._random(index_shape), np.uint64(size - 1))
         onehot = (np.arange(size, dtype=np.uint64) == r[..., None]).astype(np.uint64)
         table = np.broadcast_to(table, tuple(index_shape) + (size, w))
         pos = (r[..., None].astype(np.int64) - np.arange(size, dtype=np.int64)) % size
@@ -212,12 +231,12 @@ class Dealer:
         """
         rows, n = shape[0], shape[1]
         self._charge("shuffle_pass", _numel(shape))
-        perm = np.stack([self.perm_rng.permutation(n) for _ in range(rows)]) if rows else np.zeros((0, n), int)
+        perm = self._permutations(rows, n)
         if not self._has_data() or self.backend.name != "share":
             return perm, None, None, None
         parties = self.backend.parties
-        a = self.ring.reduce(self.backend.prg.uniform((parties,) + tuple(shape)))
-        b = self.ring.reduce(self.backend.prg.uniform((parties,) + tuple(shape)))
+        a = self._random((parties,) + tuple(shape))
+        b = self._random((parties,) + tuple(shape))
         a[permuter] = 0
         b[permuter] = 0
         sum_a = self.ring.reduce(np.sum(a, axis=0, dtype=np.uint64))

@@ -11,7 +11,8 @@
 * ``assert_cost(fn, inputs, rounds=..., sent=..., offline=...)``: checks a protocol's measured cost against
   the author's own declaration (bytes; ``sent`` per party or one number for all).
 * ``capture_openings(session)``: for security tests, records what the parties see opened: returns a list
-  that gets, for every later ``session.channel.open`` call, that call's list of opened values.
+  that gets, for every later opening call, that call's list of opened values (``mpsim.transcript`` has
+  the whole per-party view and the independence tests of ``tests/test_transcripts.py``).
 
 Example::
 
@@ -124,19 +125,21 @@ def assert_cost(fn: Callable, inputs: Sequence, rounds: int | None = None, sent=
 def capture_openings(session: Session) -> list:
     """Record every opening of ``session`` from now on (the transcript the parties observe).
 
-    Wraps ``session.channel.open(op, items, to=None, simulate=None)``, keeping its signature and results,
-    and returns a list to which each call appends its list of opened values, as ``open`` returns them.
-    For security tests: e.g. check that opened masks look uniform whatever the secret.
+    Returns a list to which each later ``Channel.open`` call appends the list of its opened
+    values, as ``Channel.open`` returns them. For security tests: e.g. check that opened masks look uniform
+    whatever the secret; ``mpsim.transcript`` has the full per-party view and the statistical tests.
     """
-    seen = []
-    original = session.channel.open
+    seen, calls = [], []
 
-    def open_and_record(op, items, to=None, simulate=None):
-        values, depth = original(op, items, to=to, simulate=simulate)
-        seen.append(values)
-        return values, depth
+    def keep(observation):
+        if not observation.opening:
+            return
+        if not calls or calls[-1] != observation.call:
+            calls.append(observation.call)
+            seen.append([])
+        seen[-1].append(observation.value)
 
-    session.channel.open = open_and_record
+    session.channel.watch(keep)
     return seen
 
 

@@ -22,11 +22,21 @@ whose cost depends on them: the count backend draws those values from their dist
 seed; the tests then check share == ideal exactly and count against share in distribution.
 
 The wrapper opens a profiler scope named after the protocol, so every message a protocol sends carries its
-name in the scope path.
+name in the scope path, and it is the one place where operands entering a protocol are checked
+(:func:`check_operands`): every shared operand (a ``SharedTensor`` or a reusable ``MaskedOperand``, also inside
+a list or tuple argument) must belong to the calling session, and each must be of the sharing kind its
+parameter accepts (``kinds``: parameter name -> "A", "B" or "AB"; every other shared parameter takes
+arithmetic sharings).
+
+``leaked`` declares, per channel op of the protocol's own body, what an opening shows when it is not a
+masked (uniform) value: "output" (the opening is the protocol's result, as in ``reveal``) or "independent"
+(random, with a distribution independent of the secrets, as the shuffle top-k's comparison outcomes). The
+transcript tests (``tests/test_transcripts.py``, ``mpsim.transcript``) hold every other opening to uniformity.
 """
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 from dataclasses import dataclass, field
 from typing import Callable
@@ -60,6 +70,8 @@ class Protocol:
     parties: Callable[[int], bool] = field(default=lambda n: n >= 2)
     vars_doc: str = ""
     observe: Callable | None = None  # randomized kind: (messages, N) -> the random variables of the formulas
+    leaked: dict = field(default_factory=dict)  # channel op -> "output" | "independent" (module docstring)
+    kinds: dict = field(default_factory=dict)  # parameter -> accepted sharing kinds, "A", "B" or "AB"
 
     def evaluate(self, formula: str, env: dict) -> int:
         value = eval(formula, dict(_FORMULA_NAMESPACE), dict(env))  # formulas are our own literals
@@ -96,20 +108,64 @@ class Protocol:
         return self.declared(session.ring.bits, session.parties, trunc=session.trunc, **dims)
 
 
+class OperandError(ValueError, TypeError):
+    """An operand a protocol cannot take: a tensor of another session, or a sharing of the wrong kind (both a
+    ValueError and a TypeError, as numpy's AxisError is both a ValueError and an IndexError)."""
+
+
 REGISTRY: dict[str, Protocol] = {}
+LEAK_KINDS = ("output", "independent")
+SHARING_KINDS = ("A", "B", "AB")
+
+
+def _shared_operands(value):
+    """The shared operands in one argument: itself, or the members of a list or tuple."""
+    if isinstance(value, (list, tuple)):
+        return [v for v in value if getattr(v, "session", None) is not None]
+    return [value] if getattr(value, "session", None) is not None else []
+
+
+def _describe(session) -> str:
+    return f"K={session.ring.bits}, N={session.parties}, {session.backend.name} backend"
 
 
 def _session_of(args, kwargs):
     from mpsim.session import Session
-    from mpsim.tensor import SharedTensor
 
     for value in list(args) + list(kwargs.values()):
         if isinstance(value, Session):
             return value
-        session = getattr(value, "session", None)
-        if isinstance(value, SharedTensor) or session is not None:
-            return session
+        operands = _shared_operands(value)
+        if operands:
+            return operands[0].session
     raise TypeError("a protocol needs a Session or a SharedTensor among its arguments")
+
+
+def check_operands(entry: Protocol, session, signature: inspect.Signature, args, kwargs) -> None:
+    """Refuse operands of another session, and sharings of a kind the parameter does not take, with a one-line
+    :class:`OperandError`."""
+    from mpsim.session import Session
+
+    for value in list(args) + list(kwargs.values()):
+        if isinstance(value, Session) and value is not session:
+            raise OperandError(f"{entry.name}: cannot combine two different sessions ({_describe(session)}; "
+                             f"{_describe(value)})")
+        for operand in _shared_operands(value):
+            if operand.session is not session:
+                raise OperandError(f"{entry.name}: cannot combine tensors of two different sessions "
+                                 f"({_describe(session)}; {_describe(operand.session)})")
+    try:
+        bound = signature.bind(*args, **kwargs)
+    except TypeError as error:
+        raise TypeError(f"{entry.name}: {error}") from None
+    for param, value in bound.arguments.items():
+        accepted = entry.kinds.get(param, "A")
+        for operand in _shared_operands(value):
+            kind = getattr(operand, "kind", "A")  # a MaskedOperand masks an arithmetic sharing
+            if kind not in accepted:
+                names = {"A": "an arithmetic", "B": "a boolean"}
+                raise OperandError(f"{entry.name}: {param} must be {' or '.join(names[k] for k in accepted)} "
+                                   f"sharing, got {names[kind]} one")
 
 
 def protocol(
@@ -127,26 +183,39 @@ def protocol(
     parties: Callable[[int], bool] = lambda n: n >= 2,
     vars_doc: str = "",
     observe: Callable | None = None,
+    leaked: dict | None = None,
+    kinds: dict | None = None,
 ):
     """Register a protocol with its declared cost (see the module docstring). A randomized protocol gives
     ``observe(messages, N)``: the values of its random formula variables, read off its own messages, so that
     the formulas can still be checked exactly against a run."""
     if kind not in ("fixed", "randomized"):
         raise ValueError(f"kind must be 'fixed' or 'randomized', got {kind!r}")
+    leaked, kinds = dict(leaked or {}), dict(kinds or {})
+    if any(v not in LEAK_KINDS for v in leaked.values()):
+        raise ValueError(f"{name}: leaked values must be in {LEAK_KINDS}, got {leaked}")
+    if any(v not in SHARING_KINDS for v in kinds.values()):
+        raise ValueError(f"{name}: kinds values must be in {SHARING_KINDS}, got {kinds}")
 
     def wrap(fn):
         if name in REGISTRY:
             raise ValueError(f"protocol {name!r} registered twice")
+        signature = inspect.signature(fn)
+        unknown = set(kinds) - set(signature.parameters)
+        if unknown:
+            raise ValueError(f"{name}: kinds names parameters it does not have: {sorted(unknown)}")
 
         @functools.wraps(fn)
         def run(*args, **kwargs):
             session = _session_of(args, kwargs)
             session._check_open()
+            check_operands(entry, session, signature, args, kwargs)
             with session.scope(name):
                 return fn(*args, **kwargs)
 
-        REGISTRY[name] = Protocol(
-            name, run, rounds, comm, offline, calls, leaks, ref, kind, dims, example, parties, vars_doc, observe
+        entry = REGISTRY[name] = Protocol(
+            name, run, rounds, comm, offline, calls, leaks, ref, kind, dims, example, parties, vars_doc, observe,
+            leaked, kinds,
         )
         run.protocol = REGISTRY[name]
         return run

@@ -1,0 +1,319 @@
+"""What each party sees, and statistical tests that it does not depend on the secrets.
+
+A party's view of a run is its own shares (of the inputs, and of every correlation: those come from its own
+seeds and cannot depend on a secret) plus every message it receives. :func:`record` collects the received
+part from the channel (:meth:`mpsim.channel.Channel.watch`) and the input sharings that a test registers,
+and :func:`independence_problems` checks a set of such transcripts, taken over many seeds for two different
+secrets, against what a secure protocol must show:
+
+* **structure**: the same calls, ops, shapes and widths whatever the secret and the seed (control flow
+  depends only on public values); for a randomized protocol only the common prefix is compared position by
+  position, the rest is pooled per (op, width);
+* **uniformity**: every message row, every opened value and every input share (alone, and any N - 1 of
+  them summed, the owner's included) is uniform on its ``width`` low bits, tested twice, on the bits and on
+  their Gray code ``w ^ (w >> 1)`` (a bijection, so uniform iff the word is; sign-extended small values,
+  whose bits are each balanced but all equal, fail it). A bit's frequency over n samples may differ from
+  1/2 by at most ``sqrt(ln(2 / ALPHA) / 2n)``: by Hoeffding's inequality a uniform bit fails with
+  probability below ``ALPHA`` = 1e-12;
+* **freshness**: at every position of the aligned transcript, every low bit takes both values over the
+  seeds (a value opened without its mask is the same in every run). A uniform bit is constant over S
+  seeds with probability 2^(1 - S): 1.8e-12 for the S = 40 the registry tests use;
+* **declared leaks** (``leaked`` = {op: kind} per protocol): "output" openings (``reveal``) are the
+  protocol's result and exempt from uniformity (their rows are still tested); "independent" openings (the
+  shuffle top-k's comparison outcomes) must vary over the seeds and have the same bit frequencies under
+  both secrets (Hoeffding for the difference of two means, failure probability below ``ALPHA``).
+
+With every test below 1e-12 per bit or cell and a few million bits and cells in the whole registry
+battery, a correct protocol suite fails by chance with probability below 1e-5; CI is seeded, so a run is
+deterministic anyway. :func:`disabled_mask` is the mutation that proves these tests bite: it zeroes one
+random component of one dealer correlation (a valid, consistent correlation, as the ideal backend uses,
+so the protocol still computes the right result) and the tests must then fail.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .channel import Observation
+
+ALPHA = 1e-12  # per-bit false-alarm bound of the frequency tests
+
+
+@dataclass
+class Transcript:
+    """One run's received messages and input sharings, for one session."""
+
+    parties: int
+    ring_bits: int
+    observations: list = field(default_factory=list)
+    inputs: list = field(default_factory=list)  # (label, (N, *shape) payload of an input sharing)
+    outputs: list = field(default_factory=list)  # (label, kind, (N, *shape) payload of a result sharing)
+
+    def add_input(self, tensor, label: str = "input") -> None:
+        self.inputs.append((label, np.array(tensor.payload, copy=True)))
+
+    def add_output(self, tensor, label: str = "output") -> None:
+        self.outputs.append((label, tensor.kind, np.array(tensor.payload, copy=True)))
+
+
+@contextmanager
+def record(session):
+    """``with record(s) as t:`` collects every value the channel delivers into ``t.observations``."""
+    transcript = Transcript(session.parties, session.ring.bits)
+    stop = session.channel.watch(transcript.observations.append)
+    try:
+        yield transcript
+    finally:
+        stop()
+
+
+def _low(words: np.ndarray, width: int) -> np.ndarray:
+    words = np.asarray(words, dtype=np.uint64)
+    return words if width >= 64 else words & np.uint64((1 << width) - 1)
+
+
+def _bit_means(words: np.ndarray, width: int) -> np.ndarray:
+    """Frequency of each of the ``width`` low bits over all elements of ``words``."""
+    little = np.ascontiguousarray(words.reshape(-1), dtype="<u8")
+    bits = np.unpackbits(little.view(np.uint8).reshape(-1, 8), axis=1, bitorder="little")
+    return bits[:, :width].mean(axis=0)
+
+
+def bit_tolerance(n: int, alpha: float = ALPHA) -> float:
+    """Hoeffding: a fair bit's frequency over n samples is this far from 1/2 with probability < alpha."""
+    return math.sqrt(math.log(2 / alpha) / (2 * n))
+
+
+def uniformity_problem(words, width: int, label: str) -> str | None:
+    """None if the low ``width`` bits of ``words`` and of their Gray code look uniform, else why not."""
+    w = _low(words, width)
+    if w.size == 0 or width == 0:
+        return None
+    tol = bit_tolerance(w.size)
+    for coded, name in ((w, "bit"), (w ^ (w >> np.uint64(1)), "Gray-code bit")):
+        deviation = np.abs(_bit_means(coded, width) - 0.5)
+        worst = int(np.argmax(deviation))
+        if deviation[worst] > tol:
+            return (f"{label}: {name} {worst} has frequency {0.5 + deviation[worst]:.3f} or "
+                    f"{0.5 - deviation[worst]:.3f} over {w.size} samples (uniform: 0.5 +- {tol:.3f})")
+    return None
+
+
+def freshness_problem(stack, width: int, label: str) -> str | None:
+    """None if, at every position, each low bit of ``stack`` (seeds, *shape) varies over the seeds."""
+    w = _low(stack, width).reshape(len(stack), -1)
+    if len(w) < 2 or w.shape[1] == 0 or width == 0:
+        return None
+    varying = np.bitwise_or.reduce(w ^ w[:1], axis=0)
+    stuck = ~varying & np.uint64((1 << width) - 1 if width < 64 else 0xFFFFFFFFFFFFFFFF)
+    if np.any(stuck):
+        position = int(np.flatnonzero(stuck)[0])
+        bit = int(stuck[position]).bit_length() - 1
+        return f"{label}: bit {bit} at element {position} is the same in all {len(w)} runs"
+    return None
+
+
+def same_law_problem(a, b, width: int, label: str) -> str | None:
+    """None if the low bits of two samples have the same frequencies (Hoeffding for a difference)."""
+    a, b = _low(a, width), _low(b, width)
+    if a.size == 0 or b.size == 0 or width == 0:
+        return None
+    tol = math.sqrt(math.log(2 / ALPHA) * (1 / a.size + 1 / b.size) / 2)
+    gap = np.abs(_bit_means(a, width) - _bit_means(b, width))
+    worst = int(np.argmax(gap))
+    if gap[worst] > tol:
+        return f"{label}: bit {worst} frequency differs by {gap[worst]:.3f} between the secrets (allowed {tol:.3f})"
+    return None
+
+
+# -- what one run shows ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Quantity:
+    """One array of words a party (or N - 1 colluding parties) sees, labelled for error messages."""
+
+    key: tuple  # identifies the quantity across runs: (observation index or pool key, what)
+    label: str
+    words: np.ndarray
+    width: int
+    leak: str | None = None  # None (must be uniform), "output", "independent" or "share" (a result share)
+
+
+def _input_quantities(transcript: Transcript) -> list[Quantity]:
+    out, n = [], transcript.parties
+    for i, (label, payload) in enumerate(transcript.inputs):
+        for p in range(n):
+            out.append(Quantity(("in", i, p), f"{label} #{i}: party {p}'s share", payload[p], transcript.ring_bits))
+        if n > 2:
+            for honest in range(n):
+                coalition = [p for p in range(n) if p != honest]
+                joint = np.sum(payload[coalition], axis=0, dtype=np.uint64)
+                out.append(Quantity(("in", i, "c", honest), f"{label} #{i}: parties {coalition}' shares summed",
+                                    joint, transcript.ring_bits))
+    return out
+
+
+def _output_quantities(transcript: Transcript) -> list[Quantity]:
+    """Each party's own share of each result (and N - 1 parties' jointly): not uniform in general (a locally
+    truncated share has constant top bits) but distributed independently of the secret ("share" leak: the
+    two secrets' bit frequencies must agree)."""
+    out, n, k = [], transcript.parties, transcript.ring_bits
+    for i, (label, kind, payload) in enumerate(transcript.outputs):
+        for p in range(n):
+            out.append(Quantity(("out", i, p), f"{label} #{i}: party {p}'s share", payload[p], k, "share"))
+        if n > 2:
+            for honest in range(n):
+                rest = [p for p in range(n) if p != honest]
+                joint = (np.bitwise_xor.reduce(payload[rest], axis=0) if kind == "B"
+                         else np.sum(payload[rest], axis=0, dtype=np.uint64) & np.uint64((1 << k) - 1))
+                out.append(Quantity(("out", i, "c", honest), f"{label} #{i}: parties {rest}' shares jointly",
+                                    joint, k, "share"))
+    return out
+
+
+def _observation_quantities(obs: Observation, key, leak: str | None, ring_bits: int) -> list[Quantity]:
+    where = f"{obs.scope or '(root)'} {obs.op}"
+    out = []
+    if obs.value is not None:
+        width = min(obs.width, ring_bits)
+        out.append(Quantity(key + ("value",), f"{where}: opened value", np.asarray(obs.value), width, leak))
+        for q in obs.senders:
+            out.append(Quantity(key + ("row", q), f"{where}: party {q}'s message", np.asarray(obs.rows[q]), width))
+    return out
+
+
+def quantities(transcript: Transcript, leaks=None, prefix: int | None = None) -> list[Quantity]:
+    """Everything a run shows: input shares, then each observation's opened value and message rows.
+
+    ``leaks(observation)`` names an observation's declared leak (None, "output", "independent");
+    observations from index ``prefix`` on are keyed by (op, width) only, for pooling (randomized protocols).
+    """
+    out = _input_quantities(transcript) + _output_quantities(transcript)
+    for i, obs in enumerate(transcript.observations):
+        aligned = prefix is None or i < prefix
+        key = ("obs", i) if aligned else ("pool", obs.op, obs.width)
+        out += _observation_quantities(obs, key, leaks(obs) if leaks else None, transcript.ring_bits)
+    return out
+
+
+def signature(transcript: Transcript) -> list[tuple]:
+    """The public structure of a run: per observation its op, scope, width and shape."""
+    inputs = [("input", label, payload.shape) for label, payload in transcript.inputs]
+    outputs = [("output", label, kind, payload.shape) for label, kind, payload in transcript.outputs]
+    return inputs + outputs + [(o.op, o.scope, o.width, np.shape(o.value)) for o in transcript.observations]
+
+
+def _common_prefix(signatures) -> int:
+    first = signatures[0]
+    length = min(len(s) for s in signatures)
+    for i in range(length):
+        if any(s[i] != first[i] for s in signatures[1:]):
+            return i
+    return length
+
+
+def independence_problems(runs: dict, leaks=None, randomized: bool = False) -> list[str]:
+    """Check transcripts ``runs`` = {secret label: [Transcript per seed]} (the same seeds for every secret).
+
+    Returns a list of problems (empty: nothing found). See the module docstring for the tests.
+    """
+    problems = []
+    all_runs = [t for ts in runs.values() for t in ts]
+    signatures = [signature(t) for t in all_runs]
+    n_inputs = len(all_runs[0].inputs) + len(all_runs[0].outputs)
+    if randomized:
+        prefix = _common_prefix(signatures) - n_inputs
+    else:
+        prefix = None
+        if any(s != signatures[0] for s in signatures[1:]):
+            i = _common_prefix(signatures)
+            problems.append(f"the transcript's structure depends on the secret or the seed (first at item {i})")
+            return problems
+    pooled = {}
+    for secret, transcripts in runs.items():
+        per_run = [quantities(t, leaks, prefix) for t in transcripts]
+        groups: dict[tuple, list[Quantity]] = {}
+        for qs in per_run:
+            for q in qs:
+                groups.setdefault(q.key, []).append(q)
+        for key, group in groups.items():
+            q0 = group[0]
+            label = f"[{secret}] {q0.label}"
+            aligned = key[0] != "pool"
+            if q0.leak == "share":
+                pooled.setdefault((key, q0.width), {})[secret] = np.concatenate([q.words.reshape(-1) for q in group])
+                continue
+            if q0.leak != "output":
+                if aligned:
+                    problems.append(freshness_problem(np.stack([q.words for q in group]), q0.width, label))
+                if q0.leak is None:
+                    words = np.concatenate([q.words.reshape(-1) for q in group])
+                    problems.append(uniformity_problem(words, q0.width, label))
+            if q0.leak == "independent":
+                pooled.setdefault((key, q0.width), {})[secret] = np.concatenate(
+                    [q.words.reshape(-1) for q in group])
+    for (key, width), by_secret in pooled.items():
+        samples = list(by_secret.values())
+        what = "a party's result share" if key[0] == "out" else "declared-independent openings"
+        for other in samples[1:]:
+            problems.append(same_law_problem(samples[0], other, width, f"{what} {key}"))
+    return [p for p in problems if p]
+
+
+# -- the mutation: one mask disabled ---------------------------------------------------------------------------
+@contextmanager
+def counted_draws(session, correlation: str):
+    """Within the block, every use of dealer correlation ``correlation`` appends to the yielded list how many
+    random draws (``_random`` and ``_permutations``) it made: its components, to enumerate the mutations."""
+    counts = []
+    with _patched(session.dealer, correlation, None, counts):
+        yield counts
+
+
+@contextmanager
+def disabled_mask(session, correlation: str, component: int | None = None):
+    """Within the block, every use of dealer correlation ``correlation`` draws its ``component``-th random
+    part (all of them when None) as zeros, and a permutation as the identity. The correlation stays valid
+    (its derived parts are computed from the zeroed draws), so results stay right; only the secrecy goes."""
+    with _patched(session.dealer, correlation, component, None):
+        yield
+
+
+@contextmanager
+def _patched(dealer, correlation: str, component, counts):
+    if correlation not in type(dealer).correlations():
+        raise ValueError(f"unknown correlation {correlation!r}; the dealer offers {type(dealer).correlations()}")
+    method = getattr(dealer, correlation)
+    random, permutations = dealer._random, dealer._permutations
+
+    def mutated(*args, **kwargs):
+        draws = itertools.count()
+
+        def hit() -> bool:
+            i = next(draws)
+            return counts is None and (component is None or i == component)
+
+        def zeroed_random(shape):
+            out = random(shape)  # draw anyway: the PRG stream stays where it would be
+            return np.zeros_like(out) if out is not None and hit() else out
+
+        def identity_permutations(rows, n):
+            out = permutations(rows, n)
+            return np.broadcast_to(np.arange(n), out.shape).copy() if hit() else out
+
+        dealer._random, dealer._permutations = zeroed_random, identity_permutations
+        try:
+            return method(*args, **kwargs)
+        finally:
+            del dealer._random, dealer._permutations
+            if counts is not None:
+                counts.append(next(draws))
+
+    setattr(dealer, correlation, mutated)
+    try:
+        yield
+    finally:
+        delattr(dealer, correlation)
