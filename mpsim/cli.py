@@ -12,7 +12,8 @@
 * ``mpsim demo``: the README's main job (MPCache vs full attention on llama2-7b at 4096 tokens).
 
 Every command that prints numbers takes ``--json`` or ``--csv``. Errors from bad arguments are one
-readable line and exit status 2, never a traceback.
+readable line and exit status 2, never a traceback; output files (``--save``, ``--plot``) are checked
+before any work is done. ``python -m mpsim`` is the same command line.
 """
 from __future__ import annotations
 
@@ -33,6 +34,26 @@ def _console():
     from rich.console import Console
 
     return Console()
+
+
+def _check_output(path: str | None, option: str) -> None:
+    """Refuse an output file that cannot be written before any work is done (one-line ValueError)."""
+    if path is None:
+        return
+    target = Path(path)
+    parent = target.parent  # Path(".") for a bare file name
+    if target.is_dir():
+        raise ValueError(f"{option} {path}: is a directory; give a file name")
+    if not parent.is_dir():
+        raise ValueError(f"{option} {path}: {str(parent)!r} is not a directory (create it first)")
+
+
+def _write_output(path: str, write, option: str) -> None:
+    """Run ``write(path)``; an OS error (permissions, a vanished directory) becomes a one-line ValueError."""
+    try:
+        write(path)
+    except OSError as err:
+        raise ValueError(f"{option} {path}: cannot write: {err.strerror or err}") from None
 
 
 def _emit_structured(args, payload_json: str | None, payload_csv: str | None) -> bool:
@@ -92,8 +113,12 @@ def _op(args) -> int:
     from costmodel.profiles import parse_profiles
 
     profiles = parse_profiles(args.net)
+    _check_output(args.save, "--save")
+    _check_output(args.plot, "--plot")
     if args.sweep:
         return _sweep(args, profiles)
+    if args.plot:
+        raise ValueError("--plot draws the curve of a sweep: add --sweep VAR=V1,V2,... (e.g. N=128,256,512)")
     from costmodel.report import Report, render, to_csv, to_json
 
     shape = parse_shape(args.shape)
@@ -108,7 +133,7 @@ def _op(args) -> int:
                                  extra_config={"op": args.name, "shape": list(shape), "axis": args.axis,
                                                "k": args.k, "n": args.n, "method": args.method})
     if args.save:
-        Path(args.save).write_text(to_json(report))
+        _write_output(args.save, lambda path: Path(path).write_text(to_json(report)), "--save")
     if _emit_structured(args, to_json(report) if args.json else None, to_csv(report) if args.csv else None):
         return 0
     render(report, _console())
@@ -174,7 +199,7 @@ def _sweep(args, profiles) -> int:
         csv_lines.append(",".join(str(v) for v in [r[var], r["rounds"], r["sequential_rounds"], max(r["sent_bytes"]),
                                                     r["offline_bytes"]] + [r["latency_s"][p.name] for p in profiles]))
     if args.plot:
-        _plot(result, profiles, args.plot)
+        _write_output(args.plot, lambda path: _plot(result, profiles, path), "--plot")
     if _emit_structured(args, json.dumps(result, indent=2), "\n".join(csv_lines) + "\n"):
         return 0
     from rich.table import Table
@@ -337,6 +362,7 @@ def _sweep_decode(args) -> int:
     if not seqs or min(seqs) <= 0:
         raise ValueError(f"bad --seq {args.seq!r}: use positive integers separated by commas")
     policies = [p for p in args.policy.split(",") if p]
+    _check_output(args.plot, "--plot")
     compute = _compute_model(args)
     points = []
     with Progress(transient=True, console=_stderr_console()) as bar:
@@ -355,7 +381,7 @@ def _sweep_decode(args) -> int:
         csv_rows.append(",".join(str(v) for v in [pt["seq_len"], pt["policy"], pt["rounds"], max(pt["sent_bytes"]),
                                                    pt["offline_bytes"], *pt["latency_s"].values()]))
     if args.plot:
-        _plot_decode(result, policies, profiles, args.plot)
+        _write_output(args.plot, lambda path: _plot_decode(result, policies, profiles, path), "--plot")
     if _emit_structured(args, json.dumps(result, indent=2), "\n".join(csv_rows) + "\n"):
         return 0
     from rich.table import Table
@@ -428,6 +454,7 @@ def _quality(args) -> int:
         return 2
     if args.plot and importlib.util.find_spec("matplotlib") is None:
         raise ValueError("--plot needs matplotlib: pip install -e '.[plot]'")
+    _check_output(args.plot, "--plot")
     cfg = study.StudyConfig(model=args.model, policies=policies, budgets=budgets, windows=args.windows,
                             context=args.context, steps=args.steps, seed=args.seed,
                             needle_contexts=tuple(int(c) for c in _floats(args.needle, "--needle")) if args.needle else (),
@@ -443,7 +470,7 @@ def _quality(args) -> int:
             print(f"mpsim quality: {err}", file=sys.stderr)
             return 2
     if args.plot:
-        report.plot(result, args.plot)
+        _write_output(args.plot, lambda path: report.plot(result, path), "--plot")
     if _emit_structured(args, json.dumps(result, indent=2), None):
         return 0
     console = _console()

@@ -109,6 +109,8 @@ class Ring:
         """Reals to ring elements: round(x * 2^f) in two's complement. Raises on NaN/inf/out of range."""
         if not 0 <= frac_bits < self.bits - 1:
             raise ValueError(f"frac_bits must be in [0, {self.bits - 2}], got {frac_bits}")
+        if np.iscomplexobj(values):
+            raise TypeError(f"cannot encode complex values (dtype {np.asarray(values).dtype}): the ring holds reals")
         x = np.asarray(values, dtype=np.float64)
         if not np.all(np.isfinite(x)):
             lo, hi = self.real_range(frac_bits)

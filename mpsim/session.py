@@ -13,7 +13,12 @@ Truncation (after every fixed-point product):
   and the session warns (:class:`TruncationWarning`) when that probability exceeds 2^-20.
 * ``trunc="dealer"``: probabilistic truncation with MSB correction (Escudero et al., CRYPTO 2020), 1 round,
   any N, never fails for |x| < 2^(K-2) at scale 2^(2f); the session warns when ``max_abs`` breaks that.
-* ``trunc="auto"`` (default): local for N = 2, dealer for N > 2.
+* ``trunc="auto"`` (default): local for N = 2 and K = 64, dealer otherwise. Local truncation's failure
+  probability 2^(m + 2f + 1 - K) is negligible at K = 64 (2^-31 for |x| <= 1 with f = 16) but not at K = 32,
+  where even |x| <= 1 with f = 8 fails with probability 2^-15 per element and a (16, 512) softmax has wrong
+  rows; so K = 32 and N > 2 use dealer truncation. An explicit ``trunc="local"`` is honoured and warns
+  (:class:`TruncationWarning`) whenever its failure probability, for values up to ``max_abs`` (for |x| <= 1
+  when ``max_abs`` is not declared), exceeds 2^-20: always at K = 32 with the default f = 8.
 
 Both give a result within one unit in the last place (2^-f) of the exact floor of the product.
 """
@@ -42,6 +47,18 @@ class TruncationWarning(UserWarning):
     """The declared value range makes a truncation failure likely."""
 
 
+def check_frac_bits(frac_bits, ring_bits: int) -> int:
+    """``frac_bits`` as an int, or ValueError: an integer f >= 0 with 2f <= K - 2 (a product sits at scale 2^(2f))."""
+    if isinstance(frac_bits, bool) or not isinstance(frac_bits, (int, np.integer)) or not 0 <= frac_bits <= ring_bits - 2:
+        raise ValueError(f"frac_bits must be an integer in [0, {ring_bits - 2}], got {frac_bits!r}")
+    if 2 * frac_bits > ring_bits - 2:
+        raise ValueError(
+            f"frac_bits={frac_bits} leaves no room for products in a {ring_bits}-bit ring: a product sits at "
+            f"scale 2^(2f) and needs 2f <= K - 2 (at most {(ring_bits - 2) // 2} fractional bits; e.g. 8 for K = 32)"
+        )
+    return int(frac_bits)
+
+
 class Session:
     """A context manager owning the dealer, the channel, the ledger and the profiler of one computation."""
 
@@ -63,19 +80,14 @@ class Session:
         self.ring = Ring(ring_bits)
         if frac_bits is None:  # 16 for K = 64; 8 for K = 32, whose products need 2f <= 30
             frac_bits = DEFAULT_FRAC_BITS[ring_bits]
-        if not isinstance(frac_bits, (int, np.integer)) or not 0 <= frac_bits <= ring_bits - 2:
-            raise ValueError(f"frac_bits must be an integer in [0, {ring_bits - 2}], got {frac_bits!r}")
-        self.frac_bits = int(frac_bits)
-        if 2 * self.frac_bits > ring_bits - 2:
-            raise ValueError(
-                f"frac_bits={frac_bits} leaves no room for products in a {ring_bits}-bit ring: a product sits at "
-                f"scale 2^(2f) and needs 2f <= K - 2 (at most {(ring_bits - 2) // 2} fractional bits; e.g. 8 for K = 32)"
-            )
+        self.frac_bits = check_frac_bits(frac_bits, ring_bits)
         if trunc not in TRUNC_MODES:
             raise ValueError(f"trunc must be one of {TRUNC_MODES}, got {trunc!r}")
         if trunc == "local" and self.parties != 2:
             raise ValueError("local (SecureML) truncation is only correct for 2 parties; use trunc='dealer'")
-        self.trunc = ("local" if self.parties == 2 else "dealer") if trunc == "auto" else trunc
+        # auto: local only where its failure probability is negligible (N = 2, K = 64; module docstring)
+        auto = "local" if self.parties == 2 and self.ring.bits == 64 else "dealer"
+        self.trunc = auto if trunc == "auto" else trunc
         self.seed = seed
         self.max_abs = max_abs
         self.check_domain = bool(check_domain)
@@ -114,28 +126,30 @@ class Session:
             approx = NonlinearConfig()
         return approx.as_dict() if hasattr(approx, "as_dict") else approx
 
-    def truncation_failure_log2(self) -> float | None:
-        """log2 of the per-element failure probability of local truncation for the declared ``max_abs``."""
-        if self.max_abs is None:
-            return None
-        m = math.log2(max(float(self.max_abs), 2.0**-self.frac_bits))
+    def truncation_failure_log2(self) -> float:
+        """log2 of the per-element failure probability of local truncation, 2^(m + 2f + 1 - K) (``trunc_local``'s
+        bound for products below 2^(m + 2f) at scale 2^(2f)), for values up to the declared ``max_abs`` = 2^m, or
+        up to 1 (m = 0) when ``max_abs`` is not declared."""
+        bound = 1.0 if self.max_abs is None else float(self.max_abs)
+        m = math.log2(max(bound, 2.0**-self.frac_bits))
         return m + 2 * self.frac_bits + 1 - self.ring.bits
 
     def _warn_about_range(self) -> None:
-        if self.max_abs is None:
-            return
-        m = math.log2(max(float(self.max_abs), 2.0**-self.frac_bits))
         if self.trunc == "local":
             p = self.truncation_failure_log2()
             if p > LOCAL_TRUNC_WARN_LOG2:
+                values = "|x| <= 1 (no max_abs declared)" if self.max_abs is None else f"values up to {self.max_abs}"
                 warnings.warn(
-                    f"local truncation fails with probability about 2^{p:.1f} per element for values up to "
-                    f"{self.max_abs} (K={self.ring.bits}, f={self.frac_bits}); use trunc='dealer' or fewer "
-                    "fractional bits",
+                    f"local truncation fails with probability about 2^{p:.1f} per element for {values} "
+                    f"(K={self.ring.bits}, f={self.frac_bits}); use trunc='dealer' or fewer fractional bits",
                     TruncationWarning,
                     stacklevel=3,
                 )
-        elif m + 2 * self.frac_bits >= self.ring.bits - 2:
+            return
+        if self.max_abs is None:
+            return
+        m = math.log2(max(float(self.max_abs), 2.0**-self.frac_bits))
+        if m + 2 * self.frac_bits >= self.ring.bits - 2:
             warnings.warn(
                 f"products up to {self.max_abs} exceed the 2^(K-2) bound of dealer truncation "
                 f"(K={self.ring.bits}, f={self.frac_bits}); results will wrap",

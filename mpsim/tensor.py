@@ -51,6 +51,13 @@ def _reduced_shape(shape, axis, keepdims: bool) -> tuple[int, ...]:
     return tuple(n for i, n in enumerate(shape) if i not in norm)
 
 
+def _check_real(value) -> None:
+    """Refuse a complex public operand: casting it to float64 would drop its imaginary part silently."""
+    if np.iscomplexobj(value):
+        raise TypeError(f"public operands must be real, got complex {type(value).__name__} (dtype "
+                        f"{np.asarray(value).dtype}): the ring holds no imaginary part")
+
+
 def is_integer_public(value) -> bool:
     if isinstance(value, bool):
         return True
@@ -110,6 +117,31 @@ class SharedTensor:
 
     def __bool__(self):
         raise TypeError("the truth value of a secret is not public; reveal it or use a comparison protocol")
+
+    # Comparisons of secrets are protocols (they communicate), never Python operators: without these, == and !=
+    # would compare identities and return a public False. Hashing stays by identity.
+    __hash__ = object.__hash__
+
+    def _no_operator(self, op: str, call: str):
+        raise TypeError(f"'{op}' on a SharedTensor would not compare the secret values; use {call} (a secret bit)")
+
+    def __eq__(self, other):
+        self._no_operator("==", "protocols.eq(x, y)")
+
+    def __ne__(self, other):
+        self._no_operator("!=", "protocols.not_(protocols.eq(x, y))")
+
+    def __lt__(self, other):
+        self._no_operator("<", "protocols.lt(x, y)")
+
+    def __le__(self, other):
+        self._no_operator("<=", "protocols.le(x, y)")
+
+    def __gt__(self, other):
+        self._no_operator(">", "protocols.gt(x, y)")
+
+    def __ge__(self, other):
+        self._no_operator(">=", "protocols.ge(x, y)")
 
     def __iter__(self):
         for i in range(len(self)):
@@ -269,6 +301,7 @@ class SharedTensor:
             return a._like(payload, shape, depth=deeper.depth, call=deeper.call)
         if not isinstance(other, (Number, np.ndarray, list, tuple)):
             return NotImplemented
+        _check_real(other)
         if self.frac == 0 and not is_integer_public(other):
             # int + real is a real (as in numpy): lift to the session's scale first (a local product).
             return self._scale_up(self.session.frac_bits) + other
@@ -289,6 +322,7 @@ class SharedTensor:
             return self + (-other)
         if not isinstance(other, (Number, np.ndarray, list, tuple)):
             return NotImplemented
+        _check_real(other)
         if is_integer_public(other) and self.frac == 0:
             return self + (-np.asarray(other, dtype=np.int64))
         return self + (-np.asarray(other, dtype=np.float64))
@@ -311,6 +345,7 @@ class SharedTensor:
             return fxp.mul(self, other)
         if not isinstance(other, (Number, np.ndarray, list, tuple)):
             return NotImplemented
+        _check_real(other)
         if is_integer_public(other):
             return self._mul_public_int(other)
         return fxp.mul_public(self, np.asarray(other, dtype=np.float64))
@@ -329,6 +364,7 @@ class SharedTensor:
             return fxp.matmul(self, other)
         if not isinstance(other, (np.ndarray, list, tuple)):
             return NotImplemented
+        _check_real(other)
         return fxp.matmul_public(self, np.asarray(other), public_on_left=False)
 
     def __rmatmul__(self, other) -> "SharedTensor":
@@ -336,6 +372,7 @@ class SharedTensor:
 
         if not isinstance(other, (np.ndarray, list, tuple)):
             return NotImplemented
+        _check_real(other)
         return fxp.matmul_public(self, np.asarray(other), public_on_left=True)
 
     def __pow__(self, exponent) -> "SharedTensor":

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mpsim.session import Unrevealed
+from mpsim.session import Unrevealed, check_frac_bits
 from mpsim.tensor import SharedTensor, _numel
 
 from .registry import protocol
@@ -39,18 +39,21 @@ def share_input(session, values, owner: int = 0, frac_bits: int | None = None) -
     Leaks: nothing (every share, and any N - 1 of them, is uniformly random).
     Ref: pseudo-random secret sharing of zero, Cramer-Damgard-Ishai (TCC 2005); CrypTen ``_from_przs``.
 
-    Real-valued input is encoded at ``frac_bits`` (default: the session's); pass ``frac_bits=0`` for exact
-    integers (indices, counts). Encoding raises ``ValueError`` for NaN, inf or out-of-range values (under
-    the count backend values are not encoded at all: only their shape is kept).
+    Real-valued input is encoded at ``frac_bits`` (default: the session's; like the session's, an integer f >= 0
+    with 2f <= K - 2); pass ``frac_bits=0`` for exact integers (indices, counts). Encoding raises ``ValueError``
+    for NaN, inf or out-of-range values, and complex values raise ``TypeError`` (under the count backend values
+    are not encoded at all: only their shape is kept).
     """
-    if not isinstance(owner, (int, np.integer)) or not 0 <= owner < session.parties:
+    if isinstance(owner, bool) or not isinstance(owner, (int, np.integer)) or not 0 <= owner < session.parties:
         raise ValueError(f"owner must be a party index in 0..{session.parties - 1}, got {owner!r}")
-    frac = session.frac_bits if frac_bits is None else int(frac_bits)
+    frac = session.frac_bits if frac_bits is None else check_frac_bits(frac_bits, session.ring.bits)
     if isinstance(values, SharedTensor):
         raise TypeError("values are already secret-shared")
     array = np.asarray(values)
     if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
         raise TypeError(f"input expects a numeric array, got dtype {array.dtype}")
+    if np.issubdtype(array.dtype, np.complexfloating):
+        raise TypeError(f"input expects real values, got dtype {array.dtype}: the ring holds no imaginary part")
     if frac == 0 and not (np.issubdtype(array.dtype, np.integer) or array.dtype == np.bool_):
         if session.backend.has_data and np.any(np.asarray(array, dtype=np.float64) % 1 != 0):
             raise ValueError("frac_bits=0 shares integers, but the values have fractional parts")
@@ -66,6 +69,7 @@ def share_input(session, values, owner: int = 0, frac_bits: int | None = None) -
 
 @protocol(
     "reveal",
+    leaked={"open": "output"},
     rounds="1",
     comm="K*n*((N-1) if to is None else int(p != to))",
     offline="0",

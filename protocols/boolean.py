@@ -121,6 +121,7 @@ def and_gates(pairs, gates) -> list[SharedTensor]:
 
 @protocol(
     "and",
+    kinds={"x": "B", "y": "B"},
     rounds="1",
     comm="2*(N-1)*n*w",
     offline="n*w",
@@ -167,6 +168,7 @@ def reveal_bits(x: SharedTensor, to: int | None = None):
 # -- boolean to arithmetic -------------------------------------------------------------------------------------
 @protocol(
     "b2a_bit",
+    kinds={"b": "B"},
     rounds="1",
     comm="(N-1)*n",
     offline="K*n",
@@ -210,6 +212,7 @@ def bit_example(s):
 
 @protocol(
     "b2a",
+    kinds={"x": "B"},
     rounds="1",
     comm="(N-1)*n*K",
     offline="K*K*n",

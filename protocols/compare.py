@@ -217,6 +217,7 @@ def eq(x, y) -> SharedTensor:
 
 @protocol(
     "bit_select",
+    kinds={"b": "B"},
     rounds="1",
     comm="(N-1)*(nb + K*ny)",
     offline="K*(nb + n)",
@@ -236,6 +237,12 @@ def select(b: SharedTensor, y: SharedTensor) -> SharedTensor:
     Leaks: nothing (c padded by r, e by a). Ref: the daBit trick of Rotaru-Wood 2019 fused with a Beaver
     product, as suggested in protocol-notes.
     """
+    if not isinstance(b, SharedTensor):
+        raise TypeError(f"select takes a secret bit, got a public {type(b).__name__}; a public 0/1 bit c selects "
+                        "locally: y * c, with c an integer array")
+    if not isinstance(y, SharedTensor):
+        raise TypeError(f"select multiplies a SharedTensor, got a public {type(y).__name__}; share it with "
+                        "session.input first")
     if b.kind != "B":
         raise TypeError("select takes a boolean-shared bit; use where() for an arithmetic condition")
     if y.kind != "A":
@@ -279,6 +286,7 @@ def _where_example(s):
 
 @protocol(
     "where",
+    kinds={"cond": "AB"},
     rounds="1",
     comm="(N-1)*(nc*(bc + K*(1-bc)) + K*nd)",
     offline="K*(n + bc*nc)",
@@ -300,6 +308,9 @@ def where(cond: SharedTensor, a, b) -> SharedTensor:
     Leaks: nothing beyond the output.
     Ref: ``bit_select`` (the daBit trick of Rotaru-Wood 2019 fused with a Beaver product); Beaver, CRYPTO 1991.
     """
+    if not isinstance(cond, SharedTensor):
+        raise TypeError(f"where takes a secret condition, got a public {type(cond).__name__}; a public 0/1 "
+                        "condition c selects locally: b + (a - b) * c, with c an integer array")
     if not isinstance(a, SharedTensor) and not isinstance(b, SharedTensor):
         raise TypeError("where needs a shared a or b (for two public branches, multiply the condition)")
     diff = _diff(a, b)

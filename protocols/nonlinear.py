@@ -150,10 +150,13 @@ def _relabel(t: SharedTensor, frac: int) -> SharedTensor:
     return t._like(t.payload, t.shape, frac=frac)
 
 
-def _mul(a: SharedTensor, b: SharedTensor) -> SharedTensor:
+def _mul(a: SharedTensor, b: SharedTensor, check: str | None = None) -> SharedTensor:
     """Fixed-point product: a Beaver product (a square when a is b), then one truncation by the smaller
-    scale. (As ``protocols.fxp.mul``; spelled out here so every product in this module is visibly one.)"""
+    scale. (As ``protocols.fxp.mul``; spelled out here so every product in this module is visibly one.)
+    ``check`` names the product for ``_check_trunc_input`` (under check_domain only; nothing is sent)."""
     raw = beaver_square(a) if a is b else beaver_mul(a, b)
+    if check is not None:
+        _check_trunc_input(raw, check)
     return truncate(raw, min(a.frac, b.frac))
 
 
@@ -248,6 +251,37 @@ def _check_domain(x: SharedTensor, P: int, D: int, what: str) -> None:
         )
 
 
+def _checked_values(x: SharedTensor):
+    """x's signed ring integers for a check_domain check, or None (check off, or no data: count backend).
+    A debugging check outside the protocol: reads the value without sending anything."""
+    session = x.session
+    if not session.check_domain or not session.backend.has_data:
+        return None
+    return session.ring.to_signed(session.backend.open(x.payload))
+
+
+def _check_ring_range(x: SharedTensor, lo: int, hi: int, what: str, why: str) -> None:
+    """Under check_domain: every ring integer of x in [lo, hi]."""
+    values = _checked_values(x)
+    if values is not None and values.size and (values.min() < lo or values.max() > hi):
+        s = 2.0**x.frac
+        raise ValueError(f"{what}: input outside its domain [{lo / s}, {hi / s}] (check_domain): values span "
+                         f"[{values.min() / s}, {values.max() / s}]; {why}")
+
+
+def _check_trunc_input(raw: SharedTensor, what: str) -> None:
+    """Under check_domain: a value about to be truncated lies in trunc_pr's domain [-2^(K-2), 2^(K-2)) (ring
+    integers). Beyond it dealer truncation may be wrong (and the value may already have wrapped the ring);
+    local truncation is then wrong with probability about 1/2 (2^(l+1-K) for |v| < 2^l)."""
+    values = _checked_values(raw)
+    K = raw.session.ring.bits
+    if values is not None and values.size and (values.min() < -(1 << (K - 2)) or values.max() >= 1 << (K - 2)):
+        s = 2.0**raw.frac
+        raise ValueError(f"{what}: a truncated value leaves trunc_pr's domain [-2^{K - 2}, 2^{K - 2}) ring units "
+                         f"(check_domain): values span [{values.min() / s}, {values.max() / s}] at scale "
+                         f"2^-{raw.frac} (the input is outside the documented domain)")
+
+
 def _check_exp_domain(x: SharedTensor, cfg: NonlinearConfig) -> None:
     """Under check_domain: the limit method diverges below -2^(t+1), Pade degrades below -0.875 2^s (values
     below a configured clipping threshold are fine: they are clipped to 0)."""
@@ -264,6 +298,9 @@ def _check_exp_domain(x: SharedTensor, cfg: NonlinearConfig) -> None:
 
 
 def _last_axis(x: SharedTensor, axis: int) -> tuple[SharedTensor, bool]:
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+        raise np.exceptions.AxisError(f"axis must be an integer in [{-max(x.ndim, 1)}, {max(x.ndim, 1) - 1}], "
+                                      f"got {axis!r}")
     if not -max(x.ndim, 1) <= axis < max(x.ndim, 1):
         raise np.exceptions.AxisError(axis, x.ndim)
     axis = axis % x.ndim if x.ndim else 0
@@ -466,9 +503,15 @@ def reciprocal(x: SharedTensor, config: NonlinearConfig | None = None) -> Shared
     Ref: normalisation by the leading bit as in Catrina-Saxena (FC 2010) and SPU's reciprocal; Goldschmidt,
     "Applications of division by convergence" (MIT, 1964); Newton-Raphson division.
 
-    Error (f = 16, on the twin; ``reciprocal_bound``): |y - 1/x| <= 3 2^-f + (5e-5 + 0.0718^(2^I)) / x,
-    i.e. at most 3 ULPs for x in [1, 2^20] (measured 2.8) and a relative error below 6e-5 down to x = 2^-f
-    (measured 2.3e-5). For x >= 2^(f+1) the result is 0 (the true value is below half a unit).
+    Error (any f, derived; ``reciprocal_bound``, which holds for the twin and for share-backend runs):
+    |y - 1/x| <= (3 + (1 + 2^(1-f)) r_I / x) 2^-f, where r_I 2^-f bounds the iteration's relative error
+    |x_n y - 1| (``_recip_rel``: about 0.0718^(2^I) + I 2^-f for Goldschmidt, its truncation errors of d are
+    never corrected; about 2^(1-f) for Newton, which corrects them): r_3 = 6.09 at f = 16 and 6.13 at f = 8
+    (Goldschmidt), 2.0 (Newton, I = 3). So the relative error is at most 9.3e-5 at f = 16 and 0.024 at
+    f = 8 (K = 32), largest near x = 2^-f, where 1/x holds 2f bits but y only f: at f = 8, x = 2^-8 the twin
+    is 256 ULPs (one unit of y, i.e. 2^-8 relative) off. Measured on the twin at f = 16: at most 3 ULPs for
+    x in [1, 2^20] (2.8) and a relative error of 2.3e-5 near 2^-f; at f = 8 (every x of the domain): at most
+    3 ULPs for x >= 1, relative 0.0102. For x >= 2^(f+1) the result is 0 (the true value is below half a unit).
     Out of domain (x <= 0 or x >= 2^D) the output is meaningless and nothing is raised, unless
     Session(check_domain=True). The normalising product sits below 2^(f+D) and the rescaling one below
     2^(2f+1)/x (ring units), which bounds the local-truncation failure rate (2^-26 and, for x >= 1, 2^-30
@@ -523,9 +566,12 @@ def rsqrt(x: SharedTensor, config: NonlinearConfig | None = None) -> SharedTenso
     Leaks: nothing beyond the output.
     Ref: Catrina-Saxena (FC 2010) normalisation; SPU's rsqrt; Newton-Raphson for the inverse square root.
 
-    Error (f = 16, on the twin; ``rsqrt_bound``): |y - 1/sqrt(x)| <= 3 2^-f + (1.5e-5 + e_I) / sqrt(x) with
-    e_I the Newton error (8.4e-7 for I = 2): at most 3 ULPs for x >= 1, relative 1.6e-5 near 2^-f. Out of
-    domain as for ``reciprocal``.
+    Error (any f, derived; ``rsqrt_bound``, for the twin and share-backend runs): |y - 1/sqrt(x)| <= (3 + (1
+    + 2^-f) r_I / sqrt(x)) 2^-f, where r_I 2^-f bounds |y sqrt(x_n) - 1| (``_rsqrt_rel``: Newton squares the
+    error, e -> 1.5 e^2, so only the last step's truncations remain, about 2^(1-f)): r_2 = 2.06 at f = 16
+    (relative 3.1e-5) and 2.05 at f = 8 (relative 0.008). Measured on the twin: at most 3 ULPs for x >= 1
+    and relative 1.6e-5 near 2^-f (f = 16); at f = 8 (every x of the domain) at most 3.2 ULPs, relative
+    0.0032. Out of domain as for ``reciprocal``.
     """
     x = _fixed(x)
     session = x.session
@@ -810,14 +856,21 @@ def silu(x: SharedTensor) -> SharedTensor:
 
 
 # -- LayerNorm and RMSNorm ----------------------------------------------------------------------------------------
-def _row_mean(total: SharedTensor, n: int) -> SharedTensor:
-    """total / n at scale f: truncate by g = max(1, ceil(log2 n)), then times the public 2^g / n in [1, 2)
-    (two truncations; the error stays within 3 ULPs + |mean| 2^-(f+1), unlike a direct product by an
-    encoded 1/n, whose relative error is n 2^-(f+1))."""
+def _row_mean(total: SharedTensor, n: int, check: str | None = None) -> SharedTensor:
+    """total / n at scale f: truncate by g = max(1, ceil(log2 n)), then times the public 2^g / n in [1, 2]
+    encoded as c = round(2^(g+f) / n) (two truncations). The result is mean (1 + rho_n) + e with rho_n =
+    c n / 2^(g+f) - 1, |rho_n| <= 2^-(f+1) (0 when n is a power of two), and |e| <= kappa_n 2^-f, kappa_n =
+    1 + (2^g / n)(1 + |rho_n|) <= 3 (``_mean_constants``): unlike a direct product by an encoded 1/n, whose
+    relative error is n 2^-(f+1). ``check`` names the truncated values for ``_check_trunc_input``."""
     g = max(1, math.ceil(math.log2(n))) if n > 1 else 1
     f = total.frac
+    if check is not None:
+        _check_trunc_input(total, f"{check} (row sum)")
     shifted = truncate(_relabel(total, f + g), g)
-    return truncate(_lin_raw([(shifted, 2.0**g / n)], f), f)
+    raw = _lin_raw([(shifted, 2.0**g / n)], f)
+    if check is not None:
+        _check_trunc_input(raw, f"{check} (row sum times 2^g/n)")
+    return truncate(raw, f)
 
 
 def _gamma_vars(gamma) -> dict:
@@ -826,12 +879,15 @@ def _gamma_vars(gamma) -> dict:
             "ng": gamma.size if shared else 0}
 
 
-def _apply_gamma(d: SharedTensor, gamma):
+def _apply_gamma(d: SharedTensor, gamma, check: str | None = None):
     if gamma is None:
         return d
     if isinstance(gamma, SharedTensor):
-        return _mul(d, _fixed(gamma))
-    return truncate(_lin_raw_public(d, np.asarray(gamma, dtype=np.float64)), d.frac)
+        return _mul(d, _fixed(gamma), check=check)
+    raw = _lin_raw_public(d, np.asarray(gamma, dtype=np.float64))
+    if check is not None:
+        _check_trunc_input(raw, check)
+    return truncate(raw, d.frac)
 
 
 def _lin_raw_public(t: SharedTensor, coef: np.ndarray) -> SharedTensor:
@@ -879,13 +935,15 @@ def _norm(x, gamma, beta, axis, eps, config, centre: bool):
     cfg = _config(x.session, config)
     xt, swapped = _last_axis(x, axis)
     n = xt.shape[-1]
+    name = "layernorm" if centre else "rmsnorm"  # check_domain: every truncated value (``_check_trunc_input``)
     if centre:
-        mean = _row_mean(xt.sum(axis=-1), n)
+        mean = _row_mean(xt.sum(axis=-1), n, check=f"{name}: mean")
         xt = xt - mean.reshape(mean.shape + (1,))
-    var = _row_mean(_mul(xt, xt).sum(axis=-1), n) + float(eps)
-    scaled = _apply_gamma(xt, gamma)  # runs alongside rsqrt
+    var = _row_mean(_mul(xt, xt, check=f"{name}: squares").sum(axis=-1), n, check=f"{name}: mean of squares")
+    var = var + float(eps)
+    scaled = _apply_gamma(xt, gamma, check=f"{name}: times gamma")  # runs alongside rsqrt
     r = rsqrt(var, config=cfg)
-    out = _mul(scaled, r.reshape(r.shape + (1,)))
+    out = _mul(scaled, r.reshape(r.shape + (1,)), check=f"{name}: times rsqrt")
     if beta is not None:
         out = out + (_fixed(beta) if isinstance(beta, SharedTensor) else np.asarray(beta, dtype=np.float64))
     return out.swapaxes(axis, -1) if swapped else out
@@ -1097,21 +1155,122 @@ def _input_error(x: Twin, out: Twin, deriv_ulps, bound_ulps) -> Twin:
     return Twin(out.v, out.frac, out.err + extra)
 
 
-def reciprocal_bound(x_real, f: int, config: NonlinearConfig | None = None) -> np.ndarray:
-    """Documented bound on |reciprocal(x) - 1/x|, in units of 2^-f, for x in the domain."""
+# Error bounds. Every one is derived for truncations that are each off by less than one unit of their result
+# either way: it covers the twin (floor) and every share-backend run (floor or floor + 1) on the same input.
+def _recip_rel(f: int, config: NonlinearConfig | None = None) -> float:
+    """Derived bound on |a y - 1| for reciprocal's iteration on a normalised a in [1/2, 1] (u = 2^-f).
+
+    y0 = C' - 2a is exact (C' = C encoded: |C' - C| <= u/2), so |1 - a y0| <= E0 + u/2, E0 = 0.0718.
+    Goldschmidt (I steps): e_k = 1 - d_k and Q_k = a n_k - d_k. d0 = a y0 truncated: |e_0| <= E0 + 3u/2,
+    |Q_0| <= u. A step n, d <- n (2 - d), d (2 - d), each truncated (errors below u), gives e_(k+1) =
+    e_k^2 - err_d, so |e_(k+1)| <= e_k^2 + u, and Q_(k+1) = Q_k (1 + e_k) + a err_n - err_d, so |Q_(k+1)| <=
+    |Q_k| (1 + |e_k|) + 2u. The last step updates n only: a y - 1 = -e^2 + Q (1 + e) + a err_y, hence
+    |a y - 1| <= e_(I-1)^2 + |Q_(I-1)| (1 + |e_(I-1)|) + u. (The truncation errors of d are not corrected
+    by later steps, since n absorbs them and d does not: about I u in all.)
+    Newton (I steps): e_k = 1 - a y_k, |e_0| <= E0 + u/2; y <- y (2 - a y) with both products truncated
+    gives e_(k+1) = e_k^2 + a y_k err_1 - a err_2, so |e_(k+1)| <= e_k^2 + (2 + |e_k|) u; the bound is |e_I|.
+    """
     cfg = config or NonlinearConfig()
+    u = 2.0**-f
+    if cfg.recip_method == "goldschmidt":
+        e, q = RECIP_E0 + 1.5 * u, u
+        for _ in range(cfg.recip_iters - 1):
+            q = q * (1 + e) + 2 * u
+            e = e * e + u
+        return e * e + q * (1 + e) + u
+    e = RECIP_E0 + 0.5 * u
+    for _ in range(cfg.recip_iters):
+        e = e * e + (2 + e) * u
+    return e
+
+
+def _rsqrt_rel(f: int, config: NonlinearConfig | None = None) -> float:
+    """Derived bound on |y sqrt(a) - 1| for rsqrt's iteration on a normalised a in [1/2, 1] (u = 2^-f).
+
+    y0 = A' - B' a - err (A, B encoded, one truncation): |e_0| <= E0 + 2u, E0 = 0.02226, e = y sqrt(a) - 1.
+    A step computes p1 = a y, p2 = y^2 (truncated), m = p1 p2 (exact) and y' = (3y - m) / 2 (truncated): with
+    y = (1 + e) / sqrt(a), y' sqrt(a) - 1 = -(3/2) e^2 - e^3 / 2 + sqrt(a) [(err_1 y^2 + err_2 a y - err_1
+    err_2) / 2 - err_3], and sqrt(a) y^2 / 2 + sqrt(a) a y / 2 = (1 + e)^2 / sqrt(a) / 2 + a (1 + e) / 2 <= (1
+    + |e|)^2 on [1/2, 1]: |e'| <= 1.5 e^2 + 0.5 |e|^3 + u ((1 + |e|)^2 + 1 + u/2). The bound is |e_I|."""
+    cfg = config or NonlinearConfig()
+    u = 2.0**-f
+    e = RSQRT_E0 + 2 * u
+    for _ in range(cfg.rsqrt_iters):
+        e = 1.5 * e * e + 0.5 * e**3 + u * ((1 + e) ** 2 + 1 + u / 2)
+    return e
+
+
+def reciprocal_bound(x_real, f: int, config: NonlinearConfig | None = None) -> np.ndarray:
+    """Derived bound on |reciprocal(x) - 1/x|, in units of 2^-f, for x in the domain [2^-f, 2^D), for any f:
+    3 + (1 + 2^(1-f)) r / x with r = 2^f ``_recip_rel(f, config)`` (the iteration's relative error in ULPs:
+    6.09 at f = 16 and 6.13 at f = 8 for the default Goldschmidt, I = 3; 2.0 for Newton, I = 3).
+
+    Derivation (x = x_n 2^(pos+1-f), pos the leading bit; 1/x = 2^(f-1-pos) / x_n): the output is y
+    2^(f-1-pos), truncated. For x < 1 (pos < f) the normalisation and the rescaling are exact (multiples of
+    the divisor), so the error is 2^(f-1-pos) |y - 1/a| = |a y - 1| / x. For x >= 1 the normalised a is x_n
+    truncated to f bits (|a - x_n| < 2^-f, costing 2^-f / (a x) <= 2 / x ULPs and the factor x_n / a <= 1 +
+    2^(1-f) on the relative term) and the rescaling truncates once (1 ULP): 3 ULPs for x >= 1. For x >=
+    2^(f+1) the weights are 0 and so is the result (1/x is below half a unit). Holds for the twin and for
+    share-backend runs (see the note above)."""
     x_real = np.asarray(x_real, dtype=np.float64)
-    rel = RECIP_E0 ** (2**cfg.recip_iters)  # both methods square the initial error per iteration
-    return 3.0 + (rel + 5e-5) / x_real * 2.0**f
+    return 3.0 + (1 + 2.0 ** (1 - f)) * _recip_rel(f, config) * 2.0**f / x_real
 
 
 def rsqrt_bound(x_real, f: int, config: NonlinearConfig | None = None) -> np.ndarray:
-    """Documented bound on |rsqrt(x) - 1/sqrt(x)|, in units of 2^-f, for x in the domain."""
-    cfg = config or NonlinearConfig()
-    e = RSQRT_E0
-    for _ in range(cfg.rsqrt_iters):
-        e = 1.5 * e * e + 0.5 * e**3
-    return 3.0 + (e + 1.5e-5) / np.sqrt(np.asarray(x_real, dtype=np.float64)) * 2.0**f
+    """Derived bound on |rsqrt(x) - 1/sqrt(x)|, in units of 2^-f, for x in the domain, for any f: 3 + (1 +
+    2^-f) r / sqrt(x) with r = 2^f ``_rsqrt_rel(f, config)`` (2.06 at f = 16, 2.05 at f = 8, I = 2).
+
+    Derivation: 1/sqrt(x) = 2^((f-1-pos)/2) / sqrt(x_n); the rescaling multiplies y by the weight
+    round(2^((f-1-pos)/2 + f + 1)) and truncates by f + 1: the weight's rounding costs at most y / 4 <= 0.36
+    ULP, the truncation 1 ULP, the normalisation (x >= 1 only, |a - x_n| < 2^-f) at most 1 / sqrt(x) <= 1
+    ULP and the factor sqrt(x_n / a) <= 1 + 2^-f on the relative term |y sqrt(a) - 1| / sqrt(x)."""
+    x_real = np.asarray(x_real, dtype=np.float64)
+    return 3.0 + (1 + 2.0**-f) * _rsqrt_rel(f, config) * 2.0**f / np.sqrt(x_real)
+
+
+def _mean_constants(n: int, f: int) -> tuple[float, float]:
+    """(rho_n, kappa_n) of ``_row_mean``: |rho_n| = |c n / 2^(g+f) - 1| with c = round(2^(g+f) / n), and
+    kappa_n = 1 + (2^g / n)(1 + rho_n), the bound on its rounding error in units of 2^-f."""
+    g = max(1, math.ceil(math.log2(n))) if n > 1 else 1
+    c = _enc(2.0**g / n, f)
+    rho = abs(c * n / 2.0 ** (g + f) - 1)
+    return rho, 1 + 2.0**g / n * (1 + rho)
+
+
+def _norm_bound(x, gamma, beta, eps: float, f: int, config, centre: bool) -> np.ndarray:
+    """The derived bound of ``layernorm_bound`` / ``rmsnorm_bound`` (see layernorm's docstring)."""
+    u = 2.0**-f
+    x = np.asarray(x, dtype=np.float64)
+    n = x.shape[-1]
+    rho, kappa = _mean_constants(n, f)
+    mu = x.mean(axis=-1, keepdims=True) if centre else 0.0
+    delta = np.abs(mu) * rho + kappa * u if centre else 0.0  # |computed mean - mean|
+    t = x - mu
+    var = (t * t).mean(axis=-1, keepdims=True)
+    s2 = var + eps
+    dw = delta**2 + u + rho * (var + delta**2 + u) + kappa * u + abs(_enc(eps, f) * u - eps)  # |W - s2|
+    w_lo, w_hi = np.maximum(s2 - dw, u), s2 + dw  # W, handed to rsqrt, is in rsqrt's domain (>= 2^-f)
+    root = np.sqrt(s2)
+    dr = rsqrt_bound(w_lo, f, config) * u + np.maximum(np.abs(w_lo**-0.5 - 1 / root), np.abs(w_hi**-0.5 - 1 / root))
+    big_r = 1 / root + dr  # bounds the computed r
+    has_g, has_b = gamma is not None, beta is not None
+    g = np.abs(np.asarray(gamma, dtype=np.float64)) if has_g else 1.0
+    at = np.abs(t)
+    err = at * g * dr + has_g * (at * u / 2 + u) * big_r + delta * (g + has_g * u / 2) * big_r + u + has_b * u / 2
+    return err / u
+
+
+def layernorm_bound(x_real, gamma=None, beta=None, eps: float = 1e-5, f: int = 16,
+                    config: NonlinearConfig | None = None) -> np.ndarray:
+    """Derived bound on |layernorm(x) - true|, per element, in units of 2^-f, for rows (last axis) of x in
+    layernorm's domain, any f; gamma, beta as real arrays or None (see layernorm's docstring)."""
+    return _norm_bound(x_real, gamma, beta, eps, f, config, centre=True)
+
+
+def rmsnorm_bound(x_real, gamma=None, eps: float = 1e-5, f: int = 16,
+                  config: NonlinearConfig | None = None) -> np.ndarray:
+    """Derived bound on |rmsnorm(x) - true|, per element, in units of 2^-f (see rmsnorm's docstring)."""
+    return _norm_bound(x_real, gamma, None, eps, f, config, centre=False)
 
 
 def twin_reciprocal(x: Twin, config: NonlinearConfig | None = None, K: int = 64) -> Twin:

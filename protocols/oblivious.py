@@ -30,6 +30,13 @@ def _pow2_at_least(n: int) -> int:
     return 1 << max(0, (int(n) - 1).bit_length())
 
 
+def check_size(n, what: str) -> int:
+    """A public number of positions (a one-hot's or a scatter's range) as an int; ValueError unless an integer >= 1."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"{what} must be a positive integer (positions 0..n-1), got {n!r}")
+    return int(n)
+
+
 def _open_rotation(index: SharedTensor, r, P: int, extra=()):
     """Open c = (r - i) mod P (log2 P bits per index) together with ``extra`` full-width tensors."""
     session = index.session
@@ -94,8 +101,7 @@ def onehot_rotation(index: SharedTensor, n: int, check_domain: bool | None = Non
     """
     if index.kind != "A" or index.frac != 0:
         raise ValueError("rotation one-hot needs an integer-encoded arithmetic index (frac_bits=0)")
-    if n < 1:
-        raise ValueError(f"one-hot range must be positive, got {n}")
+    n = check_size(n, "one-hot range n")
     _check_index_domain(index, n, check_domain)
     session = index.session
     T = _pow2_at_least(n)
@@ -111,7 +117,7 @@ def onehot_rotation(index: SharedTensor, n: int, check_domain: bool | None = Non
 
 def onehot_equality(index: SharedTensor, n: int) -> SharedTensor:
     """One-hot by n equality tests per index, then B2A (any encoding of the index). Integer output."""
-    positions = np.arange(n, dtype=np.int64)
+    positions = np.arange(check_size(n, "one-hot range n"), dtype=np.int64)
     public = positions if index.frac == 0 else positions.astype(np.float64)
     diff = index.reshape(index.shape + (1,)) - public
     return b2a_bit(eqz(diff))
@@ -153,6 +159,7 @@ def onehot(index: SharedTensor, n: int, method: str = "auto", check_domain: bool
     """
     if method not in ("auto", "rotation", "equality"):
         raise ValueError(f"method must be 'auto', 'rotation' or 'equality', got {method!r}")
+    n = check_size(n, "one-hot range n")
     if _uses_equality(index, method):
         _check_index_domain(index, n, check_domain)
         return onehot_equality(index, n)

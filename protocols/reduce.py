@@ -24,7 +24,17 @@ from .oblivious import _pow2_at_least, onehot_rotation
 from .registry import protocol
 
 
+def check_axis(x: SharedTensor, axis, what: str) -> None:
+    """ValueError (numpy's AxisError) unless ``axis`` is an integer naming one of x's axes."""
+    if x.ndim == 0:
+        raise ValueError(f"{what} needs a tensor with at least one axis, got a 0-d one")
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)) or not -x.ndim <= axis < x.ndim:
+        raise np.exceptions.AxisError(f"{what}: axis must be an integer in [{-x.ndim}, {x.ndim - 1}] for shape "
+                                      f"{x.shape}, got {axis!r}")
+
+
 def _tournament(x: SharedTensor, axis: int, largest: bool, with_index: bool):
+    check_axis(x, axis, "a reduction")
     x = x.moveaxis(axis, -1)
     n = x.shape[-1]
     if n == 0:

@@ -30,7 +30,7 @@ from mpsim import kernels
 from mpsim.tensor import SharedTensor, _shape_after
 
 from .arith import _lift, _matmul_dims, _ring_sub, _rng_values, matmul_shapes, promote_matmul
-from .oblivious import _open_rotation, _pow2_at_least, _rotate
+from .oblivious import _open_rotation, _pow2_at_least, _rotate, check_size
 from .registry import protocol
 
 
@@ -60,6 +60,14 @@ class MaskedOperand:
 
     def __repr__(self) -> str:
         return f"MaskedOperand(shape={self.shape}, frac={self.frac})"
+
+    __hash__ = object.__hash__  # by identity, as SharedTensor
+
+    def __eq__(self, other):
+        raise TypeError("'==' on a MaskedOperand would not compare the secret values; use protocols.eq on "
+                        "operand.tensor (a secret bit)")
+
+    __ne__ = __eq__
 
     def _relabel(self, fn) -> "MaskedOperand":
         """Apply a local shape operation to D, B's shares and the dealer's B alike (same value, same mask)."""
@@ -208,8 +216,6 @@ def matmul_reused(x: SharedTensor, operand: MaskedOperand) -> SharedTensor:
     Leaks: nothing. Ref: module docstring.
     """
     session = x.session
-    if operand.session is not session:
-        raise ValueError("cannot combine tensors of two different sessions")
     x2, _, squeeze = promote_matmul(x, SharedTensor(session, None, operand.shape, 0))
     if operand.ndim < 2:
         raise ValueError("a reusable operand must have at least 2 dimensions")
@@ -269,8 +275,6 @@ def gather_rotated(operand: MaskedOperand, index: SharedTensor, check_domain: bo
     from .oblivious import _check_index_domain
 
     session = index.session
-    if operand.session is not session:
-        raise ValueError("cannot combine tensors of two different sessions")
     if not isinstance(operand, MaskedOperand):
         raise TypeError("gather_rotated takes a MaskedOperand (use session.reusable)")
     if index.kind != "A" or index.frac != 0:
@@ -345,8 +349,7 @@ def scatter_rotated(x: SharedTensor, index: SharedTensor, n: int) -> SharedTenso
         raise ValueError("scatter_rotated needs an integer-encoded arithmetic index (frac_bits=0)")
     if x.ndim < 2 or x.shape[:-1] != index.shape:
         raise ValueError(f"rows {x.shape} need shape index.shape + (w,) = {index.shape} + (w,)")
-    if n < 1:
-        raise ValueError(f"scatter range must be positive, got {n}")
+    n = check_size(n, "scatter range n")
     w = x.shape[-1]
     shape = index.shape[:-1] + (n, w)
     if n == 1:

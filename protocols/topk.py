@@ -10,6 +10,9 @@ unspecified order unless ``sorted=True`` (then descending). Methods:
 * ``"sort"``: a bitonic network pruned for top-k: sort chunks of k' = 2^ceil(log2 k) descending, then
   repeatedly merge pairs of chunks keeping only the upper half (max(A[i], B[k'-1-i]) is a bitonic sequence
   holding the top k' of both) and clean it with a bitonic merge. Deterministic, output sorted, fixed rounds.
+  A sorting network is not stable, so it compares the shuffle method's packed keys x 2^b + (T - 1 - j)
+  (T = n rounded up to a power of two, b = log2 T), which are distinct and order ties by the lower index j;
+  x moves with its key, and the one-hot is read off the key's low b bits. Requires |x| < 2^(K-2-b-f).
 * ``"shuffle"``: shuffle-then-select (randomized cost). Keys are made distinct by packing the reversed
   original index into the low bits (key = x 2^b + (n - 1 - j), b = ceil(log2 n), so that ties go to the lower
   index as in the other methods); each row is shuffled obliviously by two
@@ -26,7 +29,13 @@ unspecified order unless ``sorted=True`` (then descending). Methods:
 
 ``method="auto"`` picks the method with the lowest estimated latency on a 3 Gbit/s, 0.3 ms-RTT LAN
 (rounds x RTT/2 + bytes per party / bandwidth), with the shuffle method's expected rounds and comparisons
-estimated by a seeded plaintext simulation of quickselect on random ranks.
+estimated by a seeded plaintext simulation of quickselect on random ranks, among the methods whose domain
+covers the session's product range (``in_domain``): as ring integers (|x| 2^frac), max needs |x| < 2^(K-4),
+sort and shuffle |x| < 2^(K-2-b), b = ceil(log2 n) index bits; the range to cover is |x| < 2^(K-2-f) (f the
+session's fractional bits: a value x can be multiplied by a real of magnitude up to 1 and truncated exactly),
+capped at max's 2^(K-4). So sort and shuffle qualify when b <= max(f, 2): n <= 65536 at K = 64 (f = 16),
+n <= 256 at K = 32 (f = 8); max always does. The choice reads only public shapes, K and f. An explicit
+method outside its domain raises ``ValueError``.
 """
 from __future__ import annotations
 
@@ -35,13 +44,14 @@ import math
 
 import numpy as np
 
+from mpsim.session import DEFAULT_FRAC_BITS
 from mpsim.tensor import SharedTensor, concatenate
 
 from .arith import _rng_values
 from .boolean import msb, reveal_bits
 from .compare import select
 from .oblivious import _pow2_at_least, onehot_rotation
-from .reduce import argmax, levels
+from .reduce import argmax, check_axis, levels
 from .registry import protocol
 
 METHODS = ("auto", "max", "sort", "shuffle")
@@ -60,26 +70,27 @@ def pack_keys(x: SharedTensor, low, bits: int) -> SharedTensor:
 
 
 # -- compare-exchange networks -------------------------------------------------------------------------------
-def _compare_exchange(v: SharedTensor, idx: SharedTensor, I, J, keep_min: bool = True):
-    """Positions I get the max and J the min of each pair (one MSB and one select for values and indices)."""
+def _compare_exchange(keys: SharedTensor, vals: SharedTensor, I, J, keep_min: bool = True):
+    """Positions I get the larger and J the smaller key of each pair, the values moving with their keys (one
+    MSB of the key difference and one select of both differences)."""
     I, J = np.asarray(I), np.asarray(J)
-    a, b = v[:, I], v[:, J]
-    ia, ib = idx[:, I], idx[:, J]
+    a, b = keys[:, I], keys[:, J]
+    va, vb = vals[:, I], vals[:, J]
     lt_bit = msb(a - b)  # [a < b]: then swap
-    d, di = b - a, ib - ia
-    stacked = concatenate([d.reshape(d.shape + (1,)), _relabel(di, d.frac).reshape(di.shape + (1,))], axis=-1)
+    d, dv = b - a, vb - va
+    stacked = concatenate([d.reshape(d.shape + (1,)), _relabel(dv, d.frac).reshape(dv.shape + (1,))], axis=-1)
     sel = select(lt_bit.reshape(lt_bit.shape + (1,)), stacked)
-    sd, si = sel[..., 0], _relabel(sel[..., 1], 0)
-    hi_v, hi_i = a + sd, ia + si
+    sd, sv = sel[..., 0], _relabel(sel[..., 1], vals.frac)
+    hi_k, hi_v = a + sd, va + sv
     if not keep_min:
-        return hi_v, hi_i
-    lo_v, lo_i = b - sd, ib - si
-    L = v.shape[1]
+        return hi_k, hi_v
+    lo_k, lo_v = b - sd, vb - sv
+    L = keys.shape[1]
     untouched = np.setdiff1d(np.arange(L), np.concatenate([I, J]))
     order = np.argsort(np.concatenate([I, J, untouched]), kind="stable")
-    new_v = concatenate([hi_v, lo_v, v[:, untouched]], axis=1)[:, order]
-    new_i = concatenate([hi_i, lo_i, idx[:, untouched]], axis=1)[:, order]
-    return new_v, new_i
+    new_k = concatenate([hi_k, lo_k, keys[:, untouched]], axis=1)[:, order]
+    new_v = concatenate([hi_v, lo_v, vals[:, untouched]], axis=1)[:, order]
+    return new_k, new_v
 
 
 def _bitonic_sort_layers(m: int):
@@ -157,14 +168,14 @@ _MAX_F = {
     "offline": f"k*rows*((n-1)*{_CMP_OFFLINE} + (K*T + log2(T))*int(T > 1))",
 }
 _SORT_F = {
-    "rounds": "layers*(2+log2(K)) + 1",
+    "rounds": "layers*(2+log2(K)) + int(T > 1)",
     "comm": f"(N-1)*rows*(C*{_CMP_COMM} + k*log2(T))",
-    "offline": f"rows*(C*{_CMP_OFFLINE} + k*(K*T + log2(T)))",
+    "offline": f"rows*(C*{_CMP_OFFLINE} + k*(K*T + log2(T))*int(T > 1))",
 }
 _SHUFFLE_F = {
-    "rounds": "2 + I*(2+log2(K)) + 1",
+    "rounds": "2 + I*(2+log2(K)) + int(T > 1)",
     "comm": "2*K*rows*n*(int(p != 0) + int(p != 1)) + (N-1)*(Q*(K + 2*(2*K-2-log2(K)) + 1) + rows*k*log2(T))",
-    "offline": "4*K*rows*n + Q*(3*K - 2 - log2(K)) + rows*k*(K*T + log2(T))",
+    "offline": "4*K*rows*n + Q*(3*K - 2 - log2(K)) + rows*k*(K*T + log2(T))*int(T > 1)",
 }
 
 
@@ -195,6 +206,7 @@ def topk_max(x: SharedTensor, k: int):
     n - 1 comparators per extraction. Leaks: nothing. Requires |x| < 2^(K-4-f) so the masking cannot wrap.
     Ref: the repeated-max top-k of CrypTen/SPU, with our batched tournament.
     """
+    _check_rows(x, k, "max")
     return _topk_max(x, k)
 
 
@@ -220,19 +232,26 @@ def _topk_max(x: SharedTensor, k: int):
     vars_doc="rows x n input; layers, C = layers and comparators of the pruned network; T as above",
 )
 def topk_sort(x: SharedTensor, k: int):
-    """Top-k of each row of a (rows, n) tensor by a bitonic network pruned for top-k; sorted descending.
+    """Top-k of each row of a (rows, n) tensor by a bitonic network pruned for top-k; sorted descending, ties
+    to the lower index.
 
     Steps:
-      1. Pad n to a power of two with values below every input; k' = 2^ceil(log2 k).
-      2. Sort chunks of k' descending (bitonic sort network).
+      1. Keys key_j = x_j 2^b + (T - 1 - j) (local; T = n rounded up to a power of two, b = log2 T): distinct,
+         ordered by x and then by the lower index j (a sorting network is not stable: comparing x alone sends
+         ties anywhere). Pad to T with keys -2^(K-2) + (T - 1 - j), below every input's; k' = 2^ceil(log2 k).
+      2. Sort chunks of k' descending by key (bitonic sort network).
       3. While more than one chunk is left: pair chunks, keep max(A[i], B[k'-1-i]) (one comparator layer,
          minima dropped), then a bitonic merge of each surviving chunk (log2 k' layers).
-      4. Take the first k; rotation one-hot of the carried indices (1 round).
-    Every comparator is an MSB and one select moving value and index together.
-    Rounds: layers (2 + log2 K) + 1. Comm: (N-1) rows (C (K + 2(2K-2-log2 K) + 1 + 2K) + k log2 T) bits.
-    Leaks: nothing (data-independent network). Ref: Batcher, "Sorting networks and their applications",
-    AFIPS 1968; the top-k pruning as in GPU bitonic top-k.
+      4. Take the first k; rotation one-hot of T - 1 - j = key mod T, read backwards (1 round);
+         index = onehot @ (0..n-1) (local).
+    Every comparator is an MSB of the key difference and one select moving key and value together.
+    Rounds: layers (2 + log2 K) + 1 (no one-hot round when n = 1).
+    Comm: (N-1) rows (C (K + 2(2K-2-log2 K) + 1 + 2K) + k log2 T) bits.
+    Leaks: nothing (data-independent network). Requires |x| < 2^(K-2-b-f) so that key differences do not
+    wrap. Ref: Batcher, "Sorting networks and their applications", AFIPS 1968; the top-k pruning as in GPU
+    bitonic top-k; index-packed keys as in ``topk_shuffle``.
     """
+    _check_rows(x, k, "sort")
     return _topk_sort(x, k)
 
 
@@ -240,17 +259,17 @@ def _topk_sort(x: SharedTensor, k: int):
     session = x.session
     rows, n = x.shape
     n2 = _pow2_at_least(n)
-    idx = session.zeros((rows, n), frac_bits=0) + np.arange(n, dtype=np.int64)
-    v = x
-    if n2 > n:  # pad with values below any input and indices >= n (they never reach the top k <= n)
-        floor = -(1 << (session.ring.bits - 3)) if x.frac == 0 else -(2.0 ** (session.ring.bits - 3 - x.frac))
-        v = concatenate([v, session.zeros((rows, n2 - n), frac_bits=x.frac) + floor], axis=1)
-        idx = concatenate([idx, session.zeros((rows, n2 - n), frac_bits=0) + np.arange(n, n2)], axis=1)
+    low = np.arange(n2 - 1, -1, -1, dtype=np.int64)  # T - 1 - j: the larger key for the lower index
+    keys, vals = pack_keys(x, low[:n], n2.bit_length() - 1), x
+    if n2 > n:  # pad keys below every input's (they never reach the top k <= n); their values are never read
+        pad = session.zeros((rows, n2 - n), frac_bits=0) + (low[n:] - (1 << (session.ring.bits - 2)))
+        keys = concatenate([keys, pad], axis=1)
+        vals = concatenate([vals, session.zeros((rows, n2 - n), frac_bits=x.frac)], axis=1)
     plan, _ = sort_network_plan(n, k)
     for kind, (I, J) in plan:
-        v, idx = _compare_exchange(v, idx, I, J, keep_min=(kind == "cx"))
-    values, index = v[:, :k], idx[:, :k]
-    return values, onehot_rotation(index, n), index
+        keys, vals = _compare_exchange(keys, vals, I, J, keep_min=(kind == "cx"))
+    oh = onehot_rotation(keys[:, :k], n2, check_domain=False)[..., ::-1][..., :n]  # key mod T = T - 1 - j
+    return vals[:, :k], oh, oh @ np.arange(n, dtype=np.int64)
 
 
 @protocol(
@@ -283,10 +302,11 @@ def shuffle(t: SharedTensor) -> SharedTensor:
     bits = session.ring.bits * t.size
     for permuter in (0, 1):
         perm, a, b, delta = session.dealer.shuffle_pass(t.shape, permuter)
+        messages = session.backend.shuffle_messages(payload, a)
         sends = [(q, permuter, bits) for q in range(session.parties) if q != permuter]
         session._check_open()
-        depth = session.channel.exchange("reshare", sends, depth)
-        payload = session.backend.shuffle_apply(payload, perm, a, b, delta, permuter)
+        depth = session.channel.exchange("reshare", sends, depth, contents=messages)
+        payload = session.backend.shuffle_apply(messages, perm, b, delta, permuter)
     return t._like(payload, t.shape, depth=depth)
 
 
@@ -454,6 +474,7 @@ def _quicksort(session, keys: SharedTensor, chosen, sim_ranks):
 
 @protocol(
     "topk_shuffle",
+    leaked={"open_outcomes": "independent"},
     **_SHUFFLE_F,
     kind="randomized",
     leaks="nothing: opened comparison outcomes of shuffled distinct keys are independent of the data",
@@ -477,12 +498,14 @@ def topk_shuffle(x: SharedTensor, k: int, sorted: bool = False):
       4. Optionally (sorted=True) quicksort the k chosen the same way.
       5. Values from the shuffled x at the chosen (public, shuffled) positions; one-hot by rotation from
          the key (reduced mod 2^b = j); index = onehot @ (0..n-1) (local).
-    Rounds: 2 + I (2 + log2 K) + 1, I = comparison batches (a random variable independent of the data).
+    Rounds: 2 + I (2 + log2 K) + 1 (no one-hot round when n = 1), I = comparison batches (a random variable
+    independent of the data).
     Comm: the shuffle moves (key, x) pairs, 2 K rows n bits per non-permuting pass; (N-1)(K + 2(2K-2-log2 K)
     + 1) bits per comparison, Q comparisons in all (about 2.2-2.6 n per row); and the one-hot.
     Leaks: nothing beyond the output (see the module docstring). Requires |x| < 2^(K-2-b-f).
     Ref: Chase-Ghosh-Poburinnaya, ASIACRYPT 2020; Hoare, "Algorithm 65: Find", CACM 1961.
     """
+    _check_rows(x, k, "shuffle")
     return _topk_shuffle(x, k, sorted)
 
 
@@ -515,43 +538,100 @@ def estimate(method: str, rows: int, n: int, k: int, K: int = 64, N: int = 2) ->
     L = int(math.log2(K))
     cmp_bits = (N - 1) * (K + 2 * (2 * K - 2 - L))
     sel2_bits = (N - 1) * (1 + 2 * K)
+    oh_round = int(n > 1)  # the rotation one-hot's round (none over a single position)
     if method == "max":
-        rounds = k * (levels(n) * (2 + L) + 1)
+        rounds = k * (levels(n) * (2 + L) + oh_round)
         bits = k * rows * ((n - 1) * (cmp_bits + sel2_bits) + (N - 1) * int(math.log2(_pow2_at_least(n))))
     elif method == "sort":
         plan, comparators = sort_network_plan(n, k)
-        rounds = len(plan) * (2 + L) + 1
+        rounds = len(plan) * (2 + L) + oh_round
         bits = rows * comparators * (cmp_bits + sel2_bits) + rows * k * (N - 1) * int(math.log2(_pow2_at_least(n)))
     elif method == "shuffle":
         ranks = np.stack([np.random.default_rng(i).permutation(n) for i in range(min(rows, 8))])
         iterations, comparisons, _ = quickselect_plan(ranks, k)
         comparisons = comparisons / len(ranks) * rows
-        rounds = 2 + iterations * (2 + L) + 1
+        rounds = 2 + iterations * (2 + L) + oh_round
         bits = 2 * K * rows * n + comparisons * (cmp_bits + (N - 1)) + rows * k * (N - 1) * int(math.log2(_pow2_at_least(n)))
     else:
         raise ValueError(f"unknown top-k method {method!r}")
     return rounds, bits / 8
 
 
-def choose_method(rows: int, n: int, k: int, K: int = 64, N: int = 2) -> str:
+def _index_bits(n: int) -> int:
+    """b = ceil(log2 n) (at least 1): the index bits the sort and shuffle methods pack below x."""
+    return max(1, (int(n) - 1).bit_length())
+
+
+def domain_log2(method: str, n: int, K: int) -> int:
+    """log2 of the bound on |x| as a ring integer (|x| 2^frac) below which ``method`` is exact on rows of n:
+    max masks each winner by 2^(K-3) (K - 4); sort and shuffle compare keys x 2^b + low (K - 2 - b)."""
+    return K - 4 if method == "max" else K - 2 - _index_bits(n)
+
+
+def required_log2(K: int, f: int) -> int:
+    """The range (log2, ring integers) a method's domain must cover: 2^(K-2-f), where x times a real of
+    magnitude up to 1 still truncates exactly (at scale 2^(frac+f) below 2^(K-2)), capped at max's 2^(K-4)."""
+    return min(K - 2 - f, K - 4)
+
+
+def in_domain(method: str, n: int, K: int, f: int) -> bool:
+    """Whether ``method``'s domain covers the session's product range (public: n, K and f only)."""
+    return domain_log2(method, n, K) >= required_log2(K, f)
+
+
+def choose_method(rows: int, n: int, k: int, K: int = 64, N: int = 2, f: int | None = None) -> str:
+    """The in-domain method (``in_domain``; f defaults to the session default for K) of lowest estimated
+    LAN latency."""
+    f = DEFAULT_FRAC_BITS[K] if f is None else f
+
     def latency(m):
         rounds, nbytes = estimate(m, rows, n, k, K, N)
         return rounds * LAN_HALF_RTT_S + nbytes * 8 / LAN_BPS
 
-    return min(("max", "sort", "shuffle"), key=latency)
+    return min((m for m in ("max", "sort", "shuffle") if in_domain(m, n, K, f)), key=latency)
+
+
+def _check_domain(x: SharedTensor, method: str, n: int) -> None:
+    """ValueError when an explicitly chosen method's domain does not cover the session's product range."""
+    K, f, fx = x.session.ring.bits, x.session.frac_bits, x.frac
+    if in_domain(method, n, K, f):
+        return
+    dom, req = domain_log2(method, n, K), required_log2(K, f)
+    raise ValueError(
+        f"topk method={method!r} on rows of n={n} is exact only for |x| < 2^{dom - fx} (K={K}, frac={fx}, "
+        f"{_index_bits(n)} index bits packed below x), short of the session's product range |x| < 2^{req - fx} "
+        f"(f={f}); use method='max' or 'auto', or rows of n <= {2 ** max(f, 2)}")
+
+
+def _check_k(k, n: int) -> None:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= n:
+        raise ValueError(f"k must be an integer in [1, {n}], got {k!r}")
+
+
+def _check_rows(x: SharedTensor, k, method: str) -> None:
+    """The arguments of topk_max / topk_sort / topk_shuffle: a non-empty (rows, n) tensor, k in [1, n], and
+    the method's domain."""
+    if x.ndim != 2 or x.size == 0:
+        raise ValueError(f"topk_{method} takes a non-empty (rows, n) tensor, got shape {x.shape} (protocols.topk "
+                         "takes any axis)")
+    _check_k(k, x.shape[1])
+    _check_domain(x, method, x.shape[1])
 
 
 def _resolve(x: SharedTensor, k: int, axis: int, method: str):
     """(rows, n, the method that runs) for topk's arguments; raises on bad ones."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    check_axis(x, axis, "topk")
+    if x.size == 0:
+        raise ValueError(f"topk of an empty tensor (shape {x.shape}): nothing to select")
     shape = np.moveaxis(np.broadcast_to(np.empty((), dtype=bool), x.shape), axis, -1).shape  # no data
     lead, n = shape[:-1], shape[-1]
-    if not isinstance(k, (int, np.integer)) or not 1 <= k <= n:
-        raise ValueError(f"k must be an integer in [1, {n}], got {k!r}")
+    _check_k(k, n)
     rows = int(np.prod(lead, dtype=np.int64))
     if method == "auto":
-        method = choose_method(rows, n, k, x.session.ring.bits, x.session.parties)
+        method = choose_method(rows, n, k, x.session.ring.bits, x.session.parties, x.session.frac_bits)
+    _check_domain(x, method, n)
     return rows, n, method
 
 

@@ -14,12 +14,23 @@ from .arith import _rng_values
 from .registry import protocol
 
 
+def check_shift(x: SharedTensor, shift, top: int, name: str) -> int:
+    """``shift`` as an int; ValueError unless an integer in [0, top] (the protocol's bound) and at most x's
+    scale (the result, at scale x.frac - shift, cannot have a negative number of fractional bits)."""
+    K = x.session.ring.bits
+    if isinstance(shift, bool) or not isinstance(shift, (int, np.integer)) or not 0 <= shift <= top:
+        raise ValueError(f"{name}: the shift must be an integer in [0, {top}] for a {K}-bit ring, got {shift!r}")
+    if shift > x.frac:
+        raise ValueError(f"{name}: cannot shift a tensor at scale 2^{x.frac} by {shift} bits (the result's scale "
+                         f"would be 2^{x.frac - shift}); the shift must be in [0, {min(top, x.frac)}]")
+    return int(shift)
+
+
 def truncate(x: SharedTensor, shift: int) -> SharedTensor:
     """Divide by 2^shift with the session's truncation protocol; the scale drops by ``shift``."""
+    shift = check_shift(x, shift, x.session.ring.bits - 2, "truncate")
     if shift == 0:
         return x
-    if not 0 < shift < x.session.ring.bits - 1:
-        raise ValueError(f"cannot truncate by {shift} bits in a {x.session.ring.bits}-bit ring")
     if x.session.trunc == "local":
         return trunc_local(x, shift)
     return trunc_pr(x, shift)
@@ -43,7 +54,7 @@ def _example_trunc(s):
     vars_doc="n = elements",
 )
 def trunc_local(x: SharedTensor, shift: int) -> SharedTensor:
-    """SecureML share-wise truncation (two parties only).
+    """SecureML share-wise truncation (two parties only); the shift d is an integer in [0, K - 1], at most x.frac.
 
     Steps:
       1. Party 0 computes x0 >> d; party 1 computes -((-x1) >> d), logical shifts of K-bit values.
@@ -54,6 +65,7 @@ def trunc_local(x: SharedTensor, shift: int) -> SharedTensor:
     """
     if x.session.parties != 2:
         raise ValueError("local truncation is only correct for two parties")
+    shift = check_shift(x, shift, x.session.ring.bits - 1, "trunc_local")
     x.session._work("trunc_local", elems=2 * x.size)
     payload = x.session.backend.trunc_local(x.payload, shift)
     return SharedTensor(x.session, payload, x.shape, x.frac - shift, x.depth, call=x.call)
@@ -73,7 +85,8 @@ def trunc_local(x: SharedTensor, shift: int) -> SharedTensor:
 def trunc_pr(x: SharedTensor, shift: int) -> SharedTensor:
     """Probabilistic truncation with MSB correction, any number of parties.
 
-    Requires x in [-2^(K-2), 2^(K-2)) (signed). Write x' = x + 2^(K-2), which lies in [0, 2^(K-1)).
+    Requires x in [-2^(K-2), 2^(K-2)) (signed) and an integer shift d in [0, K - 2], at most x.frac.
+    Write x' = x + 2^(K-2), which lies in [0, 2^(K-1)).
     Steps:
       1. Dealer: r uniform in Z_2^K; shares of r, of r' = (r mod 2^(K-1)) >> d and of r_{K-1} (top bit).
       2. Open c = x' + r (one call).
@@ -88,6 +101,7 @@ def trunc_pr(x: SharedTensor, shift: int) -> SharedTensor:
     Ref: Escudero, Ghosh, Keller, Rachuri, Scholl, "Improved primitives for MPC over mixed
     arithmetic-binary circuits", CRYPTO 2020 (eprint 2020/338), Sec. 5; SPU's ``TruncAPr``.
     """
+    shift = check_shift(x, shift, x.session.ring.bits - 2, "trunc_pr")  # 2^(K-2-d) below needs d <= K - 2
     if x.ndim != 1:  # work on a flat view so public arrays never collapse to numpy scalars
         return trunc_pr.__wrapped__(x.reshape(-1), shift).reshape(x.shape)
     session = x.session

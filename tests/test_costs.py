@@ -110,7 +110,10 @@ def test_dispatching_protocols_declare_the_variant_that_runs(parties, ring_bits)
             declared = entry.declared_for(s, *args, messages=messages, **kwargs)
             assert measured == declared, (name, kwargs, backend, measured, declared)
     dims = REGISTRY["topk"].dims(s.placeholder((32, 512)), 50)
-    assert (dims["mx"], dims["so"], dims["sh"]) == (0, 0, 1)  # auto picks shuffle on the shape
+    # auto picks shuffle on the shape at K = 64; at K = 32 (f = 8) its packed keys (9 index bits) leave
+    # the session's product range, and so do sort's: max is the one method in its domain
+    expected = (0, 0, 1) if ring_bits == 64 else (1, 0, 0)
+    assert (dims["mx"], dims["so"], dims["sh"]) == expected
 
 
 @pytest.mark.parametrize("parties", [2, 3])
