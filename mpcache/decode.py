@@ -125,6 +125,7 @@ def decode_step(run: DecodeRun, x: SharedTensor | None = None) -> SharedTensor:
         x = _secret(session, (1, model.hidden), rng, 0, 1.0)
     d, hkv, group = model.head_dim, model.n_kv_heads, model.heads // model.n_kv_heads
     step: dict = {}  # cross-layer state of this step (e.g. shared selection indices)
+    session.barrier()  # the setup (masked weights and cache) and earlier steps are done when a step starts
     with session.scope("step"):
         for layer in range(model.layers):
             w, kv = run.weights[layer], run.caches[layer]

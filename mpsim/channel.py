@@ -29,7 +29,7 @@ class Opening:
     width: int
     depth: int = 0
     kind: str = "A"  # "A": additive shares, opened by summing; "B": XOR shares, opened by XOR
-    call: int = -1  # the call that produced the value (for the call graph)
+    calls: frozenset = frozenset()  # the calls whose results the value combines (for the call graph)
 
 
 @dataclass(frozen=True)
@@ -99,6 +99,11 @@ class Channel:
         value of the new phase; rounds within the phase are then its own critical path."""
         self.floor = self.max_depth
 
+    def frontier(self, depth: int) -> frozenset:
+        """The default parents of a value made at ``depth``: the latest call there (none at depth 0)."""
+        call = self.latest_call(depth)
+        return frozenset((call,)) if call >= 0 else frozenset()
+
     def latest_call(self, depth: int) -> int:
         """The most recent call at ``depth`` (-1 for depth 0 or none)."""
         return self._latest_at_depth.get(depth, -1)
@@ -156,7 +161,7 @@ class Channel:
         elements = sum(int(np.prod(item.shape, dtype=np.int64)) for item in items)
         self.ledger.record_work(self.profiler.path, op, 0, elements * self.parties)
         deepest = max((item.depth for item in items), default=0)
-        parents = [item.call for item in items if item.depth > 0]
+        parents = [c for item in items if item.depth > 0 for c in item.calls]
         depth = self.exchange(op, sends, deepest, parents)
         if simulate is not None and not self.backend.has_data:
             values = list(simulate(self.backend.sim_rng))

@@ -173,6 +173,13 @@ class Session:
         """``with s.scope("layer"):`` tags every message inside with the scope path (scopes nest)."""
         return self.profiler.scope(name)
 
+    def barrier(self) -> None:
+        """Start a new phase (a decode step after the setup): every value computed so far counts as available
+        now, so rounds within the phase are its own critical path, whatever depth stamps its inputs carry.
+        Without it, a product with a masked KV cache made in the setup would start from the setup's depth
+        while a fresh input starts from 0, and the phase's distinct depths would overcount its rounds."""
+        self.channel.barrier()
+
     def mark(self) -> int:
         """A position in the ledger, for ``cost(since=mark)``."""
         return len(self.ledger)
@@ -253,7 +260,7 @@ class Session:
         """
         self._check_open()
         widths = widths or [t.width if t.kind == "B" else self.ring.bits for t in tensors]
-        items = [Opening(t.payload, t.shape, w, t.depth, t.kind, t.call) for t, w in zip(tensors, widths)]
+        items = [Opening(t.payload, t.shape, w, t.depth, t.kind, t.calls) for t, w in zip(tensors, widths)]
         return self.channel.open(op, items, to=to, simulate=simulate)
 
 

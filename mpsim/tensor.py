@@ -75,7 +75,7 @@ class SharedTensor:
     __array_priority__ = 1000
 
     def __init__(self, session, payload, shape, frac: int, depth: int = 0, kind: str = "A", width: int | None = None,
-                 call: int | None = None):
+                 calls=None):
         if kind not in ("A", "B"):
             raise ValueError(f"kind is 'A' (arithmetic, additive shares) or 'B' (boolean, XOR shares), got {kind!r}")
         self.session = session
@@ -89,7 +89,7 @@ class SharedTensor:
         self.width = session.ring.bits if width is None else int(width)
         # The channel call that produced this value's deepest dependency (-1: none), for the call graph. By
         # default the latest call at this depth: protocols build their outputs right after their own call.
-        self.call = session.channel.latest_call(self.depth) if call is None else int(call)
+        self.calls = session.channel.frontier(self.depth) if calls is None else frozenset(calls)
 
     # -- basic properties ----------------------------------------------------------------------------------
     @property
@@ -155,7 +155,7 @@ class SharedTensor:
         return self.payload
 
     # -- construction helpers ------------------------------------------------------------------------------
-    def _like(self, payload, shape, frac=None, depth=None, kind=None, width=None, call=None) -> "SharedTensor":
+    def _like(self, payload, shape, frac=None, depth=None, kind=None, width=None, calls=None) -> "SharedTensor":
         return SharedTensor(
             self.session,
             payload,
@@ -164,7 +164,7 @@ class SharedTensor:
             self.depth if depth is None else depth,
             self.kind if kind is None else kind,
             self.width if width is None else width,
-            (self.call if depth is None else None) if call is None else call,
+            (self.calls if depth is None else None) if calls is None else calls,
         )
 
     def _view(self, fn) -> "SharedTensor":
@@ -297,8 +297,7 @@ class SharedTensor:
             shape = self._broadcast_shape(b.shape)
             nd = len(shape)
             payload = self.session.backend.map(kernels.ring_add, a._payload_nd(nd), b._payload_nd(nd))
-            deeper = a if a.depth >= b.depth else b
-            return a._like(payload, shape, depth=deeper.depth, call=deeper.call)
+            return a._like(payload, shape, depth=max(a.depth, b.depth), calls=a.calls | b.calls)
         if not isinstance(other, (Number, np.ndarray, list, tuple)):
             return NotImplemented
         _check_real(other)
@@ -428,4 +427,5 @@ def _join(tensors, fn, what: str) -> SharedTensor:
         )
     width = max(t.width for t in tensors)
     deepest = max(tensors, key=lambda t: t.depth)
-    return SharedTensor(first.session, payload, shape, frac, deepest.depth, first.kind, width, deepest.call)
+    calls = frozenset().union(*(t.calls for t in tensors))
+    return SharedTensor(first.session, payload, shape, frac, deepest.depth, first.kind, width, calls)

@@ -238,8 +238,8 @@ def beaver_matmul(x: SharedTensor, y: SharedTensor) -> SharedTensor:
 def _ring_sub(x: SharedTensor, mask: SharedTensor) -> SharedTensor:
     """x - mask as raw ring elements (scales ignored: the mask is a uniformly random ring element)."""
     if mask.payload is None:
-        return SharedTensor(x.session, None, x.shape, 0, x.depth, call=x.call)
+        return SharedTensor(x.session, None, x.shape, 0, x.depth, calls=x.calls)
     from mpsim import kernels
 
     payload = x.session.backend.map(kernels.ring_sub, x.payload, mask.payload)
-    return SharedTensor(x.session, payload, x.shape, 0, x.depth, call=x.call)
+    return SharedTensor(x.session, payload, x.shape, 0, x.depth, calls=x.calls)

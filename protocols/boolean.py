@@ -274,7 +274,7 @@ def _subtraction_signals(x: SharedTensor):
     g = public_and_shared(c, not_r)
     p = xor(not_r, c) if c is not None else _bool(x.session, None, x.shape, depth, x.session.ring.bits)
     g.depth = p.depth = depth
-    g.call = p.call = x.session.channel.latest_call(depth)
+    g.calls = p.calls = x.session.channel.frontier(depth)
     return g, p
 
 

@@ -39,7 +39,7 @@ def mul_public(x: SharedTensor, value: np.ndarray) -> SharedTensor:
     public = session.ring.encode(value, f)
     shape = x._broadcast_shape(public.shape)
     payload = session.backend.map(lambda p: kernels.ring_mul(p, public), x._payload_nd(len(shape)))
-    return truncate(SharedTensor(session, payload, shape, x.frac + f, x.depth, call=x.call), min(x.frac, f))
+    return truncate(SharedTensor(session, payload, shape, x.frac + f, x.depth, calls=x.calls), min(x.frac, f))
 
 
 def matmul_public(x: SharedTensor, value: np.ndarray, public_on_left: bool) -> SharedTensor:
@@ -66,7 +66,7 @@ def matmul_public(x: SharedTensor, value: np.ndarray, public_on_left: bool) -> S
         pub = public.reshape(rshape if not public_on_left else lshape)
         rows = [kernels.ring_matmul(pub, row) if public_on_left else kernels.ring_matmul(row, pub) for row in xs]
         payload = session.ring.reduce(np.ascontiguousarray(np.stack(rows)))
-    out = SharedTensor(session, payload, shape, x.frac + f, x.depth, call=x.call)
+    out = SharedTensor(session, payload, shape, x.frac + f, x.depth, calls=x.calls)
     if squeeze:
         out = out.squeeze(tuple(squeeze))
     return truncate(out, min(x.frac, f))

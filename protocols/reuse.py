@@ -40,9 +40,9 @@ class MaskedOperand:
     Build with ``session.reusable(w)``; use as the right operand: ``x @ wm``.
     """
 
-    def __init__(self, session, shape, frac, depth, opened, mask_shares, dealer_mask, call=None):
+    def __init__(self, session, shape, frac, depth, opened, mask_shares, dealer_mask, calls=None):
         self.session = session
-        self.call = session.channel.latest_call(depth) if call is None else call
+        self.calls = session.channel.frontier(depth) if calls is None else frozenset(calls)
         self.shape = tuple(shape)
         self.frac = frac
         self.depth = depth
@@ -73,7 +73,7 @@ class MaskedOperand:
         """Apply a local shape operation to D, B's shares and the dealer's B alike (same value, same mask)."""
         shape = _shape_after(self.shape, fn)
         if self.opened is None:
-            return MaskedOperand(self.session, shape, self.frac, self.depth, None, None, None, self.call)
+            return MaskedOperand(self.session, shape, self.frac, self.depth, None, None, None, self.calls)
         shares = np.ascontiguousarray(np.stack([fn(row) for row in self.mask_shares]))
         return MaskedOperand(
             self.session, shape, self.frac, self.depth, np.ascontiguousarray(fn(self.opened)), shares,
@@ -115,7 +115,7 @@ class MaskedOperand:
         payload = None
         if self.opened is not None:
             payload = self.session.backend.add_public(self.mask_shares, self.opened)
-        return SharedTensor(self.session, payload, self.shape, self.frac, self.depth, call=self.call)
+        return SharedTensor(self.session, payload, self.shape, self.frac, self.depth, calls=self.calls)
 
     def append(self, rows: SharedTensor, axis: int = -2) -> "MaskedOperand":
         """W with ``rows`` concatenated along ``axis``; only the new rows are masked (fresh) and opened."""
@@ -133,13 +133,15 @@ class MaskedOperand:
         if new.shape != expected:
             raise ValueError(f"update at {len(index)} positions needs rows of shape {expected}, got {new.shape}")
         if self.opened is None:
-            return MaskedOperand(self.session, self.shape, self.frac, max(self.depth, new.depth), None, None, None)
+            return MaskedOperand(self.session, self.shape, self.frac, max(self.depth, new.depth), None, None, None,
+                                 self.calls | new.calls)
         opened, shares, dealer = self.opened.copy(), self.mask_shares.copy(), self.dealer_mask.copy()
         sl = (slice(None),) * axis + (index,)
         opened[sl] = new.opened
         dealer[sl] = new.dealer_mask
         shares[(slice(None),) + sl] = new.mask_shares
-        return MaskedOperand(self.session, self.shape, self.frac, max(self.depth, new.depth), opened, shares, dealer)
+        return MaskedOperand(self.session, self.shape, self.frac, max(self.depth, new.depth), opened, shares, dealer,
+                             self.calls | new.calls)
 
 
 def _concat(a: MaskedOperand, b: MaskedOperand, axis: int) -> MaskedOperand:
@@ -151,14 +153,14 @@ def _concat(a: MaskedOperand, b: MaskedOperand, axis: int) -> MaskedOperand:
     if len(a.shape) != len(b.shape) or any(x != y for i, (x, y) in enumerate(zip(a.shape, b.shape)) if i != axis):
         raise ValueError(f"cannot append shape {b.shape} to {a.shape} along axis {axis}: the other axes differ")
     shape = tuple(x + y if i == axis else x for i, (x, y) in enumerate(zip(a.shape, b.shape)))
-    depth = max(a.depth, b.depth)
+    depth, calls = max(a.depth, b.depth), a.calls | b.calls
     if a.opened is None:
-        return MaskedOperand(a.session, shape, a.frac, depth, None, None, None)
+        return MaskedOperand(a.session, shape, a.frac, depth, None, None, None, calls)
     return MaskedOperand(
         a.session, shape, a.frac, depth,
         np.concatenate([a.opened, b.opened], axis=axis),
         np.concatenate([a.mask_shares, b.mask_shares], axis=axis + 1),
-        np.concatenate([a.dealer_mask, b.dealer_mask], axis=axis),
+        np.concatenate([a.dealer_mask, b.dealer_mask], axis=axis), calls,
     )
 
 
@@ -225,7 +227,8 @@ def matmul_reused(x: SharedTensor, operand: MaskedOperand) -> SharedTensor:
     z = session.backend.matmul_combine(c, a, operand.mask_shares, e, operand.opened)
     session._work("combine", macs=3 * int(np.prod(shape, dtype=np.int64)) * x2.shape[-1],
                   elems=3 * int(np.prod(shape, dtype=np.int64)))
-    out = SharedTensor(session, z, shape, x.frac + operand.frac, max(depth, operand.depth))
+    out = SharedTensor(session, z, shape, x.frac + operand.frac, max(depth, operand.depth),
+                       calls=session.channel.frontier(depth) | operand.calls)
     return out.squeeze(squeeze) if squeeze else out
 
 
@@ -296,16 +299,17 @@ def gather_rotated(operand: MaskedOperand, index: SharedTensor, check_domain: bo
         table = np.empty((1, w), np.uint64)
     r, e_r, rot = session.dealer.rotation_table(index.shape, P, table)
     _, c, depth = _open_rotation(index, r, P)
+    calls = session.channel.frontier(depth) | operand.calls
     depth = max(depth, operand.depth)
     if c is None:
-        return SharedTensor(session, None, shape, operand.frac, depth)
+        return SharedTensor(session, None, shape, operand.frac, depth, calls=calls)
     e_i = _rotate(e_r, c, T)  # (N, ..., k, T)
     b_i = np.take_along_axis(rot, np.broadcast_to(c[..., None, None], rot.shape[:1] + c.shape + (1, w)), axis=-2)
     d_pub = np.ascontiguousarray(operand.opened)
     d_i = np.stack([kernels.ring_matmul(np.ascontiguousarray(row), d_pub) for row in e_i])
     session._work("combine", macs=int(index.size) * T * w, elems=int(index.size) * w)
     payload = session.backend.map(lambda a, b: a + b[..., 0, :], d_i, b_i)
-    return SharedTensor(session, payload, shape, operand.frac, depth)
+    return SharedTensor(session, payload, shape, operand.frac, depth, calls=calls)
 
 
 def _scatter_dims(x, index, n):

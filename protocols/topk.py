@@ -327,7 +327,7 @@ def _compare_round(session, keys: SharedTensor, rows_idx, i_idx, j_idx, sim_rank
     outcome, depth = _open_outcomes(session, greater, simulate if sim_ranks is not None else None)
     # What happens next is chosen by these public outcomes: it cannot start before they are known.
     if depth >= keys.depth:
-        keys.depth, keys.call = depth, session.channel.latest_call(depth)
+        keys.depth, keys.calls = depth, session.channel.frontier(depth)
     return outcome
 
 
@@ -525,7 +525,7 @@ def _topk_shuffle(x: SharedTensor, k: int, sorted_: bool):
         chosen = _quicksort(session, sh_keys, chosen, sim_ranks)
     rows_idx = np.repeat(np.arange(rows), k).reshape(rows, k)
     pos = np.stack(chosen).astype(np.int64) if rows else np.zeros((0, k), np.int64)
-    sh_x.depth, sh_x.call = sh_keys.depth, sh_keys.call  # the chosen positions are known after the last opening
+    sh_x.depth, sh_x.calls = sh_keys.depth, sh_keys.calls  # the chosen positions are known after the last opening
     values = sh_x[rows_idx, pos]
     oh = onehot_rotation(sh_keys[rows_idx, pos], n, check_domain=False)[..., ::-1]  # key mod 2^b = n - 1 - j
     index = oh @ np.arange(n, dtype=np.int64)

@@ -68,7 +68,7 @@ def trunc_local(x: SharedTensor, shift: int) -> SharedTensor:
     shift = check_shift(x, shift, x.session.ring.bits - 1, "trunc_local")
     x.session._work("trunc_local", elems=2 * x.size)
     payload = x.session.backend.trunc_local(x.payload, shift)
-    return SharedTensor(x.session, payload, x.shape, x.frac - shift, x.depth, call=x.call)
+    return SharedTensor(x.session, payload, x.shape, x.frac - shift, x.depth, calls=x.calls)
 
 
 @protocol(
@@ -108,7 +108,7 @@ def trunc_pr(x: SharedTensor, shift: int) -> SharedTensor:
     ring = session.ring
     K = ring.bits
     r, r_low, r_top = session.dealer.trunc_pair(x.shape, shift)
-    masked = SharedTensor(session, r, x.shape, 0, x.depth, call=x.call)
+    masked = SharedTensor(session, r, x.shape, 0, x.depth, calls=x.calls)
     shifted = x._like(x.payload, x.shape, frac=0) + ring.const(1 << (K - 2))  # public constant: party 0 adds
     opened = shifted._like(_add_payload(session, shifted.payload, masked.payload), x.shape)
     (c,), depth = session._open("open", [opened])
