@@ -422,7 +422,7 @@ def test_comparison_table_ratios():
 
 
 def test_report_on_count_backend_workload():
-    from mpsim.demo import run_attention_step
+    from mpsim.cli.demo import run_attention_step
 
     s = mpsim.Session(parties=3, seed=0, backend="count")
     run_attention_step(s, seq=16, heads=2, head_dim=8)

@@ -15,7 +15,7 @@ import pytest
 
 import mpsim
 import protocols as P
-from mpsim import cli
+from mpsim.cli import commands as cli
 from protocols.topk import choose_method
 from protocols.nonlinear import Twin, twin_exp, twin_reciprocal
 from protocols.registry import REGISTRY

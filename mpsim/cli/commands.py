@@ -95,7 +95,7 @@ def _profiles(args) -> int:
 
 
 def _session_for(args):
-    from .session import Session
+    from mpsim.session import Session
 
     return Session(parties=args.parties, ring_bits=args.ring, frac_bits=args.frac, seed=args.seed,
                    backend=args.backend)

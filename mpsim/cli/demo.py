@@ -15,7 +15,7 @@ from rich.console import Console
 import protocols as P
 from rich.table import Table
 
-from .session import Session
+from mpsim.session import Session
 
 
 def run_attention_step(session: Session, seq: int, heads: int, head_dim: int):
