@@ -35,6 +35,7 @@ from .channel import Channel, Opening
 from .dealer import Dealer
 from .ledger import Cost, Ledger, cost_of
 from .profiler import Profiler
+from .scheme import load_scheme
 from .ring import Ring
 from .tensor import SharedTensor
 
@@ -73,6 +74,7 @@ class Session:
         max_abs: float | None = None,
         check_domain: bool = False,
         approx=None,
+        scheme="additive",
     ):
         if not isinstance(parties, (int, np.integer)) or isinstance(parties, bool) or parties < 2:
             raise ValueError(f"parties must be an integer >= 2, got {parties!r}")
@@ -93,6 +95,8 @@ class Session:
         self.check_domain = bool(check_domain)
         # Approximation knobs of the non-linear protocols (protocols.nonlinear.NonlinearConfig); None: defaults.
         self.approx = approx
+        # The sharing scheme's primitives (mpsim/scheme.py): found by name, so the engine imports no protocol.
+        self.scheme = load_scheme(scheme)
         self.prg = PRG(seed)
         self.ledger = Ledger(self.parties)
         self.profiler = Profiler()
@@ -106,6 +110,7 @@ class Session:
     @property
     def config(self) -> dict:
         return {
+            "scheme": self.scheme.name,
             "parties": self.parties,
             "ring_bits": self.ring.bits,
             "frac_bits": self.frac_bits,
@@ -119,11 +124,7 @@ class Session:
 
     def _approx_dict(self):
         """The approximation knobs in force (the defaults when none were given)."""
-        approx = self.approx
-        if approx is None:
-            from protocols.nonlinear import NonlinearConfig
-
-            approx = NonlinearConfig()
+        approx = self.scheme.approx_config() if self.approx is None else self.approx
         return approx.as_dict() if hasattr(approx, "as_dict") else approx
 
     def truncation_failure_log2(self) -> float:
@@ -210,10 +211,9 @@ class Session:
 
     # -- data in and out ---------------------------------------------------------------------------------------
     def input(self, values, owner: int = 0, frac_bits: int | None = None) -> SharedTensor:
-        """Secret-share ``values`` held by party ``owner`` (see ``protocols.arith.share_input``)."""
-        from protocols.arith import share_input
-
-        return share_input(self, values, owner=owner, frac_bits=frac_bits)
+        """Secret-share ``values`` held by party ``owner`` (the scheme's input protocol; additive:
+        ``protocols.arith.share_input``)."""
+        return self.scheme.input(self, values, owner, frac_bits)
 
     def reveal(self, x: SharedTensor, to: int | None = None):
         """Open ``x`` to every party (``to=None``) or to one party; counted. Returns decoded values.
@@ -221,9 +221,7 @@ class Session:
         Fixed-point tensors decode to float64, integer tensors (frac 0) to int64. Under the count backend
         the result is a :class:`Unrevealed` placeholder whose values cannot be read.
         """
-        from protocols.arith import reveal
-
-        return reveal(x, to=to)
+        return self.scheme.reveal(x, to=to)
 
     def placeholder(self, shape, owner: int = 0, frac_bits: int | None = None) -> SharedTensor:
         """A secret input known only by its shape, for the count backend (full-size models without data).
@@ -236,10 +234,8 @@ class Session:
         return self.input(np.broadcast_to(np.zeros((), dtype=np.float64), shape), owner=owner, frac_bits=frac_bits)
 
     def reusable(self, x: SharedTensor):
-        """Mask ``x`` once for reuse as the right operand of many products (see protocols.reuse)."""
-        from protocols.reuse import mask_operand
-
-        return mask_operand(x)
+        """Mask ``x`` once for reuse as the right operand of many products (additive: ``protocols.reuse``)."""
+        return self.scheme.reusable(x)
 
     def zeros(self, shape, frac_bits: int | None = None) -> SharedTensor:
         """A sharing of zeros (all shares zero: a public constant, no communication)."""

@@ -248,8 +248,6 @@ class SharedTensor:
         """Sum, then a division by the public count n in two steps: a truncation by g = ceil(log2 n), then a
         product with the public real 2^g / n in (1, 2] (one more truncation). Encoding 2^g / n rather than
         1 / n keeps the relative error of the constant at 2^-(f+1) instead of n 2^-(f+1)."""
-        from protocols.trunc import truncate
-
         if self.frac == 0:
             raise ValueError("mean of an integer-encoded tensor is not an integer; use sum, or a fixed-point input")
         total = self.sum(axis=axis, keepdims=keepdims)
@@ -259,7 +257,7 @@ class SharedTensor:
         if count == 1:
             return total
         g = max(1, (count - 1).bit_length())
-        shifted = truncate(total._like(total.payload, total.shape, frac=total.frac + g), g)
+        shifted = self.session.scheme.truncate(total._like(total.payload, total.shape, frac=total.frac + g), g)
         return shifted * (2.0**g / count)
 
     # -- arithmetic ------------------------------------------------------------------------------------------------
@@ -336,43 +334,37 @@ class SharedTensor:
         return self._like(payload, shape)
 
     def __mul__(self, other) -> "SharedTensor":
-        from protocols import fxp
-
         self._check_arith("*")
         if isinstance(other, SharedTensor):
             self._same_session(other)
-            return fxp.mul(self, other)
+            return self.session.scheme.mul(self, other)
         if not isinstance(other, (Number, np.ndarray, list, tuple)):
             return NotImplemented
         _check_real(other)
         if is_integer_public(other):
             return self._mul_public_int(other)
-        return fxp.mul_public(self, np.asarray(other, dtype=np.float64))
+        return self.session.scheme.mul_public(self, np.asarray(other, dtype=np.float64))
 
     __rmul__ = __mul__
 
     def __matmul__(self, other) -> "SharedTensor":
-        from protocols import fxp
-        from protocols.reuse import MaskedOperand
-
+        scheme = self.session.scheme
         self._check_arith("@")
-        if isinstance(other, MaskedOperand):
-            return fxp.matmul_reused(self, other)
+        if scheme.is_operand(other):
+            return scheme.matmul_operand(self, other)
         if isinstance(other, SharedTensor):
             self._same_session(other)
-            return fxp.matmul(self, other)
+            return scheme.matmul(self, other)
         if not isinstance(other, (np.ndarray, list, tuple)):
             return NotImplemented
         _check_real(other)
-        return fxp.matmul_public(self, np.asarray(other), public_on_left=False)
+        return scheme.matmul_public(self, np.asarray(other), public_on_left=False)
 
     def __rmatmul__(self, other) -> "SharedTensor":
-        from protocols import fxp
-
         if not isinstance(other, (np.ndarray, list, tuple)):
             return NotImplemented
         _check_real(other)
-        return fxp.matmul_public(self, np.asarray(other), public_on_left=True)
+        return self.session.scheme.matmul_public(self, np.asarray(other), public_on_left=True)
 
     def __pow__(self, exponent) -> "SharedTensor":
         if exponent == 2:

@@ -71,8 +71,6 @@ def assert_protocol(fn: Callable, reference: Callable, inputs: Sequence, ulps=1,
     shapes are checked on every backend (count too). Returns {(parties, backend): Cost}. Boolean-shared
     outputs are opened with ``protocols.reveal_bits``.
     """
-    from protocols import reveal_bits
-
     expected = _as_tuple(reference(*[np.asarray(v) for v in inputs]))
     costs = {}
     for n in parties:
@@ -89,7 +87,7 @@ def assert_protocol(fn: Callable, reference: Callable, inputs: Sequence, ulps=1,
             revealed = []
             bound = ulps.get(backend, 0) if isinstance(ulps, dict) else ulps
             for i, (out, ref) in enumerate(zip(outs, expected)):
-                got = reveal_bits(out) if out.kind == "B" else s.reveal(out)
+                got = s.scheme.reveal_bits(out) if out.kind == "B" else s.reveal(out)
                 ref = np.asarray(ref)
                 assert got.shape == ref.shape, f"output {i}: shape {got.shape} != reference {ref.shape}"
                 unit = 2.0 ** -(out.frac if out.kind == "A" else 0)

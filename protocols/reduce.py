@@ -20,7 +20,8 @@ from mpsim.tensor import SharedTensor, concatenate
 from .arith import _rng_values
 from .boolean import msb, not_
 from .compare import MSB_C, MSB_O, select
-from .oblivious import _pow2_at_least, onehot_rotation
+from .oblivious import onehot_rotation
+from .rotation import _pow2_at_least
 from .registry import protocol
 
 

@@ -224,8 +224,8 @@ def protocol(
 
 
 def markdown_table() -> str:
-    """The declared-cost table of every registered protocol, as markdown."""
-    import protocols  # noqa: F401  (registers everything)
+    """The declared-cost table of every registered protocol, as markdown (import ``protocols`` first: importing
+    the package registers them all)."""
 
     lines = [
         "# Declared protocol costs",

@@ -30,7 +30,7 @@ from mpsim import kernels
 from mpsim.tensor import SharedTensor, _shape_after
 
 from .arith import _lift, _matmul_dims, _ring_sub, _rng_values, matmul_shapes, promote_matmul
-from .oblivious import _open_rotation, _pow2_at_least, _rotate, check_size
+from .rotation import _check_index_domain, _index_example, _open_rotation, _pow2_at_least, _rotate, check_size
 from .registry import protocol
 
 
@@ -238,8 +238,6 @@ def _rotated_dims(operand, index, check_domain=None):
 
 
 def _rotated_example(s):
-    from .oblivious import _index_example
-
     return (mask_operand(_rng_values(s, (2, 8, 3))), _index_example(s)), {}
 
 
@@ -275,8 +273,6 @@ def gather_rotated(operand: MaskedOperand, index: SharedTensor, check_domain: bo
     opened, which is sound because P divides 2^K. Every other value is a sharing from the dealer.
     Ref: the rotation one-hot of ``protocols.oblivious``; masked operands of this module.
     """
-    from .oblivious import _check_index_domain
-
     session = index.session
     if not isinstance(operand, MaskedOperand):
         raise TypeError("gather_rotated takes a MaskedOperand (use session.reusable)")
@@ -317,8 +313,6 @@ def _scatter_dims(x, index, n):
 
 
 def _scatter_example(s):
-    from .oblivious import _index_example
-
     return (_rng_values(s, (2, 3, 4)), _index_example(s), 8), {}
 
 

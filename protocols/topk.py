@@ -50,7 +50,8 @@ from mpsim.tensor import SharedTensor, concatenate
 from .arith import _rng_values
 from .boolean import msb, reveal_bits
 from .compare import select
-from .oblivious import _pow2_at_least, onehot_rotation
+from .oblivious import onehot_rotation
+from .rotation import _pow2_at_least
 from .reduce import argmax, check_axis, levels
 from .registry import protocol
 

@@ -1,0 +1,57 @@
+"""The N-party additive scheme with a trusted dealer (``Session(scheme="additive")``, the default).
+
+Its primitives are the protocols of this package: PRZS input sharing, openings, Beaver products and
+matrix products (``protocols.arith``), the session's truncation (``protocols.trunc``), reusable masked
+operands (``protocols.reuse``), and the fixed-point compositions of ``protocols.fxp``. Registered for the
+engine under the ``mpsim.schemes`` entry point ``additive``.
+"""
+from __future__ import annotations
+
+from mpsim.scheme import Scheme
+
+from . import fxp
+from .arith import reveal, share_input
+from .boolean import reveal_bits
+from .nonlinear import NonlinearConfig
+from .reuse import MaskedOperand, mask_operand
+from .trunc import truncate
+
+
+class AdditiveScheme(Scheme):
+    name = "additive"
+
+    def input(self, session, values, owner, frac_bits):
+        return share_input(session, values, owner=owner, frac_bits=frac_bits)
+
+    def reveal(self, x, to=None):
+        return reveal(x, to=to)
+
+    def reveal_bits(self, x, to=None):
+        return reveal_bits(x, to=to)
+
+    def reusable(self, x):
+        return mask_operand(x)
+
+    def is_operand(self, value) -> bool:
+        return isinstance(value, MaskedOperand)
+
+    def truncate(self, x, shift):
+        return truncate(x, shift)
+
+    def mul(self, x, y):
+        return fxp.mul(x, y)
+
+    def mul_public(self, x, value):
+        return fxp.mul_public(x, value)
+
+    def matmul(self, x, y):
+        return fxp.matmul(x, y)
+
+    def matmul_public(self, x, value, public_on_left):
+        return fxp.matmul_public(x, value, public_on_left=public_on_left)
+
+    def matmul_operand(self, x, operand):
+        return fxp.matmul_reused(x, operand)
+
+    def approx_config(self):
+        return NonlinearConfig()
