@@ -21,8 +21,12 @@ real protocols by half a unit per truncation, which the squarings of exp amplify
 Each approximation has a twin in plain numpy (:class:`Twin`, ``twin_*``): the same steps on the same
 fixed-point grid with floor truncation, carrying a bound on how far an MPC run can be from it (every
 truncation may add one ULP; input differences propagate through products). The ideal backend equals the
-twin exactly; the share backend stays within the bound. The docstrings state each function's domain and
-its error against the true function, measured on the twin at f = 16 (tests/test_nonlinear.py checks them).
+twin exactly; the share backend stays within the bound. The docstrings state each function's domain
+(derived from the ring: where a comparison's difference or a truncated value would leave its range; checked
+under ``Session(check_domain=True)``) and its error against the true function at f = 16 and at K = 32
+(f = 8): measured on the twin (exhaustively for the elementwise functions at f = 8) or derived for any f
+(``reciprocal_bound``, ``rsqrt_bound``, ``layernorm_bound``, ``rmsnorm_bound``, softmax at K = 32).
+tests/test_nonlinear.py and tests/test_nonlinear_properties.py check them.
 """
 from __future__ import annotations
 
@@ -442,6 +446,13 @@ def exp(x: SharedTensor, config: NonlinearConfig | None = None) -> SharedTensor:
     u = -0.875 and far smaller near 0; the rest is truncation amplified by the 2^s power); below
     -0.875 * 2^s it degrades, so use it with clipping. On [0, 1] the errors are 0.026 (limit) and 0.003
     (Pade). One share-backend run (N = 2, 4096 points) measured 0.0031 (limit) and 0.0007 (Pade).
+    K = 32 (f = 8; every ring value of the range, on the twin): "limit" on [-16, 0] <= 0.65 (0.648 at x =
+    -2^-8): with t = f the first truncation floors x / 2^t to f bits, i.e. x to a whole number, so the
+    result is about e^floor(x), off by a factor up to e (e^x - e^(x-1) -> 0.63 just below 0); on [0, 1]
+    1.71. "pade" (s = 4) on [-14, 0] <= 0.17 (0.164): floor(x / 2^s) moves x by up to 2^(s-f) = 1/16 and
+    Goldschmidt's truncations (2^-8 relative each) are amplified 2^s-fold by the squarings; on [0, 1] 0.43.
+    Clipped Pade: exactly 0 below -14 (e^-14 is below one unit), as Pade above. Not a default, but at K = 32
+    NonlinearConfig(exp_iters=4) gives 0.061 on [-16, 0] (its domain then ends at -2^5).
     """
     x = _fixed(x)
     cfg = _config(x.session, config)
@@ -505,13 +516,14 @@ def reciprocal(x: SharedTensor, config: NonlinearConfig | None = None) -> Shared
 
     Error (any f, derived; ``reciprocal_bound``, which holds for the twin and for share-backend runs):
     |y - 1/x| <= (3 + (1 + 2^(1-f)) r_I / x) 2^-f, where r_I 2^-f bounds the iteration's relative error
-    |x_n y - 1| (``_recip_rel``: about 0.0718^(2^I) + I 2^-f for Goldschmidt, its truncation errors of d are
+    |x_n y - 1| (``_recip_rel``: about 0.0718^(2^I) + 2I 2^-f for Goldschmidt, whose truncation errors of d are
     never corrected; about 2^(1-f) for Newton, which corrects them): r_3 = 6.09 at f = 16 and 6.13 at f = 8
     (Goldschmidt), 2.0 (Newton, I = 3). So the relative error is at most 9.3e-5 at f = 16 and 0.024 at
     f = 8 (K = 32), largest near x = 2^-f, where 1/x holds 2f bits but y only f: at f = 8, x = 2^-8 the twin
     is 256 ULPs (one unit of y, i.e. 2^-8 relative) off. Measured on the twin at f = 16: at most 3 ULPs for
     x in [1, 2^20] (2.8) and a relative error of 2.3e-5 near 2^-f; at f = 8 (every x of the domain): at most
-    3 ULPs for x >= 1, relative 0.0102. For x >= 2^(f+1) the result is 0 (the true value is below half a unit).
+    2.5 ULPs for x >= 1, relative 0.0102 for x < 1. For x >= 2^(f+1) the result is 0 (the true value is below
+    half a unit).
     Out of domain (x <= 0 or x >= 2^D) the output is meaningless and nothing is raised, unless
     Session(check_domain=True). The normalising product sits below 2^(f+D) and the rescaling one below
     2^(2f+1)/x (ring units), which bounds the local-truncation failure rate (2^-26 and, for x >= 1, 2^-30
@@ -570,8 +582,8 @@ def rsqrt(x: SharedTensor, config: NonlinearConfig | None = None) -> SharedTenso
     + 2^-f) r_I / sqrt(x)) 2^-f, where r_I 2^-f bounds |y sqrt(x_n) - 1| (``_rsqrt_rel``: Newton squares the
     error, e -> 1.5 e^2, so only the last step's truncations remain, about 2^(1-f)): r_2 = 2.06 at f = 16
     (relative 3.1e-5) and 2.05 at f = 8 (relative 0.008). Measured on the twin: at most 3 ULPs for x >= 1
-    and relative 1.6e-5 near 2^-f (f = 16); at f = 8 (every x of the domain) at most 3.2 ULPs, relative
-    0.0032. Out of domain as for ``reciprocal``.
+    and relative 1.6e-5 near 2^-f (f = 16); at f = 8 (every x of the domain) at most 3.2 ULPs (at x = 3/256;
+    1.3 for x >= 1), relative 0.0043 for x < 1. Out of domain as for ``reciprocal``.
     """
     x = _fixed(x)
     session = x.session
@@ -608,9 +620,24 @@ _SOFTMAX_VARS_DOC = ("R = rows; n = row length; L = ceil(log2 n) max levels; exp
                      + "; reciprocal: " + _RECIP_VARS_DOC)
 
 
+def _check_row_spread(xt: SharedTensor, what: str) -> None:
+    """Under check_domain: every row's max - min below 2^(K-1) ring units (compare's domain, see softmax_puma)."""
+    values = _checked_values(xt)
+    if values is None or not values.size:
+        return
+    rows = values.reshape(-1, xt.shape[-1])
+    # max - min as uint64: exact, since it lies in [0, 2^64) (int64 would overflow at K = 64)
+    spread = rows.max(axis=-1).astype(np.uint64) - rows.min(axis=-1).astype(np.uint64)
+    K = xt.session.ring.bits
+    if np.any(spread >= np.uint64(1 << (K - 1))):
+        raise ValueError(f"{what}: a row's spread max - min reaches 2^(K-1-f) = {2.0 ** (K - 1 - xt.frac)} "
+                         f"(check_domain): its comparisons (the row max, x - max) would wrap the ring")
+
+
 def _softmax(x, axis, cfg, exp_cfg):
     x = _fixed(x)
     xt, swapped = _last_axis(x, axis)
+    _check_row_spread(xt, "softmax")
     m = _reduce_max(xt, axis=-1)
     e = exp(xt - m.reshape(m.shape + (1,)), config=exp_cfg)
     r = reciprocal(e.sum(axis=-1), config=cfg)
@@ -647,6 +674,18 @@ def softmax_exact(x: SharedTensor, axis: int = -1, config: NonlinearConfig | Non
     default config, on the twin, n = 512): <= 0.03 per output, measured 0.025. The limit's log-error
     d^2 / 2^(t+1) on an entry d below the max moves probability mass; the worst rows hold one maximum and
     n - 1 entries near d = -ln(n - 1) (0.019 from that alone, plus the floor bias of exp).
+    K = 32 (f = 8), derived on the twin (any f, given exp's constants): per output
+      |out - softmax| <= R + (n - 1) 2^-f / e0 + (3b + r + 1) 2^-f,  R = (1 - sqrt(a/b)) / (1 + sqrt(a/b)),
+    where exp's twin lies in [a e^d - 2^-f, b e^d] for every d of its domain and e0 is its value at d = 0
+    (by enumeration of every ring value: limit a = 0.3150, b = 1, e0 = 1; clipped Pade a = 0.7956, b =
+    1.0386, e0 = 0.9375), and r = 6.18 is reciprocal's relative term (``reciprocal_bound``, f = 8). Why:
+    write each e_i = beta_i e^d_i - gamma_i, beta_i in [a, b], gamma_i in [0, 2^-f]; scaling weights by
+    factors in [a, b] moves a normalised weight by at most R (the worst case is two groups, the entry and
+    the rest, at the ratio sqrt(b/a)); the gamma_i, at most (n - 1) 2^-f in all, by at most that over the
+    row sum (>= e0); the reciprocal of the row sum S is within (3 + r / S) 2^-f of 1/S, times e_i <= b; the
+    last product truncates once. Exact: <= 0.321 + (n - 1) / 256 (measured 0.25 for n <= 16, 0.29 at n =
+    64, 0.73 at n = 512: the limit exp returns about e^floor(d), see ``exp``); puma: <= 0.107 + (n - 1) / 240
+    (measured 0.037 for n <= 8, 0.21 at n = 64). At K = 32 both are meaningful only for short rows.
     """
     cfg = _config(x.session, config)
     return _softmax(x, axis, cfg, cfg)
@@ -675,10 +714,17 @@ def softmax_puma(x: SharedTensor, axis: int = -1, config: NonlinearConfig | None
     Ref: PUMA (Dong et al., "PUMA: Secure Inference of LLaMA-7B in Five Minutes", 2023); MPCache's
     hack_softmax (mpcache.md 8.3).
 
-    Domain: any row of inputs in the ring range (clipping removes everything 14 below the max). Error
-    (f = 16, on the twin): <= n 2^-f + 0.002 per output (0.0098 for n = 512; measured 0.0076, share backend
-    0.0003), against the 0.03 target. The n 2^-f term: entries far below the max have e^d under one unit,
-    and each loses up to one unit to truncation, so a row of 511 of them shifts the sum by up to 511 units.
+    Domain: rows whose spread max - min is below 2^(K-1-f) (2^47 at K = 64, f = 16; 2^23 = 8388608 at K = 32,
+    f = 8), and of n < 2^D / 1.04 elements. Why: the row max is a tournament of comparisons msb(a - b), right
+    only while |a - b| < 2^(K-1) ring units, and x - max must not wrap either; beyond that the max may be
+    the wrong element and x - max positive. Everything 14 below the max is then clipped to 0 (its comparison
+    with -14 cannot wrap, x - max being in (-2^(K-1), 0]), so the spread is the only limit on the inputs.
+    The row sum, between 1 and 1.04 n (Pade's largest e^d / value ratio), must lie in reciprocal's domain.
+    Session(check_domain=True) raises on a wider row (and reciprocal's check on a too long one).
+    Error (f = 16, on the twin): <= n 2^-f + 0.002 per output (0.0098 for n = 512; measured 0.0076, share
+    backend 0.0003), against the 0.03 target. The n 2^-f term: entries far below the max have e^d under one
+    unit, and each loses up to one unit to truncation, so a row of 511 of them shifts the sum by up to 511
+    units. K = 32 (f = 8): see ``softmax_exact`` (the same derivation, with Pade's constants).
     """
     cfg = _config(x.session, config)
     return _softmax(x, axis, cfg, cfg.puma())
@@ -740,6 +786,13 @@ def _segment_bits(x: SharedTensor, thresholds):
     return bits[0], bits[1], bits[2]
 
 
+def _check_piecewise_domain(x: SharedTensor, t0: float, t2: float, what: str) -> None:
+    """Under check_domain: x - t0 and t2 - x stay below 2^(K-1) ring units (see gelu's Domain)."""
+    half = 1 << (x.session.ring.bits - 1)
+    _check_ring_range(x, -half + _enc(t2, x.frac) + 1, half + _enc(t0, x.frac) - 1, what,
+                      f"the comparisons of x with {t0} and {t2} would wrap the ring")
+
+
 def _piecewise(x, b0, b1, b2, low, mid):
     """b2 x + (b0 xor b1) low + NOT(b1 xor b2) mid, one select call on the stacked pieces."""
     bits = stack([b2, xor(b0, b1), not_(xor(b1, b2))])
@@ -787,12 +840,24 @@ def gelu(x: SharedTensor) -> SharedTensor:
     Ref: PUMA (Dong et al., "PUMA: Secure Inference of LLaMA-7B in Five Minutes", 2023), Sec. on GeLU;
     Lawson's algorithm for minimax fits.
 
-    Domain: all x in the ring range. Error (f = 16, on the twin, x in [-20, 20]): <= 0.0029 (the fit's
-    0.0028 plus under 1e-5 of fixed point).
+    Domain: -2^(K-1-f) + 3.125 < x < 2^(K-1-f) - 4 (K = 64, f = 16: within 4 of +-2^47; K = 32, f = 8:
+    (-8388604.875, 8388604)), i.e. ring integers in [-2^(K-1) + t2 + 1, 2^(K-1) + t0 - 1], t0 = -4 2^f, t2 =
+    3.125 2^f. Why: each segment bit is the msb of a difference, right only while the difference stays below
+    2^(K-1) ring units. x - t0 = x + 4 wraps once x >= 2^(K-1-f) - 4 (x then reads as below -4 and gets 0);
+    t2 - x = 3.125 - x wraps once x <= -2^(K-1-f) + 3.125 (x reads as above 3.125 and is returned as is);
+    x - t1 = x + 2 wraps only inside the first sliver. The pieces' own values may wrap, or break their
+    truncation's precondition, far outside their segments: the selection multiplies them by 0.
+    Session(check_domain=True) raises outside the domain.
+    Error (f = 16, on the twin, x in [-20, 20]): <= 0.0029 (the fit's 0.0028 plus under 1e-5 of fixed
+    point); outside [-4, 3.125] the pieces are exactly 0 and x, so the error there is the fit's.
+    K = 32 (f = 8; every ring value of [-2^10, 2^10] on the twin): <= 0.019 (measured 0.0183 at x = 1.27,
+    on the octic: z = x/4 held to f + 2 = 10 bits, and the octic's coefficients scaled by 4^k amplify its
+    truncations); 0.0032 on the cubic's segment.
     """
     x = _fixed(x)
     f = x.frac
     F = f + POLY_SHIFT
+    _check_piecewise_domain(x, GELU_T0, GELU_T2, "gelu")
     b0, b1, b2 = _segment_bits(x, (GELU_T0, GELU_T1, GELU_T2))
     z = _relabel(x, F)
     z2 = _mul(z, z)
@@ -836,13 +901,20 @@ def silu(x: SharedTensor) -> SharedTensor:
     Leaks: nothing beyond the output.
     Ref: MPCache's hack_silu (SPU scripts, infer/generation_evaluation.py; mpcache.md 8.3).
 
-    Domain: all x in the ring range. Error (f = 16, on the twin; the polynomial's own error plus under 5e-5
-    of fixed point): <= 0.0097 on [-4, 4], <= 0.0044 on [-8, -4), <= 0.0027 below -8, and x sigmoid(-x)
-    above 4 (0.072 just above 4, 0.015 at 6).
+    Domain: -2^(K-1-f) + 4 < x < 2^(K-1-f) - 8 (K = 64, f = 16: within 8 of +-2^47; K = 32, f = 8:
+    (-8388604, 8388600)): as for ``gelu`` with the thresholds -8 and 4, x - (-8) = x + 8 wraps once x >=
+    2^(K-1-f) - 8 (x then gets 0) and 4 - x once x <= -2^(K-1-f) + 4 (x is returned as is).
+    Session(check_domain=True) raises outside the domain.
+    Error (f = 16, on the twin; the polynomial's own error plus under 5e-5 of fixed point): <= 0.0097 on
+    [-4, 4], <= 0.0044 on [-8, -4), <= 0.0027 below -8, and x sigmoid(-x) above 4 (0.072 just above 4, 0.015
+    at 6). K = 32 (f = 8; every ring value of [-2^10, 2^10] on the twin): <= 0.016 on [-4, 4] (measured
+    0.0151), <= 0.0077 on [-8, -4), <= 0.0027 below -8, x sigmoid(-x) above 4; the fixed point adds up to
+    0.0075 to the polynomial (z = x/4 at 10 bits, z^6's coefficient 4^6 times larger).
     """
     x = _fixed(x)
     f = x.frac
     F = f + POLY_SHIFT
+    _check_piecewise_domain(x, -8.0, 4.0, "silu")
     b0, b1, b2 = _segment_bits(x, (-8.0, -4.0, 4.0))
     z = _relabel(x, F)
     z2 = _mul(z, z)
@@ -975,10 +1047,44 @@ def layernorm(x: SharedTensor, gamma=None, beta=None, axis: int = -1, eps: float
     Leaks: nothing beyond the output.
     Ref: Ba, Kiros, Hinton, "Layer normalization", 2016; PUMA (Dong et al. 2023) for the MPC form.
 
-    Domain: var + eps in [2^-f, 2^D) (rows with variance below 2^D; eps below 2^-f encodes to 0, and a
-    constant row then leaves rsqrt's domain). Error (f = 16, on the twin, n <= 768, row deviation s):
-    <= (8 + 4/s^2 + 3s) max|gamma| ULPs: the variance is held to one unit 2^-f, so small-variance rows
-    lose relative precision (s = 0.05: 0.022; s = 1: 1e-4).
+    Notation (per row of n along the axis; u = 2^-f): mean, t = x - mean, M = max |t|, var = mean of t^2,
+    S = sqrt(var + eps); rho_n, kappa_n of ``_row_mean`` (|rho_n| <= 2^-(f+1), 0 for n a power of two;
+    kappa_n <= 3): the computed mean is off by at most delta = |mean| rho_n + kappa_n u, and the computed
+    var + eps (rsqrt's input W) by at most dW = delta^2 + u + rho_n (var + delta^2 + u) + kappa_n u +
+    |eps' - eps| (eps' = eps encoded at f bits: 2^-16 at f = 16, 0 at f = 8).
+
+    Domain (derived): every truncated value must lie in trunc_pr's domain [-2^(K-2), 2^(K-2)) (ring units;
+    local truncation fails with probability about 2^(l+1-K) for values below 2^l) and W in rsqrt's domain
+    [2^-f, 2^D). Step by step, sufficient conditions are
+      (a) the row mean's two truncations: |sum of x| < 2^(K-2-f), (|mean| + 2u)(1 + rho_n) < 2^(K-2-2f);
+      (b) the squares of x minus the computed mean: M + delta < 2^(K/2-1-f);
+      (c) their mean: n (var + delta^2 + u) < 2^(K-2-f), (var + delta^2 + 3u)(1 + rho_n) < 2^(K-2-2f);
+      (d) rsqrt: var + eps + dW < 2^D, and W >= 2^-f: automatic when eps' >= 2^-f (the computed mean of
+          squares is >= 0), else var + eps - dW >= 2^-f;
+      (e) the products by gamma and by r: (M + delta)(max|gamma| + u/2) < 2^(K-2-2f), and ((M + delta)
+          (max|gamma| + u/2) + u) R < 2^(K-2-2f), R below (without gamma: max|gamma| + u/2 -> 1, no + u),
+          about |out - beta| < 2^(K-2-2f).
+    K = 64, f = 16: |x - mean| < 2^15, |mean| < 2^30, var < 2^21 (constant rows are fine: eps' = 2^-16).
+    K = 32, f = 8: |x - mean| < 128, |mean| < 16384 and n |mean| < 2^22, var < 4096 and n var < 2^22, var
+    >= about 5 2^-8 = 0.02 (eps encodes to 0, dW ~ 4u: a constant row is outside), |out| < 16384.
+    Session(check_domain=True) checks the exact ring condition of every truncated value (and rsqrt its
+    input) and raises outside it. (The old statement, var + eps in [2^-f, 2^D) alone, missed (a)-(c).)
+
+    Error (derived, any f, per element, in units of 2^-f; ``layernorm_bound`` evaluates it; it holds for the
+    twin and for share-backend runs, each truncation being off by less than one unit either way):
+      E <= [ |t| |gamma| Dr + G (|t| u/2 + u) R + delta (|gamma| + G u/2) R + u + B u/2 ] / u,
+    G, B = 1 when gamma, beta are given (else 0, and |gamma| = 1); W_lo = max(u, S^2 - dW), W_hi = S^2 + dW;
+    Dr = rsqrt_bound(W_lo) u + max(|W_lo^-1/2 - 1/S|, |W_hi^-1/2 - 1/S|) bounds |r - 1/S|; R = 1/S + Dr.
+    Derivation: out - true = d gamma' r - t gamma / S + (truncations), d = t - (mean's error), gamma' =
+    gamma encoded (u/2 off), r = 1/S + (r - 1/S): r's error times t gamma; gamma's encoding and the gamma
+    product's truncation (u r), which do not shrink with gamma; the mean's error times gamma' r (large for a
+    large mean when n is not a power of two); the last truncation and beta's encoding.
+    Leading terms (S^2 >> dW, |mean| rho_n << u): |t| |gamma| (3 + 2.1/S + (dW/u) / (2 S^3)) + (3 |gamma| +
+    G (1 + |t|/2)) / S + 1 + B/2 ULPs, dW ~ 4.3u. For |t| ~ S that is about (3S + 2.1 + 2.2/S^2) |gamma|,
+    the old (8 + 4/s^2 + 3s) max|gamma|; but |t| reaches S sqrt(n - 1) on a row with one outlier, where
+    the old bound fails (n = 768, x = (1, 0, ..., 0), f = 16: the twin is 20095 ULPs off, the old bound
+    3084, this one 40141), as it does for a small gamma and for a large mean. The variance is held to dW,
+    so small-variance rows lose relative precision (n = 768, s = 0.05, f = 16: 0.03).
     """
     return _norm(x, gamma, beta, axis, eps, config, centre=True)
 
@@ -1007,8 +1113,18 @@ def rmsnorm(x: SharedTensor, gamma=None, axis: int = -1, eps: float = 1e-5,
     Leaks: nothing beyond the output.
     Ref: Zhang, Sennrich, "Root mean square layer normalization", NeurIPS 2019.
 
-    Domain: ms + eps in [2^-f, 2^D). Error (f = 16, on the twin, n <= 768, root mean square r):
-    <= (6 + 3r) max|gamma| ULPs.
+    Domain (derived as for ``layernorm``, with mean 0 and no mean's error: M = max |x|, ms = mean of x^2,
+    dW = u + rho_n (ms + u) + kappa_n u + |eps' - eps|): (b) M < 2^(K/2-1-f); (c) n (ms + u) < 2^(K-2-f),
+    (ms + 3u)(1 + rho_n) < 2^(K-2-2f); (d) ms + eps + dW < 2^D and, unless eps' >= 2^-f, ms + eps - dW >=
+    2^-f; (e) as layernorm's. K = 64, f = 16: |x| < 2^15, ms < 2^21 (any row, even all zero: eps' =
+    2^-16); K = 32, f = 8: |x| < 128, ms in [about 5 2^-8, 4096), n ms < 2^22. Session(check_domain=True)
+    checks every truncated value.
+    Error (derived, any f, per element, in units of 2^-f; ``rmsnorm_bound``; twin and share-backend runs):
+    layernorm's bound with t = x, delta = 0, no beta: [ |x| |gamma| Dr + G (|x| u/2 + u) R + u ] / u, S =
+    sqrt(ms + eps). Leading terms: |x| |gamma| (3 + 2.1/S + (dW/u) / (2 S^3)) + G (1 + |x|/2) / S + 1. The
+    old statement, (6 + 3r) max|gamma|, failed for an outlier (|x| up to r sqrt(n)), a small gamma, and a
+    small root mean square r (x = (-2^-16): the mean square is held to one unit, the twin is 60 ULPs off,
+    the old bound said 6 and this one says 203).
     """
     return _norm(x, gamma, None, axis, eps, config, centre=False)
 
@@ -1166,7 +1282,7 @@ def _recip_rel(f: int, config: NonlinearConfig | None = None) -> float:
     e_k^2 - err_d, so |e_(k+1)| <= e_k^2 + u, and Q_(k+1) = Q_k (1 + e_k) + a err_n - err_d, so |Q_(k+1)| <=
     |Q_k| (1 + |e_k|) + 2u. The last step updates n only: a y - 1 = -e^2 + Q (1 + e) + a err_y, hence
     |a y - 1| <= e_(I-1)^2 + |Q_(I-1)| (1 + |e_(I-1)|) + u. (The truncation errors of d are not corrected
-    by later steps, since n absorbs them and d does not: about I u in all.)
+    by later steps, since n absorbs them and d does not: about 2I u in all.)
     Newton (I steps): e_k = 1 - a y_k, |e_0| <= E0 + u/2; y <- y (2 - a y) with both products truncated
     gives e_(k+1) = e_k^2 + a y_k err_1 - a err_2, so |e_(k+1)| <= e_k^2 + (2 + |e_k|) u; the bound is |e_I|.
     """
