@@ -17,6 +17,18 @@ Targets:
     <= 230 B.
 Protocols that do not exist yet (``protocols.topk``, ``protocols.softmax``) print "not built yet".
 
+ABY3 targets (3 parties, ``scheme="aby3"``, K = 64; bytes sent by the *busiest* party, rounds as
+critical-path depth), printed in a second table:
+  * product: 1 round, 8 B per element (its truncation, fused: one more round, no bytes);
+  * matrix product: 1 round, 8 B per output element;
+  * comparison (ltz): <= 8 rounds, <= 36 B per element;
+  * max over 512, (32, 512): <= 60 B per input element;
+  * top-k 50 of 32 x 512: <= 200 rounds, <= 1.6 MB;
+  * softmax over 32 x 512: <= 110 rounds, <= 2 MB (exact and puma);
+  * one-hot of 32 x 50 indices over 512: <= 2 rounds, <= 1 MB;
+  * q.K^T, 32 heads, (1, 32) by (32, 512): <= 2 rounds, <= 140 kB.
+A protocol the ABY3 scheme has no cell for yet prints "no aby3 cell yet" (not a miss).
+
 Context rows (no target): one-hot by n equality tests against the rotation one-hot, and the top-k methods
 one by one.
 """
@@ -40,13 +52,14 @@ TOPK_K, TOPK_SEEDS = 50, 10
 MB = 1e6
 
 
-def session(seed: int = 0) -> mpsim.Session:
-    return mpsim.Session(parties=N, ring_bits=K, frac_bits=F, seed=seed, backend="count")
+def session(seed: int = 0, scheme: str = "additive") -> mpsim.Session:
+    parties = 3 if scheme == "aby3" else N
+    return mpsim.Session(parties=parties, ring_bits=K, frac_bits=F, seed=seed, backend="count", scheme=scheme)
 
 
-def measure(fn, seed: int = 0):
+def measure(fn, seed: int = 0, scheme: str = "additive"):
     """Cost of ``fn(s)`` on a fresh count session (inputs are made inside fn, before the mark)."""
-    s = session(seed)
+    s = session(seed, scheme)
     args = fn.setup(s) if hasattr(fn, "setup") else ()
     mark = s.mark()
     fn(s, *args)
@@ -179,17 +192,62 @@ def main() -> int:
         row(name, str(c.rounds), f"<= {r_max}", f"{per:.4g} B/elem", f"<= {b_max} B/elem",
             verdict(ok, f"softmax-{method}"))
 
-    headers = ("target", "rounds", "rounds target", "bytes sent by party 0", "bytes target", "result")
-    widths = [max(len(str(r[i])) for r in ROWS_OUT + [headers]) for i in range(len(headers))]
-    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    additive = list(ROWS_OUT)
+    ROWS_OUT.clear()
+    aby3_targets()
     print(f"mpsim protocol targets: N = {N}, K = {K}, f = {F}, count backend (exact ledger)")
-    print(line(headers))
-    print(line(["-" * w for w in widths]))
-    for r in ROWS_OUT:
-        print(line(r))
+    table(additive, "bytes sent by party 0")
+    print(f"\nABY3 targets: 3 parties, scheme='aby3', K = {K}, f = {F}, count backend")
+    table(ROWS_OUT, "bytes sent by the busiest party")
     print(f"({time.perf_counter() - start:.1f} s; {len(FAILED)} target(s) missed"
           + (f": {', '.join(FAILED)})" if FAILED else ")"))
     return 1 if FAILED else 0
+
+
+def table(rows, bytes_header):
+    headers = ("target", "rounds", "rounds target", bytes_header, "bytes target", "result")
+    widths = [max(len(str(r[i])) for r in rows + [headers]) for i in range(len(headers))]
+    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    print(line(headers))
+    print(line(["-" * w for w in widths]))
+    for r in rows:
+        print(line(r))
+
+
+def aby3_targets() -> None:
+    from protocols.registry import call
+
+    def busiest(c) -> float:
+        return max(c.sent)
+
+    def target(name, fn, rounds_max, bytes_max, per=1, unit=""):
+        try:
+            c = measure(fn, scheme="aby3")
+        except NotImplementedError:
+            row(f"aby3 {name}", "-", f"<= {rounds_max}" if rounds_max else "-", "-",
+                f"<= {fmt_bytes(bytes_max)}{unit}", "no aby3 cell yet")
+            return
+        size = busiest(c) / per
+        ok = (rounds_max is None or c.rounds <= rounds_max) and size <= bytes_max
+        row(f"aby3 {name}", str(c.rounds), f"<= {rounds_max}" if rounds_max else "-", fmt_bytes(size) + unit,
+            f"<= {fmt_bytes(bytes_max)}{unit}", verdict(ok, f"aby3 {name}"))
+
+    n = ROWS * WIDTH
+    both = lambda shape_x, shape_y: lambda s: (s.placeholder(shape_x), s.placeholder(shape_y))  # noqa: E731
+    target(f"product (ring), {n} elements", with_setup(both((n,), (n,)))(
+        lambda s, x, y: call("ring_mul", x, y)), 1, 8, n, "/elem")
+    target(f"product (fixed point, truncated), {n} elements", with_setup(both((n,), (n,)))(
+        lambda s, x, y: x * y), 2, 8, n, "/elem")
+    target("matrix product (ring), (32, 64) @ (64, 512)", with_setup(both((32, 64), (64, WIDTH)))(
+        lambda s, x, y: call("ring_matmul", x, y)), 1, 8, 32 * WIDTH, "/out")
+    target(f"ltz, ({ROWS}, {WIDTH})", run_ltz, 8, 36, n, "/elem")
+    target(f"max over {WIDTH}, ({ROWS}, {WIDTH})", run_max, None, 60, n, "/input")
+    target(f"top-k {ROWS}x{WIDTH}, k={TOPK_K}", run_topk("auto"), 200, 1.6 * MB)
+    for method in ("exact", "puma"):
+        target(f"softmax {method}, ({ROWS}, {WIDTH})", run_softmax(method), 110, 2 * MB)
+    target(f"one-hot {ROWS}x50 idx over {WIDTH}", run_onehot("rotation"), 2, 1 * MB)
+    target("q.K^T, 32 heads, (1, 32) @ (32, 512)", with_setup(both((32, 1, 32), (32, 32, WIDTH)))(
+        lambda s, q, k: q @ k), 2, 140e3)
 
 
 if __name__ == "__main__":

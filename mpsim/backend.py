@@ -15,11 +15,10 @@ All protocols are written once, against the small set of primitives below; a bac
 The ledger never depends on the backend: every message is sized from public shapes and the ring width by the
 channel and the dealer, so the three ledgers are identical by construction (and a test checks it).
 
-Seam for a second sharing scheme: 3-party replicated sharing (ABY3) would be a new subclass whose payload is
-``(3, 2, *shape)`` (each party's pair of shares), with its own ``split``, ``open``, ``trunc_local``,
-``beaver_combine``/``matmul_combine`` replaced by the replicated multiplication, and a dealer that supplies
-its correlations. Protocol code above this layer would not change; only the declared costs of the
-multiplication-type protocols would get scheme-specific formulas.
+The same stacked layout serves 3-party replicated sharing (ABY3, ``protocols/aby3``): the three rows are
+the additive components x_0, x_1, x_2 of x, and party i holds rows i and i + 1. Who knows which row is the
+scheme's business (its openings send each party only the row it lacks); the backend adds one kernel for it,
+``replicated_cross``, the local cross terms of a replicated product.
 """
 from __future__ import annotations
 
@@ -142,6 +141,13 @@ class Backend:
         """Z = C + E@B + A@F + E@F (the last term added by party 0 only); E, F public."""
         raise NotImplementedError
 
+    def replicated_cross(self, x, y, product, add=kernels.ring_add):
+        """Replicated 3-party product, local part: row i of the result is x_i y_i + x_i y_(i+1) + x_(i+1) y_i
+        (indices mod 3), which party i computes from the two rows it holds; the rows sum to x * y.
+        ``product`` is the ring product to use (elementwise or matrix), applied with the party axis as a
+        batch axis; ``add`` combines terms (XOR and AND for boolean sharings)."""
+        raise NotImplementedError
+
 
 class ShareBackend(Backend):
     """Real additive shares over Z_2^K, stacked as ``(N, *shape)``."""
@@ -230,6 +236,13 @@ class ShareBackend(Backend):
         kernels.ring_add(out[0], kernels.ring_matmul(e, f), out=out[0])
         return self.ring.reduce(out)
 
+    def replicated_cross(self, x, y, product, add=kernels.ring_add):
+        if self.parties != 3:
+            raise ValueError(f"replicated sharing has 3 rows, this backend {self.parties}")
+        x_next, y_next = np.roll(x, -1, axis=0), np.roll(y, -1, axis=0)
+        out = product(x, add(y, y_next))  # x_i (y_i + y_(i+1)): products distribute over both adds
+        return self.ring.reduce(add(out, product(x_next, y)))
+
 
 class IdealBackend(Backend):
     """Plaintext ring values through the same protocol code; the dealer's correlations are all zero."""
@@ -272,6 +285,9 @@ class IdealBackend(Backend):
 
     def matmul_combine(self, c, a, b, e, f):
         return self.ring.reduce(kernels.ring_matmul(e, f)[None])
+
+    def replicated_cross(self, x, y, product, add=kernels.ring_add):
+        return self.ring.reduce(product(x, y))
 
 
 class CountBackend(Backend):
@@ -324,6 +340,9 @@ class CountBackend(Backend):
         return None
 
     def matmul_combine(self, c, a, b, e, f):
+        return None
+
+    def replicated_cross(self, x, y, product, add=kernels.ring_add):
         return None
 
 

@@ -52,6 +52,7 @@ class Observation:
     senders: tuple[int, ...]
     receivers: tuple[int, ...]
     opening: bool = True  # False for the rows of a reshare (``exchange`` with contents)
+    # value is None when no receiver reconstructs anything (replicated reshares: each gets one row)
 
 
 @dataclass(frozen=True)
@@ -109,13 +110,16 @@ class Channel:
         return self._latest_at_depth.get(depth, -1)
 
     def exchange(self, op: str, sends: Sequence[tuple[int, int, int]], depth_in: int, parents=(),
-                 contents=None) -> int:
+                 contents=None, kind: str = "A", reconstructs: bool = True) -> int:
         """Record one simultaneous exchange of (src, dst, bits) messages; return its depth.
 
         This is the single counted path: every other online operation is built on it. ``parents`` are the
         calls whose results this exchange waits for (default: the latest call at ``depth_in``). ``contents``
         (optional, for watchers): the stacked per-party rows of a reshare whose senders' rows travel to
-        their receivers, each of whom adds them to its own row.
+        their receivers, each of whom adds them to its own row (``kind`` "B": XORs them); or a list of
+        (rows, width bits per element[, the parties whose rows travel]) when one call carries several values. ``reconstructs=False``: no
+        receiver combines the rows (each receives one component of a replicated sharing), so watchers get
+        the rows and no value.
         """
         depth = max(depth_in, self.floor) + 1
         call = self.calls
@@ -132,13 +136,25 @@ class Channel:
         if contents is not None and self._watchers:
             senders = tuple(sorted({src for src, _, _ in sends}))
             receivers = tuple(sorted({dst for _, dst, _ in sends}))
-            width = sends[0][2] // max(int(np.prod(contents.shape[1:], dtype=np.int64)), 1) if sends else 0
-            value = np.sum(contents, axis=0, dtype=np.uint64) & np.uint64(self.backend.ring.mask)
-            self._notify(Observation(call, self.profiler.path, op, width, "A", contents, value, senders, receivers,
-                                     opening=False))
+            if not isinstance(contents, list):
+                elements = max(int(np.prod(contents.shape[1:], dtype=np.int64)), 1)
+                contents = [(contents, sends[0][2] // elements if sends else 0)]
+            for rows, width, *only in contents:
+                if rows is None:
+                    continue
+                from_ = tuple(only[0]) if only else senders
+                if not reconstructs:
+                    value = None
+                elif kind == "B":
+                    value = np.bitwise_xor.reduce(rows, axis=0)
+                else:
+                    value = np.sum(rows, axis=0, dtype=np.uint64) & np.uint64(self.backend.ring.mask)
+                self._notify(Observation(call, self.profiler.path, op, width, kind, rows, value, from_,
+                                         receivers, opening=False))
         return depth
 
-    def open(self, op: str, items: Sequence[Opening], to: int | None = None, simulate=None) -> tuple[list, int]:
+    def open(self, op: str, items: Sequence[Opening], to: int | None = None, simulate=None,
+             route: Sequence[tuple[int, int]] | None = None, rows=None) -> tuple[list, int]:
         """Open several shared values in one call; return (opened values, depth of the result).
 
         ``to=None`` opens to every party: each party sends its share of every element to each other party,
@@ -149,11 +165,18 @@ class Channel:
         of the secrets and then branch on them (e.g. comparison outcomes after an oblivious shuffle): under
         the count backend, which has no data, the opened values are drawn by ``simulate(rng)`` from their
         data-independent distribution with the session-seeded generator ``backend.sim_rng``.
+
+        ``route`` replaces the all-to-all pattern for schemes whose parties already hold part of each value
+        (replicated sharing: each party receives only the one component it lacks): (src, dst) pairs, each
+        carrying ``width`` bits per element of every item. ``rows(payload)`` then gives, per party, the row
+        it sends (for watchers; default the payload's own rows).
         """
         if to is not None and not (isinstance(to, (int, np.integer)) and 0 <= to < self.parties):
             raise ValueError(f"cannot open to party {to!r}: parties are 0..{self.parties - 1}")
         bits = sum(item.width * int(np.prod(item.shape, dtype=np.int64)) for item in items)
-        if to is None:
+        if route is not None:
+            sends = [(s, d, bits) for s, d in route]
+        elif to is None:
             sends = [(s, d, bits) for s in range(self.parties) for d in range(self.parties) if s != d]
         else:
             sends = [(s, int(to), bits) for s in range(self.parties) if s != to]
@@ -172,9 +195,14 @@ class Channel:
                   for item in items]
         if self._watchers:
             call = self.calls - 1
-            receivers = tuple(range(self.parties)) if to is None else (int(to),)
-            senders = tuple(q for q in range(self.parties) if to is None or q != to)
+            if route is not None:
+                senders = tuple(sorted({s for s, _ in route}))
+                receivers = tuple(sorted({d for _, d in route}))
+            else:
+                receivers = tuple(range(self.parties)) if to is None else (int(to),)
+                senders = tuple(q for q in range(self.parties) if to is None or q != to)
             for item, value in zip(items, values):
-                self._notify(Observation(call, self.profiler.path, op, item.width, item.kind, item.payload, value,
+                sent = item.payload if rows is None or item.payload is None else rows(item.payload)
+                self._notify(Observation(call, self.profiler.path, op, item.width, item.kind, sent, value,
                                          senders, receivers))
         return values, depth

@@ -19,6 +19,20 @@ class Scheme:
     """The primitives a session's tensors dispatch to (see the module docstring)."""
 
     name = "abstract"
+    # Protocol names of a product with its truncation fused ({"mul": ..., "matmul": ...}), or None when a
+    # fixed-point product is the ring product followed by the truncation.
+    fused_product = None
+    # What a warning about likely truncation failures advises (mpsim/session.py).
+    truncation_advice = "use trunc='dealer' or fewer fractional bits"
+
+    def truncation_mode(self, parties: int, ring_bits: int, trunc: str) -> str:
+        """Check that this scheme runs with ``parties``, and resolve the session's truncation mode ("auto",
+        "local" or "dealer") to the one it uses; ValueError for a combination it cannot run."""
+        raise NotImplementedError
+
+    def setup(self, session):
+        """Per-session state the scheme keeps (``session.keys``); None when it needs none."""
+        return None
 
     def input(self, session, values, owner: int, frac_bits):
         """Secret-share ``values`` held by party ``owner`` at ``frac_bits`` (None: the session's)."""

@@ -85,24 +85,24 @@ class Session:
         self.frac_bits = check_frac_bits(frac_bits, ring_bits)
         if trunc not in TRUNC_MODES:
             raise ValueError(f"trunc must be one of {TRUNC_MODES}, got {trunc!r}")
-        if trunc == "local" and self.parties != 2:
-            raise ValueError("local (SecureML) truncation is only correct for 2 parties; use trunc='dealer'")
-        # auto: local only where its failure probability is negligible (N = 2, K = 64; module docstring)
-        auto = "local" if self.parties == 2 and self.ring.bits == 64 else "dealer"
-        self.trunc = auto if trunc == "auto" else trunc
+        # The sharing scheme's primitives (mpsim/scheme.py): found by name, so the engine imports no protocol.
+        self.scheme = load_scheme(scheme)
+        # The scheme checks the party count and the truncation mode, and resolves "auto" (additive: local
+        # only where its failure probability is negligible, N = 2 and K = 64; module docstring).
+        self.trunc = self.scheme.truncation_mode(self.parties, self.ring.bits, trunc)
         self.seed = seed
         self.max_abs = max_abs
         self.check_domain = bool(check_domain)
         # Approximation knobs of the non-linear protocols (protocols.nonlinear.NonlinearConfig); None: defaults.
         self.approx = approx
-        # The sharing scheme's primitives (mpsim/scheme.py): found by name, so the engine imports no protocol.
-        self.scheme = load_scheme(scheme)
         self.prg = PRG(seed)
         self.ledger = Ledger(self.parties)
         self.profiler = Profiler()
         self.backend = make_backend(backend, self.ring, self.parties, self.prg)
         self.channel = Channel(self.parties, self.ledger, self.profiler, self.backend)
         self.dealer = Dealer(self.ring, self.backend, self.ledger, self.profiler)
+        # Scheme-owned per-session state (ABY3: the pairwise PRF keys of its correlated randomness).
+        self.keys = self.scheme.setup(self)
         self.closed = False
         self._warn_about_range()
 
@@ -142,7 +142,7 @@ class Session:
                 values = "|x| <= 1 (no max_abs declared)" if self.max_abs is None else f"values up to {self.max_abs}"
                 warnings.warn(
                     f"local truncation fails with probability about 2^{p:.1f} per element for {values} "
-                    f"(K={self.ring.bits}, f={self.frac_bits}); use trunc='dealer' or fewer fractional bits",
+                    f"(K={self.ring.bits}, f={self.frac_bits}); {self.scheme.truncation_advice}",
                     TruncationWarning,
                     stacklevel=3,
                 )
@@ -249,7 +249,7 @@ class Session:
         """Record the busiest party's local work of a protocol step (for the compute-time model)."""
         self.ledger.record_work(self.profiler.path, op, macs, elems)
 
-    def _open(self, op: str, tensors, to=None, widths=None, simulate=None):
+    def _open(self, op: str, tensors, to=None, widths=None, simulate=None, route=None, rows=None):
         """Open shared tensors in one channel call; returns (public arrays or None, depth).
 
         ``widths`` gives bits per element per tensor (default K); ``simulate`` see ``Channel.open``.
@@ -257,7 +257,8 @@ class Session:
         self._check_open()
         widths = widths or [t.width if t.kind == "B" else self.ring.bits for t in tensors]
         items = [Opening(t.payload, t.shape, w, t.depth, t.kind, t.calls) for t, w in zip(tensors, widths)]
-        return self.channel.open(op, items, to=to, simulate=simulate)
+        routing = {} if route is None else {"route": route, "rows": rows}  # a scheme's own opening pattern
+        return self.channel.open(op, items, to=to, simulate=simulate, **routing)
 
 
 class Unrevealed:

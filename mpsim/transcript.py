@@ -49,6 +49,10 @@ class Transcript:
 
     parties: int
     ring_bits: int
+    # rows[p]: the payload rows party p holds; coalition: how many parties may collude (the scheme's
+    # threshold). Additive: each party its own row, any N - 1 together. ABY3: rows p and p + 1, one party.
+    rows: tuple = ()
+    coalition: int = 0
     observations: list = field(default_factory=list)
     inputs: list = field(default_factory=list)  # (label, (N, *shape) payload of an input sharing)
     outputs: list = field(default_factory=list)  # (label, kind, (N, *shape) payload of a result sharing)
@@ -63,7 +67,10 @@ class Transcript:
 @contextmanager
 def record(session):
     """``with record(s) as t:`` collects every value the channel delivers into ``t.observations``."""
-    transcript = Transcript(session.parties, session.ring.bits)
+    rows = getattr(session.scheme, "party_rows", None)
+    transcript = Transcript(session.parties, session.ring.bits,
+                            rows=tuple(rows(session.parties)) if rows else (),
+                            coalition=getattr(session.scheme, "coalition", lambda n: n - 1)(session.parties))
     stop = session.channel.watch(transcript.observations.append)
     try:
         yield transcript
@@ -142,44 +149,65 @@ class Quantity:
     leak: str | None = None  # None (must be uniform), "output", "independent" or "share" (a result share)
 
 
+def _views(transcript: Transcript):
+    """(label, rows) of what each party, and each largest coalition the scheme tolerates, holds of a sharing."""
+    n = transcript.parties
+    rows = transcript.rows or tuple((p,) for p in range(n))
+    coalition = transcript.coalition or n - 1
+    views = [(f"party {p}'s share" + ("s" if len(r) > 1 else ""), tuple(r), ("p", p)) for p, r in enumerate(rows)]
+    if coalition > 1:
+        for group in itertools.combinations(range(n), coalition):
+            held = tuple(sorted({row for p in group for row in rows[p]}))
+            if len(held) < n:
+                views.append((f"parties {list(group)}' shares", held, ("c",) + group))
+    return views
+
+
+def _combined(payload, held, kind, k):
+    if len(held) == 1:
+        return payload[held[0]]
+    if kind == "B":
+        return np.bitwise_xor.reduce(payload[list(held)], axis=0)
+    return np.sum(payload[list(held)], axis=0, dtype=np.uint64) & np.uint64((1 << k) - 1)
+
+
+def _view_quantities(transcript, tag, i, label, kind, payload, leak):
+    """Each row a view holds alone, and the rows of a view combined (their sum, or XOR)."""
+    out, k, seen = [], transcript.ring_bits, set()
+    for name, held, key in _views(transcript):
+        for row in held:
+            if len(held) > 1 and row not in seen and key[0] == "p":
+                seen.add(row)
+                out.append(Quantity((tag, i, "row", row), f"{label} #{i}: share row {row}", payload[row], k, leak))
+        what = f"{label} #{i}: {name}" + (" combined" if len(held) > 1 else "")
+        out.append(Quantity((tag, i) + key, what, _combined(payload, held, kind, k), k, leak))
+    return out
+
+
 def _input_quantities(transcript: Transcript) -> list[Quantity]:
-    out, n = [], transcript.parties
+    out = []
     for i, (label, payload) in enumerate(transcript.inputs):
-        for p in range(n):
-            out.append(Quantity(("in", i, p), f"{label} #{i}: party {p}'s share", payload[p], transcript.ring_bits))
-        if n > 2:
-            for honest in range(n):
-                coalition = [p for p in range(n) if p != honest]
-                joint = np.sum(payload[coalition], axis=0, dtype=np.uint64)
-                out.append(Quantity(("in", i, "c", honest), f"{label} #{i}: parties {coalition}' shares summed",
-                                    joint, transcript.ring_bits))
+        out += _view_quantities(transcript, "in", i, label, "A", payload, None)
     return out
 
 
 def _output_quantities(transcript: Transcript) -> list[Quantity]:
-    """Each party's own share of each result (and N - 1 parties' jointly): not uniform in general (a locally
-    truncated share has constant top bits) but distributed independently of the secret ("share" leak: the
-    two secrets' bit frequencies must agree)."""
-    out, n, k = [], transcript.parties, transcript.ring_bits
+    """Each party's own share of each result (and every tolerated coalition's, jointly): not uniform in
+    general (a locally truncated share has constant top bits) but distributed independently of the secret
+    ("share" leak: the two secrets' bit frequencies must agree)."""
+    out = []
     for i, (label, kind, payload) in enumerate(transcript.outputs):
-        for p in range(n):
-            out.append(Quantity(("out", i, p), f"{label} #{i}: party {p}'s share", payload[p], k, "share"))
-        if n > 2:
-            for honest in range(n):
-                rest = [p for p in range(n) if p != honest]
-                joint = (np.bitwise_xor.reduce(payload[rest], axis=0) if kind == "B"
-                         else np.sum(payload[rest], axis=0, dtype=np.uint64) & np.uint64((1 << k) - 1))
-                out.append(Quantity(("out", i, "c", honest), f"{label} #{i}: parties {rest}' shares jointly",
-                                    joint, k, "share"))
+        out += _view_quantities(transcript, "out", i, label, kind, payload, "share")
     return out
 
 
 def _observation_quantities(obs: Observation, key, leak: str | None, ring_bits: int) -> list[Quantity]:
     where = f"{obs.scope or '(root)'} {obs.op}"
     out = []
+    width = min(obs.width, ring_bits)
     if obs.value is not None:
-        width = min(obs.width, ring_bits)
         out.append(Quantity(key + ("value",), f"{where}: opened value", np.asarray(obs.value), width, leak))
+    if obs.rows is not None:
         for q in obs.senders:
             out.append(Quantity(key + ("row", q), f"{where}: party {q}'s message", np.asarray(obs.rows[q]), width))
     return out
@@ -269,7 +297,7 @@ def counted_draws(session, correlation: str):
     """Within the block, every use of dealer correlation ``correlation`` appends to the yielded list how many
     random draws (``_random`` and ``_permutations``) it made: its components, to enumerate the mutations."""
     counts = []
-    with _patched(session.dealer, correlation, None, counts):
+    with _patched(_source(session, correlation), correlation, None, counts):
         yield counts
 
 
@@ -278,16 +306,24 @@ def disabled_mask(session, correlation: str, component: int | None = None):
     """Within the block, every use of dealer correlation ``correlation`` draws its ``component``-th random
     part (all of them when None) as zeros, and a permutation as the identity. The correlation stays valid
     (its derived parts are computed from the zeroed draws), so results stay right; only the secrecy goes."""
-    with _patched(session.dealer, correlation, component, None):
+    with _patched(_source(session, correlation), correlation, component, None):
         yield
+
+
+def _source(session, correlation: str):
+    """Where ``correlation`` comes from: the dealer, or the scheme's own keys (ABY3's ``session.keys``)."""
+    for source in (session.dealer, session.keys):
+        if source is not None and correlation in type(source).correlations():
+            return source
+    offered = [c for src in (session.dealer, session.keys) if src is not None for c in type(src).correlations()]
+    raise ValueError(f"unknown correlation {correlation!r}; this session offers {offered}")
 
 
 @contextmanager
 def _patched(dealer, correlation: str, component, counts):
-    if correlation not in type(dealer).correlations():
-        raise ValueError(f"unknown correlation {correlation!r}; the dealer offers {type(dealer).correlations()}")
     method = getattr(dealer, correlation)
-    random, permutations = dealer._random, dealer._permutations
+    random = dealer._random
+    permutations = getattr(dealer, "_permutations", None)
 
     def mutated(*args, **kwargs):
         draws = itertools.count()
@@ -304,11 +340,15 @@ def _patched(dealer, correlation: str, component, counts):
             out = permutations(rows, n)
             return np.broadcast_to(np.arange(n), out.shape).copy() if hit() else out
 
-        dealer._random, dealer._permutations = zeroed_random, identity_permutations
+        dealer._random = zeroed_random
+        if permutations is not None:
+            dealer._permutations = identity_permutations
         try:
             return method(*args, **kwargs)
         finally:
-            del dealer._random, dealer._permutations
+            del dealer._random
+            if permutations is not None:
+                del dealer._permutations
             if counts is not None:
                 counts.append(next(draws))
 

@@ -20,6 +20,13 @@ from .trunc import truncate
 class AdditiveScheme(Scheme):
     name = "additive"
 
+    def truncation_mode(self, parties, ring_bits, trunc):
+        if trunc == "local" and parties != 2:
+            raise ValueError("local (SecureML) truncation is only correct for 2 parties; use trunc='dealer'")
+        # auto: local only where its failure probability is negligible (N = 2, K = 64; mpsim/session.py)
+        auto = "local" if parties == 2 and ring_bits == 64 else "dealer"
+        return auto if trunc == "auto" else trunc
+
     def input(self, session, values, owner, frac_bits):
         return share_input(session, values, owner=owner, frac_bits=frac_bits)
 

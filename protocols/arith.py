@@ -10,7 +10,7 @@ import numpy as np
 from mpsim.session import Unrevealed, check_frac_bits
 from mpsim.tensor import SharedTensor, _numel
 
-from .registry import protocol
+from .registry import declare_role, protocol
 
 
 def _rng_values(session, shape, scale=2.0):
@@ -44,6 +44,14 @@ def share_input(session, values, owner: int = 0, frac_bits: int | None = None) -
     for NaN, inf or out-of-range values, and complex values raise ``TypeError`` (under the count backend values
     are not encoded at all: only their shape is kept).
     """
+    ring_values, shape, frac = encode_input(session, values, owner, frac_bits)
+    payload = session.backend.split(ring_values, owner=int(owner))
+    return SharedTensor(session, payload, shape, frac, depth=0)
+
+
+def encode_input(session, values, owner, frac_bits):
+    """Validate an input and encode it in the ring: (ring values or None under count, shape, scale). Every
+    scheme's input protocol starts here, so every scheme refuses bad input with the same errors."""
     if isinstance(owner, bool) or not isinstance(owner, (int, np.integer)) or not 0 <= owner < session.parties:
         raise ValueError(f"owner must be a party index in 0..{session.parties - 1}, got {owner!r}")
     frac = session.frac_bits if frac_bits is None else check_frac_bits(frac_bits, session.ring.bits)
@@ -63,8 +71,7 @@ def share_input(session, values, owner: int = 0, frac_bits: int | None = None) -
         ring_values = session.ring.from_ints(array)
     else:
         ring_values = session.ring.encode(array, frac)
-    payload = session.backend.split(ring_values, owner=int(owner))
-    return SharedTensor(session, payload, array.shape, frac, depth=0)
+    return ring_values, array.shape, frac
 
 
 @protocol(
@@ -243,3 +250,8 @@ def _ring_sub(x: SharedTensor, mask: SharedTensor) -> SharedTensor:
 
     payload = x.session.backend.map(kernels.ring_sub, x.payload, mask.payload)
     return SharedTensor(x.session, payload, x.shape, 0, x.depth, calls=x.calls)
+
+
+declare_role("additive", "ring_mul", "beaver_mul")
+declare_role("additive", "ring_square", "beaver_square")
+declare_role("additive", "ring_matmul", "beaver_matmul")

@@ -148,7 +148,11 @@ def a2b_example(s):
 
 
 def share_bits(session, values, owner: int = 0, width: int | None = None) -> SharedTensor:
-    """XOR-share a public-to-``owner`` integer array as K-bit words (an input, like ``session.input``)."""
+    """XOR-share a public-to-``owner`` integer array as K-bit words (an input, like ``session.input``); a
+    scheme with its own boolean input (ABY3) runs that."""
+    own = getattr(session.scheme, "share_bits", None)
+    if own is not None:
+        return own(session, values, owner, width)
     ring_values = session.ring.from_ints(values) if session.backend.has_data else None
     payload = session.backend.split_xor(ring_values, owner=owner)
     return _bool(session, payload, np.shape(values), 0, session.ring.bits if width is None else width)
@@ -159,6 +163,8 @@ def reveal_bits(x: SharedTensor, to: int | None = None):
     from mpsim.session import Unrevealed
 
     _check_bool(x, "reveal_bits")
+    if x.session.scheme.name != "additive":
+        return x.session.scheme.reveal_bits(x, to=to)
     (value,), _ = x.session._open("open_bits", [x], to=to)
     if value is None:
         return Unrevealed(x.shape)
@@ -378,11 +384,17 @@ def msb(x: SharedTensor) -> SharedTensor:
     N = 2, K = 64. Offline: n (K + 2K - 2 - log2 K) bits. Leaks: nothing.
     Ref: edaBits (Escudero et al., CRYPTO 2020); carry-only trees as in ABY3 (Sec. 5.3) and SPU's msb_a2b.
     """
-    K = x.session.ring.bits
     g, p = _subtraction_signals(x)
+    return carry_top_bit(xor(g, and_public(p, 1)), p, and_gates)  # carry-in 1 folded into position 0
+
+
+def carry_top_bit(g: SharedTensor, p: SharedTensor, gates_fn) -> SharedTensor:
+    """The top bit of a sum from its generate and propagate words (carry-in already folded into g's bit 0):
+    p_(K-1) ^ (carry into K - 1), by the carry-only tree of ``msb`` with the scheme's AND ``gates_fn``."""
+    K = g.session.ring.bits
     top = np.uint64(1 << (K - 1))
     low = np.uint64((1 << (K - 1)) - 1)
-    G = and_public(xor(g, and_public(p, 1)), low)  # carry-in folded into position 0; position K-1 cleared
+    G = and_public(g, low)  # position K-1 cleared
     P = xor(and_public(p, low), top)  # position K-1 padded with P = 1
     s = 1
     for g_gates, p_gates in _msb_gates(K):
@@ -391,12 +403,12 @@ def msb(x: SharedTensor) -> SharedTensor:
         if p_gates:
             pairs.append((P_hi, P))
             gates.append(p_gates)
-        outs = and_gates(pairs, gates)
+        outs = gates_fn(pairs, gates)
         G = xor(G_hi, outs[0])
         if p_gates:
             P = outs[1]
         s *= 2
-    top_bit = shift_right(p, K - 1)  # c_{K-1} ^ ~r_{K-1} is p's top bit
+    top_bit = shift_right(p, K - 1)  # the operands' top bits XORed
     out = and_public(xor(top_bit, G), 1)
     out.width = 1
     return out

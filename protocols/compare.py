@@ -13,7 +13,10 @@ from mpsim.tensor import SharedTensor, _numel
 from . import boolean
 from .arith import _rng_values, beaver_mul
 from .boolean import _bool, _masked_open, and_gates, b2a_bit, msb, not_, xor
-from .registry import protocol
+from .cost import Expr
+from .registry import call, protocol
+
+BOTH = ("additive", "aby3")  # written once over the primitives: a cell per scheme
 
 
 def _diff(x, y) -> SharedTensor:
@@ -47,9 +50,9 @@ def _unary_example(s):
 # other party, and the dealer's offline bits.
 MSB_C = "(K + 2*(2*K - 2 - log2(K)))"
 MSB_O = "(3*K - 2 - log2(K))"
-_MSB = {"rounds": "1+log2(K)", "comm": f"(N-1)*n*{MSB_C}", "offline": f"n*{MSB_O}"}
+_MSB = {"scheme": BOTH, "cost": lambda d: d.msb}
 # msb, then a bit_select of one element per bit
-_MSB_SELECT = {"rounds": "2+log2(K)", "comm": f"(N-1)*n*({MSB_C} + 1 + K)", "offline": f"n*({MSB_O} + 2*K)"}
+_MSB_SELECT = {"scheme": BOTH, "cost": lambda d: d.msb + d.bit_select.at(nb="n", ny="n")}
 _CMP_REF = "edaBits (Escudero et al., CRYPTO 2020); carry-only prefix tree (ABY3 Sec. 5.3; SPU msb_a2b)"
 
 
@@ -69,7 +72,7 @@ def ltz(x: SharedTensor) -> SharedTensor:
     Rounds: 1 + log2 K. Comm: (N-1) n (K + 2(2K - 2 - log2 K)) bits per party (one msb per element).
     Leaks: nothing beyond the output. Ref: as ``msb`` (edaBits, Escudero et al. 2020; carry-only prefix tree).
     """
-    return msb(x)
+    return call("msb", x)
 
 
 @protocol(
@@ -90,7 +93,7 @@ def lt(x, y) -> SharedTensor:
     Leaks: nothing beyond the output. Right when |x - y| < 2^(K-1-f) (module docstring).
     Ref: comparison as the sign of the difference (ABY3 Sec. 5.3) with ``msb``.
     """
-    return msb(_diff(x, y))
+    return call("msb", _diff(x, y))
 
 
 @protocol(
@@ -109,7 +112,7 @@ def gt(x, y) -> SharedTensor:
     Rounds: 1 + log2 K. Comm: one msb per element of d (as ``lt``).
     Leaks: nothing beyond the output. Ref: as ``lt``.
     """
-    return msb(_diff(y, x))
+    return call("msb", _diff(y, x))
 
 
 @protocol(
@@ -128,7 +131,7 @@ def le(x, y) -> SharedTensor:
     Rounds: 1 + log2 K. Comm: one msb per element of d (as ``lt``).
     Leaks: nothing beyond the output. Ref: as ``lt``.
     """
-    return not_(msb(_diff(y, x)))
+    return not_(call("msb", _diff(y, x)))
 
 
 @protocol(
@@ -147,7 +150,7 @@ def ge(x, y) -> SharedTensor:
     Rounds: 1 + log2 K. Comm: one msb per element of d (as ``lt``).
     Leaks: nothing beyond the output. Ref: as ``lt``.
     """
-    return not_(msb(_diff(x, y)))
+    return not_(call("msb", _diff(x, y)))
 
 
 def _and_tree_gates(K: int) -> list[int]:
@@ -179,14 +182,18 @@ def eqz(x: SharedTensor) -> SharedTensor:
     K = 64. Offline: n (2K - 1) bits. Leaks: nothing (c is padded by r).
     Ref: masked opening with edaBits (Escudero et al., CRYPTO 2020) and an AND tree.
     """
-    session = x.session
     c, r_bool, depth = _masked_open(x)
     w = not_(xor(r_bool, c) if c is not None else r_bool)
     w.depth = depth
+    return all_ones(w, and_gates)
+
+
+def all_ones(w: SharedTensor, gates_fn) -> SharedTensor:
+    """[every bit of the K-bit word w is 1], by an AND tree with the scheme's AND ``gates_fn``
+    (log2 K rounds, K - 1 gates)."""
     s = 1
-    for gates in _and_tree_gates(session.ring.bits):
-        (w_and,) = and_gates([(boolean.shift_right(w, s), w)], [gates])
-        w = w_and
+    for gates in _and_tree_gates(w.session.ring.bits):
+        (w,) = gates_fn([(boolean.shift_right(w, s), w)], [gates])
         s *= 2
     out = boolean.and_public(w, 1)
     out.width = 1
@@ -195,9 +202,8 @@ def eqz(x: SharedTensor) -> SharedTensor:
 
 @protocol(
     "eq",
-    rounds="1+log2(K)",
-    comm="(N-1)*n*(K + 2*(K-1))",
-    offline="n*(2*K-1)",
+    scheme=BOTH,
+    cost=lambda d: d.eqz,
     ref="eqz of the difference: masked opening with an edaBit, then an AND tree",
     dims=_pair_dims,
     example=_pair_example,
@@ -212,7 +218,27 @@ def eq(x, y) -> SharedTensor:
     Offline: n (2K - 1) bits. Leaks: nothing beyond the output.
     Ref: as ``eqz`` (masked opening with edaBits, Escudero et al. 2020, and an AND tree).
     """
-    return eqz(_diff(x, y))
+    return call("eqz", _diff(x, y))
+
+
+def check_select_operands(b, y):
+    """Validate a selection's operands (a boolean-shared bit, an arithmetic sharing) and lift both to the
+    broadcast rank: (b, y, output shape). Every scheme's bit_select starts here."""
+    if not isinstance(b, SharedTensor):
+        raise TypeError(f"select takes a secret bit, got a public {type(b).__name__}; a public 0/1 bit c selects "
+                        "locally: y * c, with c an integer array")
+    if not isinstance(y, SharedTensor):
+        raise TypeError(f"select multiplies a SharedTensor, got a public {type(y).__name__}; share it with "
+                        "session.input first")
+    if b.kind != "B":
+        raise TypeError("select takes a boolean-shared bit; use where() for an arithmetic condition")
+    if y.kind != "A":
+        raise TypeError("select multiplies an arithmetic sharing; convert a boolean one with protocols.b2a")
+    shape = tuple(np.broadcast_shapes(b.shape, y.shape))
+    nd = len(shape)
+    b = b if b.ndim == nd else b.reshape((1,) * (nd - b.ndim) + b.shape)
+    y = y if y.ndim == nd else y.reshape((1,) * (nd - y.ndim) + y.shape)
+    return b, y, shape
 
 
 @protocol(
@@ -237,23 +263,11 @@ def select(b: SharedTensor, y: SharedTensor) -> SharedTensor:
     Leaks: nothing (c padded by r, e by a). Ref: the daBit trick of Rotaru-Wood 2019 fused with a Beaver
     product, as suggested in protocol-notes.
     """
-    if not isinstance(b, SharedTensor):
-        raise TypeError(f"select takes a secret bit, got a public {type(b).__name__}; a public 0/1 bit c selects "
-                        "locally: y * c, with c an integer array")
-    if not isinstance(y, SharedTensor):
-        raise TypeError(f"select multiplies a SharedTensor, got a public {type(y).__name__}; share it with "
-                        "session.input first")
-    if b.kind != "B":
-        raise TypeError("select takes a boolean-shared bit; use where() for an arithmetic condition")
-    if y.kind != "A":
-        raise TypeError("select multiplies an arithmetic sharing; convert a boolean one with protocols.b2a")
-    if b.ndim == 0 and y.ndim == 0:  # keep public arrays from collapsing to numpy scalars
+    if isinstance(b, SharedTensor) and isinstance(y, SharedTensor) and b.ndim == 0 and y.ndim == 0:
+        # keep public arrays from collapsing to numpy scalars
         return select.__wrapped__(b.reshape(1), y.reshape(1)).reshape(())
+    b, y, shape = check_select_operands(b, y)
     session = b.session
-    shape = tuple(np.broadcast_shapes(b.shape, y.shape))
-    nd = len(shape)
-    b = b if b.ndim == nd else b.reshape((1,) * (nd - b.ndim) + b.shape)
-    y = y if y.ndim == nd else y.reshape((1,) * (nd - y.ndim) + y.shape)
     r_arith, r_bool, a, ra = session.dealer.bit_select_triple(b.shape, y.shape)
     bit = boolean.and_public(b, 1)
     masked_bit = xor(bit, _bool(session, r_bool, b.shape, 0, 1))
@@ -287,9 +301,9 @@ def _where_example(s):
 @protocol(
     "where",
     kinds={"cond": "AB"},
-    rounds="1",
-    comm="(N-1)*(nc*(bc + K*(1-bc)) + K*nd)",
-    offline="K*(n + bc*nc)",
+    scheme=BOTH,
+    cost=lambda d: (d.bit_select.at(nb="nc", ny="nd") * Expr("bc")
+                    + d.ring_mul.at(nx="nc", ny="nd") * Expr("1 - bc")),
     ref="bit_select (daBit-Beaver, Rotaru-Wood 2019) or a Beaver product (Beaver 1991) on a - b",
     dims=_where_dims,
     example=_where_example,
@@ -316,17 +330,16 @@ def where(cond: SharedTensor, a, b) -> SharedTensor:
     diff = _diff(a, b)
     base = b if isinstance(b, SharedTensor) else (diff * 0) + b
     if cond.kind == "B":
-        return base + select(cond, diff)
+        return base + call("bit_select", cond, diff)
     if cond.frac != 0:
         raise ValueError("an arithmetic condition must be integer-encoded 0/1 (frac_bits=0)")
-    return base + beaver_mul(cond, diff)
+    return base + call("ring_mul", cond, diff)
 
 
 @protocol(
     "sign",
-    rounds="2+log2(K)",
-    comm=f"(N-1)*n*({MSB_C} + 1)",
-    offline=f"n*({MSB_O} + K)",
+    scheme=BOTH,
+    cost=lambda d: d.msb + d.b2a_bit,
     ref="msb (edaBits, Escudero et al. 2020) and a daBit B2A (Rotaru-Wood 2019)",
     dims=lambda x: {"n": x.size},
     example=_unary_example,
@@ -341,7 +354,7 @@ def sign(x: SharedTensor) -> SharedTensor:
     Offline: n (3K - 2 - log2 K + K) bits. Leaks: nothing beyond the output.
     Ref: ``msb`` then ``b2a_bit`` (daBits, Rotaru-Wood, INDOCRYPT 2019).
     """
-    return 1 - 2 * b2a_bit(msb(x))
+    return 1 - 2 * call("b2a_bit", call("msb", x))
 
 
 _SELECT_REF = "msb (edaBits, Escudero et al. 2020) then bit_select (daBit-Beaver, Rotaru-Wood 2019)"
@@ -364,7 +377,7 @@ def abs_(x: SharedTensor) -> SharedTensor:
     Offline: n (3K - 2 - log2 K + 2K) bits. Leaks: nothing beyond the output.
     Ref: ``msb`` then ``bit_select``.
     """
-    return x + select(msb(x), -2 * x)
+    return x + call("bit_select", call("msb", x), -2 * x)
 
 
 @protocol(
@@ -384,7 +397,7 @@ def relu(x: SharedTensor) -> SharedTensor:
     Offline: n (3K - 2 - log2 K + 2K) bits. Leaks: nothing beyond the output.
     Ref: ``msb`` then ``bit_select`` (as CrypTen/SPU ReLU, with a daBit selection).
     """
-    return select(not_(msb(x)), x)
+    return call("bit_select", not_(call("msb", x)), x)
 
 
 @protocol(
@@ -406,7 +419,7 @@ def maximum(x: SharedTensor, y) -> SharedTensor:
     """
     d = _diff(x, y)
     base = y if isinstance(y, SharedTensor) else (d * 0) + y
-    return base + select(msb(-d), d)
+    return base + call("bit_select", call("msb", -d), d)
 
 
 @protocol(
@@ -427,4 +440,4 @@ def minimum(x: SharedTensor, y) -> SharedTensor:
     """
     d = _diff(x, y)
     base = y if isinstance(y, SharedTensor) else (d * 0) + y
-    return base + select(msb(d), d)
+    return base + call("bit_select", call("msb", d), d)

@@ -1,6 +1,8 @@
 """Fixed-point products: a ring protocol followed by a truncation.
 
-A product of scales f1 and f2 sits at scale f1 + f2; it is truncated by min(f1, f2), so fixed point times
+Written once over the session's scheme: the ring products are its ``ring_mul``, ``ring_square`` and
+``ring_matmul`` protocols (additive: Beaver's; ABY3: replicated), the truncation its own. A product of
+scales f1 and f2 sits at scale f1 + f2; it is truncated by min(f1, f2), so fixed point times
 fixed point stays at f, and an integer-encoded operand (scale 0) never costs a truncation. Costs are the
 sums of the parts (ring protocol + ``truncate``), which the tests check.
 """
@@ -11,18 +13,35 @@ import numpy as np
 from mpsim import kernels
 from mpsim.tensor import SharedTensor, is_integer_public
 
-from .arith import beaver_matmul, beaver_mul, beaver_square, matmul_shapes
-from .trunc import truncate
+from .arith import matmul_shapes
+from .registry import call
 
 
-def mul(x: SharedTensor, y: SharedTensor) -> SharedTensor:
-    """x * y for shared tensors; ``x * x`` on one tensor uses the (cheaper) square protocol."""
-    z = beaver_square(x) if x is y else beaver_mul(x, y)
-    return truncate(z, min(x.frac, y.frac))
+def truncate(x: SharedTensor, shift: int) -> SharedTensor:
+    """The session's scheme's truncation (additive: ``protocols.trunc.truncate``)."""
+    return x.session.scheme.truncate(x, shift)
+
+
+def mul(x: SharedTensor, y: SharedTensor, inspect=None) -> SharedTensor:
+    """x * y for shared tensors; ``x * x`` on one tensor uses the (cheaper) square protocol. A scheme that
+    fuses the truncation into the product (ABY3's ``rep_mul_trunc``) runs the fused protocol. ``inspect``
+    sees the raw product before its truncation (debug checks that read values; nothing is sent)."""
+    shift = min(x.frac, y.frac)
+    fused = x.session.scheme.fused_product
+    if fused is not None and shift:
+        return call(fused["mul"], x, y, shift, inspect=inspect)
+    z = call("ring_square", x) if x is y else call("ring_mul", x, y)
+    if inspect is not None:
+        inspect(z)
+    return truncate(z, shift)
 
 
 def matmul(x: SharedTensor, y: SharedTensor) -> SharedTensor:
-    return truncate(beaver_matmul(x, y), min(x.frac, y.frac))
+    shift = min(x.frac, y.frac)
+    fused = x.session.scheme.fused_product
+    if fused is not None and shift:
+        return call(fused["matmul"], x, y, shift)
+    return truncate(call("ring_matmul", x, y), shift)
 
 
 def matmul_reused(x: SharedTensor, operand) -> SharedTensor:

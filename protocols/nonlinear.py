@@ -37,13 +37,13 @@ import numpy as np
 
 from mpsim.tensor import SharedTensor, concatenate, stack
 
-from .arith import beaver_mul, beaver_square
-from .boolean import msb, not_, xor
-from .compare import select
+from .boolean import not_, xor
+from .cost import Expr, Formula
+from . import fxp
+from .fxp import truncate
 from .reduce import levels
 from .reduce import max as _reduce_max
-from .registry import protocol
-from .trunc import truncate
+from .registry import call, protocol
 
 EXP_METHODS = ("limit", "pade")
 RECIP_METHODS = ("goldschmidt", "newton")
@@ -158,10 +158,7 @@ def _mul(a: SharedTensor, b: SharedTensor, check: str | None = None) -> SharedTe
     """Fixed-point product: a Beaver product (a square when a is b), then one truncation by the smaller
     scale. (As ``protocols.fxp.mul``; spelled out here so every product in this module is visibly one.)
     ``check`` names the product for ``_check_trunc_input`` (under check_domain only; nothing is sent)."""
-    raw = beaver_square(a) if a is b else beaver_mul(a, b)
-    if check is not None:
-        _check_trunc_input(raw, check)
-    return truncate(raw, min(a.frac, b.frac))
+    return fxp.mul(a, b, inspect=None if check is None else lambda raw: _check_trunc_input(raw, check))
 
 
 def _fixed(x: SharedTensor) -> SharedTensor:
@@ -207,7 +204,7 @@ def _onehot_msb(x: SharedTensor, P: int) -> SharedTensor:
     The thermometer t_j = [x_ring < 2^j] (j = 1..P-1) comes from one batched MSB call; then h_0 = t_1,
     h_j = t_{j+1} xor t_j, h_{P-1} = not t_{P-1} (local)."""
     xi = _relabel(x, 0).reshape(x.shape + (1,))
-    t = msb(xi - np.array([1 << j for j in range(1, P)], dtype=np.int64))
+    t = call("msb", xi - np.array([1 << j for j in range(1, P)], dtype=np.int64))
     parts = [t[..., :1]]
     if P > 2:
         parts.append(xor(t[..., 1:], t[..., :-1]))
@@ -219,14 +216,14 @@ def _normalise(x: SharedTensor, P: int, D: int):
     """(one-hot h, x_n) with x_n = x 2^(f-1-pos) in [0.5, 1) at scale f: one select, one truncation by D."""
     f = x.frac
     h = _onehot_msb(x, P)
-    hx = select(h, _relabel(x, 0).reshape(x.shape + (1,)))
+    hx = call("bit_select", h, _relabel(x, 0).reshape(x.shape + (1,)))
     z = (hx * np.array([1 << (P - 1 - j) for j in range(P)], dtype=np.int64)).sum(axis=-1)
     return h, truncate(_relabel(z, f + D), D)
 
 
 def _rescale(h: SharedTensor, y: SharedTensor, weights: np.ndarray, S: int) -> SharedTensor:
     """y * v_pos / 2^S: one select by the one-hot, a public-weighted sum, one truncation by S."""
-    hy = select(h, y.reshape(y.shape + (1,)))
+    hy = call("bit_select", h, y.reshape(y.shape + (1,)))
     z = (hy * weights).sum(axis=-1)
     return truncate(_relabel(z, y.frac + S), S)
 
@@ -318,30 +315,56 @@ MSB_C = "(K + 2*(2*K - 2 - log2(K)))"  # bits per element each party sends to ea
 MSB_O = "(3*K - 2 - log2(K))"  # offline bits per element of msb
 
 
-def _exp_formulas(n: str) -> dict:
-    Q = "(t if lim else 1 + q + s)"  # product steps
-    Tq = "(t + 1 if lim else 3 + q + s)"  # truncation steps on the critical path
-    B = "(t if lim else 3*q + s)"  # Beaver-opened elements per input element
-    O = "(t if lim else 2*q + s)"  # Beaver outputs per element
-    Z = "(t + 1 if lim else 2*q + 3 + s)"  # truncated elements per element
-    return {
-        "rounds": f"max({Q} + TR*{Tq}, c*(1 + log2(K))) + c",
-        "calls": f"{Q} + TR*{Tq} + c*(2 + log2(K))",
-        "comm": f"(N-1)*{n}*(K*{B} + c*({MSB_C} + 1 + K)) + TC*{n}*{Z}",
-        "offline": f"{n}*(K*{O} + c*({MSB_O} + 2*K)) + TO*{n}*{Z}",
-    }
+def _trunc(n: str) -> Formula:
+    """One truncation of each of n elements: the scheme's per-element terms TR, TC, TO (``declare_truncation``)."""
+    return Formula.of("TR", "TC*n", "TO*n").at(n=n)
 
 
-def _recip_formulas(m: str) -> dict:
-    J = "(I + 1 if gs else 2*I)"  # sequential products of the iteration phase
-    A = "(3*I + 1 if gs else 4*I)"  # Beaver-opened elements per element in that phase
-    rounds = f"log2(K) + 3 + {J} + TR*(2 + {J})"
-    return {
-        "rounds": rounds,
-        "calls": rounds,
-        "comm": f"(N-1)*{m}*((P-1)*{MSB_C} + 2*(P + K) + K*{A}) + TC*{m}*(2 + 2*I)",
-        "offline": f"{m}*((P-1)*{MSB_O} + 4*K*P + 2*K*I) + TO*{m}*(2 + 2*I)",
-    }
+def _after_product(n: str) -> Formula:
+    """What truncating a product's n outputs adds to it: TRp, TCp, TOp (``declare_truncation``)."""
+    return Formula.of("TRp", "TCp*n", "TOp*n").at(n=n)
+
+
+def _fmul(d, nx: str, ny: str, n: str) -> Formula:
+    """A fixed-point product (``_mul``): the scheme's ring product and the truncation of its output."""
+    return d.ring_mul.at(nx=nx, ny=ny, n=n) + _after_product(n)
+
+
+def _fsquare(d, n: str) -> Formula:
+    return d.ring_square.at(n=n) + _after_product(n)
+
+
+def _goldschmidt_cost(d, iters: str, m: str) -> Formula:
+    """``_goldschmidt`` on m elements: iters - 1 stacked products (2m by m), then one of m."""
+    return _fmul(d, f"2*{m}", m, f"2*{m}") * (Expr(iters) - 1) + _fmul(d, m, m, m)
+
+
+def _exp_cost(d, n: str = "n") -> Formula:
+    """exp, composed from the scheme's cells (see ``exp``'s steps); lim, t, s, q, c as in its variables."""
+    limit = _trunc(n) + _fsquare(d, n) * Expr("t")
+    pade = (_trunc(n) + _fsquare(d, n) + _trunc(f"2*{n}") + _goldschmidt_cost(d, "q", n)
+            + _fsquare(d, n) * Expr("s"))
+    core = limit * Expr("lim") + pade * Expr("1 - lim")
+    # clipping: the comparison runs beside the polynomial, then one selection
+    return (core | d.msb.at(n=n) * Expr("c")) + d.bit_select.at(nb=n, ny=n, n=n) * Expr("c")
+
+
+def _recip_cost(d, m: str = "m") -> Formula:
+    """reciprocal on m elements (see its steps): the one-hot of the leading bit, normalisation, the iteration
+    (Goldschmidt when gs, else Newton), rescaling."""
+    onehot = d.msb.at(n=f"{m}*(P-1)")
+    select_truncate = d.bit_select.at(nb=f"{m}*P", ny=m, n=f"{m}*P") + _trunc(m)
+    goldschmidt = _fmul(d, m, m, m) + _goldschmidt_cost(d, "I", m)
+    newton = _fmul(d, m, m, m) * Expr("2*I")
+    return onehot + select_truncate + (goldschmidt * Expr("gs") + newton * Expr("1 - gs")) + select_truncate
+
+
+def _softmax_cost(d) -> Formula:
+    """The row max, exp of x - max, one reciprocal per row, one broadcast product: the callees' cells."""
+    return d.max.at(rows="R") + d.exp.at(n="R*n") + d.reciprocal.at(m="R") + _fmul(d, "R*n", "R", "R*n")
+
+
+BOTH = ("additive", "aby3")
 
 
 def _rsqrt_formulas(m: str) -> dict:
@@ -351,17 +374,6 @@ def _rsqrt_formulas(m: str) -> dict:
         "calls": rounds,
         "comm": f"(N-1)*{m}*((P-1)*{MSB_C} + 2*(P + K) + 5*K*I) + TC*{m}*(3 + 3*I)",
         "offline": f"{m}*((P-1)*{MSB_O} + 4*K*P + 3*K*I) + TO*{m}*(3 + 3*I)",
-    }
-
-
-def _softmax_formulas() -> dict:
-    e, r = _exp_formulas("(R*n)"), _recip_formulas("R")
-    mx = "L*(2 + log2(K))"
-    return {
-        "rounds": f"{mx} + ({e['rounds']}) + ({r['rounds']}) + 1 + TR",
-        "calls": f"{mx} + ({e['calls']}) + ({r['calls']}) + 1 + TR",
-        "comm": f"(N-1)*R*(n-1)*({MSB_C} + 1 + K) + {e['comm']} + {r['comm']} + K*(N-1)*R*(n+1) + TC*R*n",
-        "offline": f"R*(n-1)*({MSB_O} + 2*K) + {e['offline']} + {r['offline']} + K*R*n + TO*R*n",
     }
 
 
@@ -403,15 +415,10 @@ def _example_input(values):
 
 
 # -- exp ---------------------------------------------------------------------------------------------------------
-_EXP = _exp_formulas("n")
-
-
 @protocol(
     "exp",
-    rounds=_EXP["rounds"],
-    calls=_EXP["calls"],
-    comm=_EXP["comm"],
-    offline=_EXP["offline"],
+    scheme=BOTH,
+    cost=_exp_cost,
     ref="limit: CrypTen (Knott et al., NeurIPS 2021); Pade [2/2] with squaring: SPU fxp_exp_mode=1 / PUMA",
     dims=lambda x, config=None: {"n": x.size, **_exp_vars(_config(x.session, config))},
     example=_example_input(np.linspace(-6.0, 0.5, 16).reshape(2, 8)),
@@ -474,20 +481,16 @@ def exp(x: SharedTensor, config: NonlinearConfig | None = None) -> SharedTensor:
         for _ in range(s):
             e = _mul(e, e)
     if cfg.exp_clip is not None:
-        keep = not_(msb(x - float(cfg.exp_clip)))
-        e = select(keep, e)
+        keep = not_(call("msb", x - float(cfg.exp_clip)))
+        e = call("bit_select", keep, e)
     return e
 
 
 # -- reciprocal and rsqrt --------------------------------------------------------------------------------------------
-_REC = _recip_formulas("m")
-
-
 @protocol(
     "reciprocal",
-    rounds=_REC["rounds"],
-    comm=_REC["comm"],
-    offline=_REC["offline"],
+    scheme=BOTH,
+    cost=_recip_cost,
     ref="MSB normalisation (Catrina-Saxena, FC 2010; SPU reciprocal) + Goldschmidt (1964) / Newton-Raphson",
     dims=lambda x, config=None: {"m": x.size, **_recip_vars(x.session, _config(x.session, config), x.frac)},
     example=_example_input(np.array([[0.5, 1.0, 1.5, 3.0, 7.25, 10.0, 33.0, 100.0]] * 2)),
@@ -596,13 +599,12 @@ def rsqrt(x: SharedTensor, config: NonlinearConfig | None = None) -> SharedTenso
     y = truncate(_lin_raw([(xn, -RSQRT_B)], f), f) + RSQRT_A
     for _ in range(cfg.rsqrt_iters):
         prods = _mul(stack([xn, y]), y)  # x_n y and y^2
-        m_raw = beaver_mul(prods[0], prods[1])  # x_n y^3 at scale 2f
+        m_raw = call("ring_mul", prods[0], prods[1])  # x_n y^3 at scale 2f
         y = truncate(_relabel(y._mul_public_int(3 << f), 2 * f + 1) - _relabel(m_raw, 2 * f + 1), f + 1)
     return _rescale(h, y, _rsqrt_weights(f, P), f + 1)
 
 
 # -- softmax ---------------------------------------------------------------------------------------------------------
-_SMX = _softmax_formulas()
 
 
 def _softmax_dims(puma: bool):
@@ -647,10 +649,8 @@ def _softmax(x, axis, cfg, exp_cfg):
 
 @protocol(
     "softmax_exact",
-    rounds=_SMX["rounds"],
-    calls=_SMX["calls"],
-    comm=_SMX["comm"],
-    offline=_SMX["offline"],
+    scheme=BOTH,
+    cost=_softmax_cost,
     ref="CrypTen softmax (max subtraction, exp, one reciprocal per row)",
     dims=_softmax_dims(False),
     example=_example_input(_SOFTMAX_EXAMPLE),
@@ -693,10 +693,8 @@ def softmax_exact(x: SharedTensor, axis: int = -1, config: NonlinearConfig | Non
 
 @protocol(
     "softmax_puma",
-    rounds=_SMX["rounds"],
-    calls=_SMX["calls"],
-    comm=_SMX["comm"],
-    offline=_SMX["offline"],
+    scheme=BOTH,
+    cost=_softmax_cost,
     ref="PUMA (Dong et al. 2023) / MPCache hack_softmax: exp clipped to 0 below -14",
     dims=_softmax_dims(True),
     example=_example_input(_SOFTMAX_EXAMPLE),
@@ -751,10 +749,8 @@ def _softmax_dispatch_dims(x, axis=-1, method=None, config=None):
 
 @protocol(
     "softmax",
-    rounds=_SMX["rounds"],
-    calls=_SMX["calls"],
-    comm=_SMX["comm"],
-    offline=_SMX["offline"],
+    scheme=BOTH,
+    cost=_softmax_cost,
     ref="dispatches to softmax_exact (CrypTen) or softmax_puma (PUMA / MPCache hack_softmax)",
     dims=_softmax_dispatch_dims,
     example=_example_input(_SOFTMAX_EXAMPLE),
@@ -782,7 +778,7 @@ def softmax(x: SharedTensor, axis: int = -1, method: str | None = None,
 def _segment_bits(x: SharedTensor, thresholds):
     """[x < t0], [x < t1], [x > t2] from one msb call on stacked differences."""
     t0, t1, t2 = thresholds
-    bits = msb(stack([x - t0, x - t1, (-x) + t2]))
+    bits = call("msb", stack([x - t0, x - t1, (-x) + t2]))
     return bits[0], bits[1], bits[2]
 
 
@@ -796,7 +792,7 @@ def _check_piecewise_domain(x: SharedTensor, t0: float, t2: float, what: str) ->
 def _piecewise(x, b0, b1, b2, low, mid):
     """b2 x + (b0 xor b1) low + NOT(b1 xor b2) mid, one select call on the stacked pieces."""
     bits = stack([b2, xor(b0, b1), not_(xor(b1, b2))])
-    return select(bits, stack([x, low, mid])).sum(axis=0)
+    return call("bit_select", bits, stack([x, low, mid])).sum(axis=0)
 
 
 _PIECEWISE = {

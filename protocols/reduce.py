@@ -22,7 +22,7 @@ from .boolean import msb, not_
 from .compare import MSB_C, MSB_O, select
 from .oblivious import onehot_rotation
 from .rotation import _pow2_at_least
-from .registry import protocol
+from .registry import call, protocol
 
 
 def check_axis(x: SharedTensor, axis, what: str) -> None:
@@ -50,18 +50,18 @@ def _tournament(x: SharedTensor, axis: int, largest: bool, with_index: bool):
         a, b = values[..., 0 : 2 * m : 2], values[..., 1 : 2 * m : 2]
         d = a - b
         # keep a when a >= b (largest) or a <= b (smallest): ties go to the lower index
-        keep_a = not_(msb(d)) if largest else not_(msb(-d))
+        keep_a = not_(call("msb", d)) if largest else not_(call("msb", -d))
         if with_index:
             ia, ib = index[..., 0 : 2 * m : 2], index[..., 1 : 2 * m : 2]
             di = (ia - ib).reshape(ia.shape + (1,))
             dv = d.reshape(d.shape + (1,))
             # One select for both: the bit multiplies ring elements, so scales are only labels here.
             stacked = concatenate([dv, _relabel(di, d.frac)], axis=-1)
-            chosen = select(keep_a.reshape(keep_a.shape + (1,)), stacked)
+            chosen = call("bit_select", keep_a.reshape(keep_a.shape + (1,)), stacked)
             new_values = b + chosen[..., 0]
             new_index = ib + _relabel(chosen[..., 1], 0)
         else:
-            new_values = b + select(keep_a, d)
+            new_values = b + call("bit_select", keep_a, d)
         if values.shape[-1] % 2:
             new_values = concatenate([new_values, values[..., -1:]], axis=-1)
             if with_index:
@@ -89,9 +89,8 @@ def _reduce_example(s):
 
 # Value only: per pair one msb and one bit_select of one element (rows (n - 1) pairs over L levels).
 _VALUE = {
-    "rounds": "L*(2+log2(K))",
-    "comm": f"(N-1)*rows*(n-1)*({MSB_C} + 1 + K)",
-    "offline": f"rows*(n-1)*({MSB_O} + 2*K)",
+    "scheme": ("additive", "aby3"),
+    "cost": lambda d: (d.msb + d.bit_select.at(nb="n", ny="n")).at(n="rows*(n-1)").levels("L"),
 }
 # With the index: the select moves (value, index) pairs; then a rotation one-hot of the index per row.
 _ARG = {

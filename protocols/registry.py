@@ -43,15 +43,24 @@ from typing import Callable
 
 from mpsim.ledger import Cost
 
-_FORMULA_NAMESPACE = {
-    "__builtins__": {},
-    "ceil": math.ceil,
-    "floor": math.floor,
-    "log2": math.log2,
-    "min": min,
-    "max": max,
-    "int": int,
-}
+from .cost import Expr, Formula
+
+# Schemes the registry knows cells for; a scheme package declares its truncation terms on import.
+SCHEMES = ("additive", "aby3")
+# (scheme, session truncation mode) -> expressions of TR (rounds), TC (bits sent by party p per element) and
+# TO (offline bits per element) of one truncation, then TRp, TCp, TOp: what truncating a product's output
+# adds to the product (see ``declare_truncation``).
+TRUNCATION: dict[tuple[str, str], tuple[Expr, ...]] = {}
+TRUNCATION_TERMS = ("TR", "TC", "TO", "TRp", "TCp", "TOp")
+
+
+def declare_truncation(scheme: str, mode: str, rounds, comm, offline, after_product=None) -> None:
+    """The per-element cost of ``scheme``'s truncation in session mode ``mode`` ("local" or "dealer"), which
+    composite formulas use as TR, TC and TO; ``after_product`` (rounds, comm, offline) is what truncating a
+    product's output adds to the product, TRp, TCp and TOp (a scheme that fuses the two pays less; default:
+    a truncation of its own)."""
+    after = (rounds, comm, offline) if after_product is None else after_product
+    TRUNCATION[(scheme, mode)] = tuple(Expr(e) for e in (rounds, comm, offline, *after))
 
 
 @dataclass
@@ -72,29 +81,42 @@ class Protocol:
     observe: Callable | None = None  # randomized kind: (messages, N) -> the random variables of the formulas
     leaked: dict = field(default_factory=dict)  # channel op -> "output" | "independent" (module docstring)
     kinds: dict = field(default_factory=dict)  # parameter -> accepted sharing kinds, "A", "B" or "AB"
+    scheme: str = "additive"
+    compose: Callable | None = None  # (callee lookup) -> Formula, for protocols written once over primitives
+    offline_to: Callable[[int], tuple] | None = None  # N -> which party receives each offline bit (None: p 0)
 
-    def evaluate(self, formula: str, env: dict) -> int:
-        value = eval(formula, dict(_FORMULA_NAMESPACE), dict(env))  # formulas are our own literals
-        if value != int(value):
-            raise ValueError(f"{self.name}: formula {formula!r} gave non-integer {value}")
-        return int(value)
+    @property
+    def formula(self) -> Formula:
+        """The declared cost as expressions: composed from the callees' cells of the same scheme, or the
+        formulas given at registration."""
+        if self.compose is not None:
+            return self.compose(Callees(self.scheme))
+        return Formula.of(self.rounds, self.comm, self.offline, self.calls)
+
+    def evaluate(self, formula, env: dict) -> int:
+        try:
+            return Expr(formula).evaluate(env) if isinstance(formula, str) else formula.evaluate(env)
+        except ValueError as error:
+            raise ValueError(f"{self.name}: {error}") from None
 
     def declared(self, K: int, N: int, trunc: str = "local", **dims) -> Cost:
         """Declared cost; ``trunc`` ("local" or "dealer") sets the per-element truncation terms
-        TR (rounds), TC (bits per party) and TO (offline bits) that composite formulas may use."""
-        if trunc not in ("local", "dealer"):
-            raise ValueError(f"trunc must be 'local' or 'dealer', got {trunc!r}")
-        dealer = trunc == "dealer"
-        env = {"K": K, "N": N, "TR": int(dealer), "TC": K * (N - 1) * dealer, "TO": 2 * K * dealer, **dims}
-        sent = tuple(self.evaluate(self.comm, {**env, "p": p}) for p in range(N))
-        offline = self.evaluate(self.offline, env)
+        TR (rounds), TC (bits sent by party p) and TO (offline bits) of this scheme that formulas may use."""
+        if (self.scheme, trunc) not in TRUNCATION:
+            modes = sorted(m for s, m in TRUNCATION if s == self.scheme)
+            raise ValueError(f"trunc must be one of {modes} for the {self.scheme} scheme, got {trunc!r}")
+        f = self.formula.at(**dict(zip(TRUNCATION_TERMS, TRUNCATION[(self.scheme, trunc)])))
+        env = {"K": K, "N": N, **dims}
+        sent = tuple(self.evaluate(f.comm, {**env, "p": p}) for p in range(N))
+        offline = self.evaluate(f.offline, env)
+        received = self.offline_to(N) if self.offline_to else (1,) + (0,) * (N - 1)
         return Cost(
-            rounds=self.evaluate(self.rounds, env),
-            sequential_rounds=self.evaluate(self.calls or self.rounds, env),
+            rounds=self.evaluate(f.rounds, env),
+            sequential_rounds=self.evaluate(f.calls, env),
             sent_bits=sent,
             offline_bits=offline,
-            # The dealer ships every correction word to party 0 (mpsim/dealer.py).
-            offline_received_bits=(offline,) + (0,) * (N - 1),
+            # The additive dealer ships every correction word to party 0 (mpsim/dealer.py).
+            offline_received_bits=tuple(offline * share for share in received),
         )
 
     def declared_for(self, session, *args, messages=None, **kwargs) -> Cost:
@@ -108,12 +130,59 @@ class Protocol:
         return self.declared(session.ring.bits, session.parties, trunc=session.trunc, **dims)
 
 
+def call(name: str, *args, **kwargs):
+    """Run the session's scheme's protocol ``name`` (or role): how a protocol written once over the
+    primitives reaches them, e.g. ``call("msb", x)``."""
+    return cell(_session_of(args, kwargs), name).fn(*args, **kwargs)
+
+
 class OperandError(ValueError, TypeError):
     """An operand a protocol cannot take: a tensor of another session, or a sharing of the wrong kind (both a
     ValueError and a TypeError, as numpy's AxisError is both a ValueError and an IndexError)."""
 
 
+class Callees:
+    """The declared formulas of one scheme's cells by protocol name, for composing (``d.msb``, ``d["and"]``)."""
+
+    def __init__(self, scheme: str):
+        self.scheme = scheme
+
+    def __getitem__(self, name: str) -> Formula:
+        name = ROLES.get((self.scheme, name), name)
+        if (self.scheme, name) not in CELLS:
+            raise KeyError(f"the {self.scheme} scheme has no protocol {name!r} to compose from")
+        return CELLS[(self.scheme, name)].formula
+
+    __getattr__ = __getitem__
+
+
+# (scheme, role) -> the name of the scheme's protocol that plays it, where schemes name them differently
+# (the ring product: Beaver's in the additive scheme, the replicated one in ABY3).
+ROLES: dict[tuple[str, str], str] = {}
+
+
+def declare_role(scheme: str, role: str, name: str) -> None:
+    ROLES[(scheme, role)] = name
+
+
+# Every (scheme, protocol) cell; REGISTRY is the additive scheme's cells by name (the default scheme).
+CELLS: dict[tuple[str, str], Protocol] = {}
 REGISTRY: dict[str, Protocol] = {}
+
+
+def of(scheme: str) -> dict[str, Protocol]:
+    """The cells of one scheme, by protocol name."""
+    return {name: entry for (s, name), entry in CELLS.items() if s == scheme}
+
+
+def cell(session, name: str) -> Protocol:
+    """The cell of protocol (or role) ``name`` in the session's scheme; a clear error when it has none."""
+    scheme = session.scheme.name
+    name = ROLES.get((scheme, name), name)
+    if (scheme, name) not in CELLS:
+        raise NotImplementedError(f"the {scheme} scheme has no {name!r} protocol (yet); "
+                                  f"schemes with one: {sorted(s for s, n in CELLS if n == name)}")
+    return CELLS[(scheme, name)]
 LEAK_KINDS = ("output", "independent")
 SHARING_KINDS = ("A", "B", "AB")
 
@@ -171,9 +240,9 @@ def check_operands(entry: Protocol, session, signature: inspect.Signature, args,
 def protocol(
     name: str,
     *,
-    rounds: str,
-    comm: str,
-    offline: str,
+    rounds: str | None = None,
+    comm: str = "0",
+    offline: str = "0",
     calls: str | None = None,
     leaks: str = "nothing beyond the output",
     ref: str = "",
@@ -185,10 +254,18 @@ def protocol(
     observe: Callable | None = None,
     leaked: dict | None = None,
     kinds: dict | None = None,
+    scheme: str | tuple = "additive",
+    cost: Callable | None = None,
+    offline_to: Callable | None = None,
 ):
     """Register a protocol with its declared cost (see the module docstring). A randomized protocol gives
     ``observe(messages, N)``: the values of its random formula variables, read off its own messages, so that
-    the formulas can still be checked exactly against a run."""
+    the formulas can still be checked exactly against a run.
+
+    ``scheme`` names the scheme whose primitive this is, or a tuple of schemes for a protocol written once
+    over the primitives; such a protocol gives ``cost``, a function of the callee lookup (:class:`Callees`)
+    returning its :class:`Formula`, instead of ``rounds``/``comm``/``offline`` strings, so each scheme's cell
+    composes that scheme's callees."""
     if kind not in ("fixed", "randomized"):
         raise ValueError(f"kind must be 'fixed' or 'randomized', got {kind!r}")
     leaked, kinds = dict(leaked or {}), dict(kinds or {})
@@ -197,9 +274,18 @@ def protocol(
     if any(v not in SHARING_KINDS for v in kinds.values()):
         raise ValueError(f"{name}: kinds values must be in {SHARING_KINDS}, got {kinds}")
 
+    schemes = (scheme,) if isinstance(scheme, str) else tuple(scheme)
+    if any(sc not in SCHEMES for sc in schemes):
+        raise ValueError(f"{name}: unknown scheme in {schemes}; known: {SCHEMES}")
+    if (cost is None) == (rounds is None):
+        raise ValueError(f"{name}: declare either rounds/comm/offline formulas or a composed cost, not both")
+    if cost is None and len(schemes) > 1:
+        raise ValueError(f"{name}: formulas given as strings belong to one scheme; compose them with cost=")
+
     def wrap(fn):
-        if name in REGISTRY:
-            raise ValueError(f"protocol {name!r} registered twice")
+        for sc in schemes:
+            if (sc, name) in CELLS:
+                raise ValueError(f"protocol {name!r} registered twice for the {sc} scheme")
         signature = inspect.signature(fn)
         unknown = set(kinds) - set(signature.parameters)
         if unknown:
@@ -209,41 +295,82 @@ def protocol(
         def run(*args, **kwargs):
             session = _session_of(args, kwargs)
             session._check_open()
+            entry = entries.get(session.scheme.name)
+            if entry is None and (session.scheme.name, name) in CELLS:
+                # the session's scheme has its own protocol of this name (``protocols.msb`` in an ABY3 session)
+                return CELLS[(session.scheme.name, name)].fn(*args, **kwargs)
+            if entry is None:
+                raise NotImplementedError(f"{name} is a protocol of the {' and '.join(schemes)} scheme"
+                                          f"{'s' if len(schemes) > 1 else ''}, not of {session.scheme.name}")
             check_operands(entry, session, signature, args, kwargs)
             with session.scope(name):
                 return fn(*args, **kwargs)
 
-        entry = REGISTRY[name] = Protocol(
-            name, run, rounds, comm, offline, calls, leaks, ref, kind, dims, example, parties, vars_doc, observe,
-            leaked, kinds,
-        )
-        run.protocol = REGISTRY[name]
+        entries = {}
+        for sc in schemes:
+            entries[sc] = CELLS[(sc, name)] = Protocol(
+                name, run, rounds, comm, offline, calls, leaks, ref, kind, dims, example, parties, vars_doc,
+                observe, leaked, kinds, sc, cost, offline_to,
+            )
+            if sc == "additive":
+                REGISTRY[name] = entries[sc]
+        run.protocol = entries[schemes[0]]
+        run.cells = entries
         return run
 
     return wrap
 
 
+def _cells_row(entry: Protocol) -> str:
+    if entry.compose is None:
+        rounds, calls, comm, offline = entry.rounds, entry.calls, entry.comm, entry.offline
+    else:
+        f = entry.formula
+        rounds, calls, comm, offline = str(f.rounds), str(f.calls), str(f.comm), str(f.offline)
+    if calls not in (None, rounds):
+        rounds = f"{rounds} ({calls} calls)"
+    cells = [f"`{entry.name}`", rounds, f"`{comm}`", f"`{offline}`", entry.vars_doc, entry.leaks, entry.ref]
+    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+
+_HEADER = ["| protocol | rounds | comm (bits, party p) | offline (bits) | variables | leaks | ref |",
+           "|---|---|---|---|---|---|---|"]
+
+
 def markdown_table() -> str:
-    """The declared-cost table of every registered protocol, as markdown (import ``protocols`` first: importing
-    the package registers them all)."""
+    """The declared-cost table of every registered protocol, per scheme, as markdown (import ``protocols``
+    first: importing the package registers them all)."""
 
     lines = [
         "# Declared protocol costs",
         "",
         "Generated by `mpsim table` from the declarations in `protocols/`; `tests/test_costs.py` checks",
-        "every row against the ledger (N in {2, 3, 4}, K in {32, 64}, all three backends) and that this",
-        "file is current. K: ring bits; N: parties; p: party index; shape variables as listed per row;",
+        "every row against the ledger (every scheme's party counts, K in {32, 64}, all three backends) and",
+        "that this file is current. K: ring bits; N: parties; p: party index; shape variables as listed per",
+        "row. Comm is online bits sent by party p per call; offline is the bits of correlated randomness per",
+        "call. Protocols written once over the primitives print their formula composed from their callees'",
+        "cells of the same scheme.",
+        "",
+        "## additive (N parties, trusted dealer)",
+        "",
         "TR, TC, TO: rounds, bits per party and offline bits of one truncation per element (0, 0, 0 for",
-        "local SecureML truncation; 1, K(N-1), 2K for dealer truncation).",
-        "Comm is online bits sent by party p per call; offline is the dealer's total bits per call",
+        "local SecureML truncation; 1, K(N-1), 2K for dealer truncation). Offline bits are the dealer's",
         "(seeds plus one correction word per derived element; see `mpsim/dealer.py`).",
         "",
-        "| protocol | rounds | comm (bits, party p) | offline (bits) | variables | leaks | ref |",
-        "|---|---|---|---|---|---|---|",
+        *_HEADER,
     ]
-    for entry in sorted(REGISTRY.values(), key=lambda e: e.name):
-        rounds = entry.rounds if entry.calls in (None, entry.rounds) else f"{entry.rounds} ({entry.calls} calls)"
-        cells = [f"`{entry.name}`", rounds, f"`{entry.comm}`", f"`{entry.offline}`", entry.vars_doc,
-                 entry.leaks, entry.ref]
-        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    lines += [_cells_row(entry) for entry in sorted(REGISTRY.values(), key=lambda e: e.name)]
+    aby3 = of("aby3")
+    if aby3:
+        lines += [
+            "",
+            "## aby3 (3 parties, replicated sharing, no dealer)",
+            "",
+            "TR, TC, TO of one truncation per element: ABY3's share truncation (1 round, K bits sent by",
+            "party 0, 0 offline) for `trunc=\"local\"`. Offline bits are 0: correlated randomness comes from",
+            "pairwise PRF keys agreed at setup (see `protocols/aby3/prf.py`).",
+            "",
+            *_HEADER,
+        ]
+        lines += [_cells_row(entry) for entry in sorted(aby3.values(), key=lambda e: e.name)]
     return "\n".join(lines) + "\n"

@@ -11,7 +11,7 @@ import numpy as np
 from mpsim.tensor import SharedTensor
 
 from .arith import _rng_values
-from .registry import protocol
+from .registry import declare_truncation, protocol
 
 
 def check_shift(x: SharedTensor, shift, top: int, name: str) -> int:
@@ -133,3 +133,8 @@ def _add_payload(session, a, b):
     if a is None:
         return None
     return session.backend.map(lambda u, v: u + v, a, b)
+
+
+# The per-element cost terms TR, TC, TO of this scheme's truncation, for composite formulas (registry).
+declare_truncation("additive", "local", "0", "0", "0")
+declare_truncation("additive", "dealer", "1", "K*(N-1)", "2*K")

@@ -153,11 +153,15 @@ def int_arrays(points, max_size: int, min_size: int = 1):
     return st.lists(points, min_size=min_size, max_size=max_size).map(lambda v: np.array(v, dtype=np.int64))
 
 
-def draw_session(data, K: int):
-    N, trunc = data.draw(st.sampled_from(MODES[K]), label="parties, trunc")
+def draw_session(data, K: int, aby3: bool = False):
+    """A share-backend session of one of MODES[K]; with ``aby3``, also ABY3's (3 parties, its share
+    truncation, which like SecureML's returns the floor or one more, with the same failure probability:
+    K = 64 only, under the same input bounds as local truncation)."""
+    modes = [(N, trunc, "additive") for N, trunc in MODES[K]] + ([(3, "local", "aby3")] if aby3 and K == 64 else [])
+    N, trunc, scheme = data.draw(st.sampled_from(modes), label="parties, trunc, scheme")
     seed = data.draw(st.integers(0, 2**32 - 1), label="seed")
     s = mpsim.Session(parties=N, ring_bits=K, frac_bits=RINGS[K], seed=seed, backend="share", trunc=trunc,
-                      check_domain=True)
+                      check_domain=True, scheme=scheme)
     return s, trunc
 
 
@@ -214,7 +218,7 @@ def test_exp_mpc_within_derived_slack(K, data, clipped):
     step), squares of e <= e^1 (v < 2^(3 + 2f) = 2^35) and Pade's terms of |u| <= 1: l + 1 - K <= -28. In
     the clipped region the huge intermediate values are discarded by the selection whatever they are."""
     f = RINGS[K]
-    s, _ = draw_session(data, K)
+    s, _ = draw_session(data, K, aby3=True)
     cfg = PUMA_EXP if clipped else DEFAULT
     lo, hi, edges = _exp_domain(K, f, clipped)
     x = data.draw(int_arrays(ring_points(lo, hi, edges), 32), label="x (ring units)")
@@ -267,7 +271,7 @@ def test_reciprocal_and_rsqrt_mpc_within_derived_slack(K, name, data):
     """Also: the MPC output within ``reciprocal_bound`` / ``rsqrt_bound`` of the true function (derived for
     share-backend runs as well), at f = 8 and f = 16."""
     f = RINGS[K]
-    s, trunc = draw_session(data, K)
+    s, trunc = draw_session(data, K, aby3=name == "reciprocal")
     lo = 1 << (f + LOCAL_MIN_LOG2[name]) if trunc == "local" else 1
     lo, hi, edges = _positive_domain(K, f, lo)
     x = data.draw(int_arrays(ring_points(lo, hi, edges, log=True), 32), label="x (ring units)")
@@ -339,7 +343,7 @@ def test_softmax_mpc_within_derived_slack(K, method, data):
     the row sum is in [1, n] (normalisation 2^-26, rescaling below 2^(2f+1): 2^-30), the final product of
     two values at most 1: l + 1 - K <= -26."""
     f = RINGS[K]
-    s, _ = draw_session(data, K)
+    s, _ = draw_session(data, K, aby3=True)
     x = _softmax_rows(data, K, f, method)
     out = protocols.softmax(share(s, x), method=method)
     assert_within_slack(s, out, twin(twin_softmax, Twin(x, f), method=method, config=DEFAULT, K=K),

@@ -15,7 +15,7 @@ import mpsim
 from mpsim.transcript import (ALPHA, Transcript, bit_tolerance, freshness_problem, independence_problems,
                               quantities, record, same_law_problem, uniformity_problem)
 from protocols.registry import REGISTRY
-from transcript_env import SEEDS, cases, innermost_leak, run_once, transcript_problems
+from transcript_env import SEEDS, cases, innermost_leak, leaks_of, run_once, scheme_cases, transcript_problems
 
 
 @pytest.mark.parametrize("name,parties,ring_bits", cases(), ids=lambda v: str(v))
@@ -29,6 +29,19 @@ def test_each_partys_view_is_independent_of_the_secret(name, parties, ring_bits)
     if declared_rounds and REGISTRY[name].kind == "fixed":
         # Every channel call of a communicating protocol delivered values that were tested.
         assert first.observations, f"{name} declares communication but delivered nothing to observe"
+
+
+@pytest.mark.filterwarnings("ignore::mpsim.TruncationWarning")
+@pytest.mark.parametrize("scheme,name,parties,ring_bits", scheme_cases(), ids=lambda v: str(v))
+def test_each_partys_view_is_independent_of_the_secret_in_every_scheme(scheme, name, parties, ring_bits):
+    """The same battery for the other schemes' cells (ABY3: each party's view is its two components and
+    what it receives; one party may be corrupted)."""
+    problems, runs = transcript_problems(name, parties, ring_bits, scheme=scheme)
+    assert not problems, (f"{scheme}/{name} N={parties} K={ring_bits}: {len(problems)} problems, first: "
+                          + "; ".join(problems[:3]))
+    first = runs["example"][0]
+    assert quantities(first, leaks_of(scheme)), f"{scheme}/{name}: nothing of the parties' view was tested"
+    assert first.observations, f"{scheme}/{name} communicates but delivered nothing to observe"
 
 
 @pytest.mark.parametrize("parties", [2, 3])

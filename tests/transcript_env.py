@@ -18,12 +18,13 @@ import protocols
 from mpsim import SharedTensor
 from mpsim.transcript import independence_problems, record
 from protocols.reuse import MaskedOperand
-from protocols.registry import REGISTRY
+from protocols.registry import CELLS, REGISTRY
 
 SEEDS = 40  # freshness false alarm 2^(1 - SEEDS) per cell (mpsim/transcript.py)
 SECRETS = ("example", "constant")
 RINGS = {64: 16, 32: 8}
 CONFIGS = [(2, 64), (3, 64), (2, 32), (3, 32)]
+SCHEME_CONFIGS = {"additive": CONFIGS, "aby3": [(3, 64), (3, 32)]}
 
 
 def _variant(values, secret: str):
@@ -57,10 +58,10 @@ def secret_inputs(session, secret: str, inputs: list):
         protocols.boolean.share_bits = plain_bits
 
 
-def run_once(name, parties, ring_bits, seed, secret, mutation=None):
+def run_once(name, parties, ring_bits, seed, secret, mutation=None, scheme="additive"):
     """One seeded run of ``name``'s example on real shares; returns (transcript, session, output)."""
-    entry = REGISTRY[name]
-    s = mpsim.Session(parties=parties, ring_bits=ring_bits, frac_bits=RINGS[ring_bits], seed=seed)
+    entry = CELLS[(scheme, name)]
+    s = mpsim.Session(parties=parties, ring_bits=ring_bits, frac_bits=RINGS[ring_bits], seed=seed, scheme=scheme)
     inputs = []
     with secret_inputs(s, secret, inputs):
         args, kwargs = entry.example(s)
@@ -90,23 +91,36 @@ def _results(out) -> list:
     return results
 
 
-def innermost_leak(observation):
-    """The leak its innermost registered protocol declares for this observation's op (or None)."""
-    for part in reversed(observation.scope.split("/")):
-        if part in REGISTRY:
-            return REGISTRY[part].leaked.get(observation.op)
-    return None
+def leaks_of(scheme="additive"):
+    """The leak its innermost registered protocol (of ``scheme``) declares for an observation's op (or None)."""
+
+    def innermost_leak(observation):
+        for part in reversed(observation.scope.split("/")):
+            if (scheme, part) in CELLS:
+                return CELLS[(scheme, part)].leaked.get(observation.op)
+        return None
+
+    return innermost_leak
 
 
-def transcript_problems(name, parties, ring_bits, seeds=SEEDS, mutation=None) -> tuple[list[str], dict]:
+innermost_leak = leaks_of("additive")
+
+
+def transcript_problems(name, parties, ring_bits, seeds=SEEDS, mutation=None, scheme="additive"):
     """The independence problems of ``name``'s transcripts over ``seeds`` seeds and both secrets, and the
     runs ({secret: [Transcript]})."""
-    runs = {secret: [run_once(name, parties, ring_bits, seed, secret, mutation)[0] for seed in range(seeds)]
+    runs = {secret: [run_once(name, parties, ring_bits, seed, secret, mutation, scheme)[0] for seed in range(seeds)]
             for secret in SECRETS}
-    randomized = REGISTRY[name].kind == "randomized"
-    return independence_problems(runs, leaks=innermost_leak, randomized=randomized), runs
+    randomized = CELLS[(scheme, name)].kind == "randomized"
+    return independence_problems(runs, leaks=leaks_of(scheme), randomized=randomized), runs
 
 
 def cases():
     """(name, parties, ring_bits) for every registered protocol and every configuration it supports."""
     return [(name, n, k) for name in sorted(REGISTRY) for n, k in CONFIGS if REGISTRY[name].parties(n)]
+
+
+def scheme_cases():
+    """(scheme, name, parties, ring_bits) for every cell of the schemes other than additive."""
+    return [(scheme, name, n, k) for (scheme, name) in sorted(CELLS) if scheme != "additive"
+            for n, k in SCHEME_CONFIGS[scheme] if CELLS[(scheme, name)].parties(n)]

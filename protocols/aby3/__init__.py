@@ -1,0 +1,14 @@
+"""ABY3: 3-party replicated secret sharing, semi-honest, honest majority (Mohassel-Rindal, CCS 2018).
+
+x = x_0 + x_1 + x_2 mod 2^K (or XOR, for boolean sharings), and party i holds (x_i, x_(i+1)). In the
+stacked simulator the payload keeps the three components as its rows; the protocols here know who holds
+which. Products are local cross terms plus one reshare (no triple, no dealer); the correlated randomness is
+pairwise PRF keys (``prf``). ``Session(parties=3, scheme="aby3")``.
+
+Files mirror the additive scheme's: ``arith`` (input, reveal, products, truncation), ``boolean`` (AND,
+boolean input, bit injection, selection, MSB, equality), ``scheme`` (the engine's seam).
+"""
+from . import arith, boolean
+from .scheme import Aby3Scheme
+
+__all__ = ["Aby3Scheme", "arith", "boolean"]

@@ -1,0 +1,79 @@
+"""The ABY3 scheme behind the engine's seam (``Session(parties=3, scheme="aby3")``).
+
+Registered for the engine under the ``mpsim.schemes`` entry point ``aby3``. Its correlated randomness is
+the pairwise PRF keys of ``prf`` (``session.keys``); there is no dealer, so the session's dealer stays
+unused and offline bits are 0.
+"""
+from __future__ import annotations
+
+from mpsim.scheme import Scheme
+
+from .. import fxp
+from ..nonlinear import NonlinearConfig
+from .arith import PARTIES, reveal, share_input, truncate
+from .boolean import reveal_bits, share_bits
+from .prf import Keys
+
+
+class Aby3Scheme(Scheme):
+    name = "aby3"
+    fused_product = {"mul": "rep_mul_trunc", "matmul": "rep_matmul_trunc"}
+    truncation_advice = "use ring_bits=64 or fewer fractional bits (ABY3's share truncation is probabilistic)"
+
+    def truncation_mode(self, parties, ring_bits, trunc):
+        if parties != PARTIES:
+            raise ValueError(f"the aby3 scheme is replicated sharing among exactly 3 parties, got parties={parties}")
+        if trunc == "dealer":
+            raise ValueError("the aby3 scheme has no dealer; its truncation is ABY3's share truncation "
+                             "(trunc='local' or 'auto')")
+        return "local"
+
+    @staticmethod
+    def party_rows(parties):
+        """Party i holds components i and i + 1 (for the transcript tests' views)."""
+        return [(i, (i + 1) % PARTIES) for i in range(parties)]
+
+    @staticmethod
+    def coalition(parties):
+        """Honest majority: one corrupted party."""
+        return 1
+
+    def share_bits(self, session, values, owner, width):
+        return share_bits(session, values, owner=owner, width=width)
+
+    def setup(self, session):
+        return Keys(session)
+
+    def input(self, session, values, owner, frac_bits):
+        return share_input(session, values, owner=owner, frac_bits=frac_bits)
+
+    def reveal(self, x, to=None):
+        return reveal(x, to=to)
+
+    def reveal_bits(self, x, to=None):
+        return reveal_bits(x, to=to)
+
+    def reusable(self, x):
+        raise NotImplementedError("the aby3 scheme has no reusable masked operands: a replicated product needs "
+                                  "no mask to reuse (its cost is one reshared output element either way)")
+
+    def truncate(self, x, shift):
+        return truncate(x, shift)
+
+    def mul(self, x, y):
+        return fxp.mul(x, y)
+
+    def mul_public(self, x, value):
+        return fxp.mul_public(x, value)
+
+    def matmul(self, x, y):
+        return fxp.matmul(x, y)
+
+    def matmul_public(self, x, value, public_on_left):
+        return fxp.matmul_public(x, value, public_on_left=public_on_left)
+
+    def matmul_operand(self, x, operand):
+        raise NotImplementedError("the aby3 scheme has no reusable masked operands")
+
+    def approx_config(self):
+        return NonlinearConfig()
