@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .ledger import ONLINE, Ledger
+from .ledger import OFFLINE, ONLINE, Ledger
 from .profiler import Profiler
 
 
@@ -152,6 +152,21 @@ class Channel:
                 self._notify(Observation(call, self.profiler.path, op, width, kind, rows, value, from_,
                                          receivers, opening=False))
         return depth
+
+    def offline(self, op: str, sends: Sequence[tuple[int, int, int]], contents=None) -> None:
+        """Record an offline exchange between parties (input-independent traffic that makes correlated
+        randomness, e.g. ABY3's rotation one-hots) in the ledger, and hand its rows to the watchers like
+        ``exchange``'s (each receiver gets its sender's row; no value is reconstructed)."""
+        for src, dst, bits in sends:
+            if not (0 <= src < self.parties and 0 <= dst < self.parties) or src == dst:
+                raise ValueError(f"bad message {src} -> {dst} among {self.parties} parties")
+            self.ledger.record(self.profiler.path, op, 0, -1, src, dst, bits, OFFLINE)
+        if contents is not None and self._watchers:
+            receivers = tuple(sorted({dst for _, dst, _ in sends}))
+            for rows, width, senders in contents:
+                if rows is not None:
+                    self._notify(Observation(-1, self.profiler.path, op, width, "A", rows, None, tuple(senders),
+                                             receivers, opening=False))
 
     def open(self, op: str, items: Sequence[Opening], to: int | None = None, simulate=None,
              route: Sequence[tuple[int, int]] | None = None, rows=None) -> tuple[list, int]:

@@ -72,10 +72,16 @@ def record(session):
                             rows=tuple(rows(session.parties)) if rows else (),
                             coalition=getattr(session.scheme, "coalition", lambda n: n - 1)(session.parties))
     stop = session.channel.watch(transcript.observations.append)
+    keys = getattr(session, "keys", None)
+    # Correlation sharings the parties make themselves (ABY3) join each party's view like inputs.
+    unwatch = keys.watch(lambda label, payload: transcript.inputs.append((label, np.array(payload, copy=True)))) \
+        if hasattr(keys, "watch") else None
     try:
         yield transcript
     finally:
         stop()
+        if unwatch:
+            unwatch()
 
 
 def _low(words: np.ndarray, width: int) -> np.ndarray:
@@ -311,8 +317,9 @@ def disabled_mask(session, correlation: str, component: int | None = None):
 
 
 def _source(session, correlation: str):
-    """Where ``correlation`` comes from: the dealer, or the scheme's own keys (ABY3's ``session.keys``)."""
-    for source in (session.dealer, session.keys):
+    """Where ``correlation`` comes from: the scheme's own keys (ABY3's ``session.keys``, which then make
+    every correlation), or the dealer."""
+    for source in (session.keys, session.dealer):
         if source is not None and correlation in type(source).correlations():
             return source
     offered = [c for src in (session.dealer, session.keys) if src is not None for c in type(src).correlations()]

@@ -60,5 +60,13 @@ class AdditiveScheme(Scheme):
     def matmul_operand(self, x, operand):
         return fxp.matmul_reused(x, operand)
 
+    def open(self, session, op, tensors, widths=None):
+        """Open masked values to every party in one call (all-to-all)."""
+        return session._open(op, tensors, widths=widths)
+
+    def rotation_onehot(self, session, shape, size):
+        """Per index a uniform r in [0, size) and shares of r and of the one-hot e_r: the dealer's."""
+        return session.dealer.rotation_onehot(shape, size)
+
     def approx_config(self):
         return NonlinearConfig()

@@ -11,8 +11,8 @@ import numpy as np
 from mpsim.tensor import SharedTensor, _numel
 
 from . import boolean
-from .arith import _rng_values, beaver_mul
-from .boolean import _bool, _masked_open, and_gates, b2a_bit, msb, not_, xor
+from .arith import _rng_values
+from .boolean import _bool, _masked_open, and_gates, not_, xor
 from .cost import Expr
 from .registry import call, protocol
 

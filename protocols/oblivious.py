@@ -20,10 +20,9 @@ import numpy as np
 
 from mpsim.tensor import SharedTensor, _numel
 
-from .arith import _rng_values, beaver_matmul, matmul_shapes
-from .boolean import b2a_bit
-from .compare import eqz
-from .registry import protocol
+from .arith import _rng_values, matmul_shapes
+from .cost import Expr
+from .registry import call, protocol
 from .reuse import MaskedOperand, matmul_reused
 from .rotation import _check_index_domain, _index_example, _open_rotation, _pow2_at_least, _rotate, check_size
 
@@ -58,7 +57,7 @@ def onehot_rotation(index: SharedTensor, n: int, check_domain: bool | None = Non
     T = _pow2_at_least(n)
     if T == 1:  # a range of one position: the one-hot is the constant 1
         return session.zeros(index.shape + (1,), frac_bits=0) + 1
-    r, e_r = session.dealer.rotation_onehot(index.shape, T)
+    r, e_r = session.scheme.rotation_onehot(session, index.shape, T)  # additive: the dealer's
     _, c, depth = _open_rotation(index, r, T)
     shape = index.shape + (n,)
     if c is None:
@@ -71,7 +70,7 @@ def onehot_equality(index: SharedTensor, n: int) -> SharedTensor:
     positions = np.arange(check_size(n, "one-hot range n"), dtype=np.int64)
     public = positions if index.frac == 0 else positions.astype(np.float64)
     diff = index.reshape(index.shape + (1,)) - public
-    return b2a_bit(eqz(diff))
+    return call("b2a_bit", call("eqz", diff))
 
 
 def _uses_equality(index: SharedTensor, method: str) -> bool:
@@ -84,9 +83,8 @@ def _onehot_dims(index, n, method="auto", check_domain=None):
 
 @protocol(
     "onehot",
-    rounds="eq*(2+log2(K)) + (1-eq)*int(T > 1)",
-    comm="(N-1)*m*(eq*n*(3*K - 1) + (1-eq)*log2(T))",
-    offline="m*(eq*n*(3*K - 1) + (1-eq)*(K*T + log2(T))*int(T > 1))",
+    scheme=("additive", "aby3"),
+    cost=lambda d: ((d.eqz + d.b2a_bit).at(n="m*n") * Expr("eq") + d.onehot_rotation * Expr("1 - eq")),
     leaks="nothing beyond the output",
     ref="dealer-rotated one-hot (``onehot_rotation``) or n equality tests (``eqz`` + daBit B2A)",
     dims=_onehot_dims,
@@ -180,4 +178,4 @@ def gather(matrix, selector: SharedTensor, kind: str = "auto") -> SharedTensor:
     oh = selector if kind == "onehot" else onehot(selector, n)
     if isinstance(matrix, MaskedOperand):
         return matmul_reused(oh, matrix)
-    return beaver_matmul(oh, matrix)
+    return call("ring_matmul", oh, matrix)

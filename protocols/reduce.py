@@ -18,8 +18,7 @@ import numpy as np
 from mpsim.tensor import SharedTensor, concatenate
 
 from .arith import _rng_values
-from .boolean import msb, not_
-from .compare import MSB_C, MSB_O, select
+from .boolean import not_
 from .oblivious import onehot_rotation
 from .rotation import _pow2_at_least
 from .registry import call, protocol
@@ -92,12 +91,13 @@ _VALUE = {
     "scheme": ("additive", "aby3"),
     "cost": lambda d: (d.msb + d.bit_select.at(nb="n", ny="n")).at(n="rows*(n-1)").levels("L"),
 }
-# With the index: the select moves (value, index) pairs; then a rotation one-hot of the index per row.
-_ARG = {
-    "rounds": "L*(2+log2(K)) + int(T > 1)",
-    "comm": f"(N-1)*rows*((n-1)*({MSB_C} + 1 + 2*K) + log2(T))",
-    "offline": f"rows*((n-1)*({MSB_O} + 3*K) + (K*T + log2(T))*int(T > 1))",
-}
+def arg_cost(d):
+    """With the index: the select moves (value, index) pairs; then a rotation one-hot of the index per row."""
+    pairs = (d.msb + d.bit_select.at(nb="n", ny="2*n", n="2*n")).at(n="rows*(n-1)").levels("L")
+    return pairs + d.onehot_rotation.at(m="rows")
+
+
+_ARG = {"scheme": ("additive", "aby3"), "cost": arg_cost}
 _REF = "log-depth tournament of msb + bit_select (cf. CrypTen/SPU max), batched over rows"
 _ARG_REF = _REF + "; one-hot by dealer rotation (onehot_rotation)"
 _VARS = "rows = elements / n; n = reduced axis length; L = ceil(log2 n) levels"

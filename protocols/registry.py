@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -52,6 +51,14 @@ SCHEMES = ("additive", "aby3")
 # adds to the product (see ``declare_truncation``).
 TRUNCATION: dict[tuple[str, str], tuple[Expr, ...]] = {}
 TRUNCATION_TERMS = ("TR", "TC", "TO", "TRp", "TCp", "TOp")
+
+
+# scheme -> (N, offline bits) -> bits each party receives, where it is not all to party 0 (the dealer's way).
+OFFLINE_SPLIT: dict[str, Callable] = {}
+
+
+def declare_offline_split(scheme: str, split: Callable) -> None:
+    OFFLINE_SPLIT[scheme] = split
 
 
 def declare_truncation(scheme: str, mode: str, rounds, comm, offline, after_product=None) -> None:
@@ -83,7 +90,7 @@ class Protocol:
     kinds: dict = field(default_factory=dict)  # parameter -> accepted sharing kinds, "A", "B" or "AB"
     scheme: str = "additive"
     compose: Callable | None = None  # (callee lookup) -> Formula, for protocols written once over primitives
-    offline_to: Callable[[int], tuple] | None = None  # N -> which party receives each offline bit (None: p 0)
+    offline_to: Callable | None = None  # (N, offline bits) -> bits each party receives (None: all to party 0)
 
     @property
     def formula(self) -> Formula:
@@ -109,14 +116,15 @@ class Protocol:
         env = {"K": K, "N": N, **dims}
         sent = tuple(self.evaluate(f.comm, {**env, "p": p}) for p in range(N))
         offline = self.evaluate(f.offline, env)
-        received = self.offline_to(N) if self.offline_to else (1,) + (0,) * (N - 1)
+        split = self.offline_to or OFFLINE_SPLIT.get(self.scheme)
+        received = tuple(split(N, offline)) if split else (offline,) + (0,) * (N - 1)
         return Cost(
             rounds=self.evaluate(f.rounds, env),
             sequential_rounds=self.evaluate(f.calls, env),
             sent_bits=sent,
             offline_bits=offline,
             # The additive dealer ships every correction word to party 0 (mpsim/dealer.py).
-            offline_received_bits=tuple(offline * share for share in received),
+            offline_received_bits=received,
         )
 
     def declared_for(self, session, *args, messages=None, **kwargs) -> Cost:

@@ -31,7 +31,7 @@ def _open_rotation(index: SharedTensor, r, P: int, extra=()):
         reduced = session.backend.map(lambda a, b: np.bitwise_and(a - b, mask), r, index.payload)
     tensors = list(extra) + [index._like(reduced, index.shape)]
     widths = [session.ring.bits] * len(extra) + [P.bit_length() - 1]
-    opened, depth = session._open("open", tensors, widths=widths)
+    opened, depth = session.scheme.open(session, "open", tensors, widths=widths)
     c = None if opened[-1] is None else np.bitwise_and(opened[-1], mask).astype(np.int64)
     return opened[:-1], c, depth
 

@@ -6,9 +6,10 @@ which. Products are local cross terms plus one reshare (no triple, no dealer); t
 pairwise PRF keys (``prf``). ``Session(parties=3, scheme="aby3")``.
 
 Files mirror the additive scheme's: ``arith`` (input, reveal, products, truncation), ``boolean`` (AND,
-boolean input, bit injection, selection, MSB, equality), ``scheme`` (the engine's seam).
+boolean input, bit injection, selection, MSB, equality), ``oblivious`` (rotation one-hot, gather),
+``prf`` (the keys and the correlations made from them), ``scheme`` (the engine's seam).
 """
-from . import arith, boolean
+from . import arith, boolean, oblivious
 from .scheme import Aby3Scheme
 
-__all__ = ["Aby3Scheme", "arith", "boolean"]
+__all__ = ["Aby3Scheme", "arith", "boolean", "oblivious"]

@@ -16,9 +16,9 @@ from mpsim.tensor import SharedTensor, _numel
 
 from ..arith import _rng_values
 from ..registry import protocol
-from ..boolean import _bool, _check_bool, _msb_gates, a2b_example, and_public, bit_example, carry_top_bit, not_, xor
+from ..boolean import _bool, _check_bool, a2b_example, bit_example, carry_top_bit, not_, xor
 from ..compare import all_ones
-from .arith import ABY3_REF, PARTIES, _parents, input_from, open_values, reshare, rep_mul
+from .arith import ABY3_REF, PARTIES, _parents, input_from, open_values, rep_mul
 
 MSB_GATES = "(2*K - 2 - log2(K))"  # the carry tree's gates (``protocols.boolean._msb_gates``)
 

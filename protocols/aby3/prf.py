@@ -21,10 +21,24 @@ from mpsim import kernels
 
 
 class Keys:
-    """The pairwise and common PRF keys of one ABY3 session (``session.keys``)."""
+    """The pairwise and common PRF keys of one ABY3 session (``session.keys``), and the correlations the
+    three parties make from them."""
 
     def __init__(self, session):
         self.backend = session.backend
+        self.channel = session.channel
+        self.ring = session.ring
+        self._watchers = []
+
+    def watch(self, callback):
+        """Call ``callback(label, payload)`` with every correlation sharing made from now on (for transcript
+        tests: each party's rows of it are part of its view); returns a function that stops the watching."""
+        self._watchers.append(callback)
+        return lambda: self._watchers.remove(callback) if callback in self._watchers else None
+
+    def _made(self, label: str, payload) -> None:
+        for callback in list(self._watchers):
+            callback(label, payload)
 
     def _random(self, shape):
         """Uniform ring values of ``shape`` from the keys (zeros under the ideal backend, None under count)."""
@@ -32,7 +46,7 @@ class Keys:
 
     @classmethod
     def correlations(cls) -> tuple[str, ...]:
-        return ("zero_sharing", "zero_xor", "pair_mask", "common_mask")
+        return ("zero_sharing", "zero_xor", "pair_mask", "common_mask", "rotation_onehot")
 
     def _rows(self, shape):
         """A payload of zero rows of the backend's layout (ideal: one row), or None under count."""
@@ -61,3 +75,65 @@ class Keys:
     def common_mask(self, shape):
         """A value all three parties derive from their common key."""
         return self._random(tuple(shape))
+
+    def rotation_onehot(self, shape, size: int):
+        """Per index a replicated sharing of r uniform in [0, size) (size a power of two), which no party
+        knows, and of the one-hot e_r (length size), made by the three parties offline.
+
+        Steps (offline, 2 rounds; rho_j and every mask from the key of the two parties named):
+          1. r = rho_0 + rho_1 + rho_2 mod size, rho_j from key k_j: component j of r, free.
+          2. Party 1 knows rho_1 and rho_2, hence w = e_(rho_1 + rho_2); it sends w - mu to party 2, mu from
+             the key of parties 0 and 1 (so parties 0 and 2 hold a 2-out-of-2 sharing of w).
+          3. Parties 0 and 2 know rho_0 and rotate their shares by it: s_0 + s_2 = e_r.
+          4. Components 1 and 2 of e_r are masks c_1 (keys of parties 0, 1) and c_2 (parties 1, 2); in one
+             call party 0 sends s_0 - c_1 to party 2 and party 2 sends s_2 - c_2 to party 0, and both form
+             c_0 = e_r - c_1 - c_2.
+        Offline: 3 K size bits per index, K size sent by each party (party 0 receives one element per
+        position, party 2 two, party 1 none). Each party misses one rho_j, so r is uniform to it; every
+        message is padded by a mask its receiver lacks.
+        """
+        shape = tuple(shape)
+        n = int(np.prod(shape, dtype=np.int64))
+        bits = self.ring.bits * size * n
+        sends_w = [(1, 2, bits)]
+        sends_s = [(0, 2, bits), (2, 0, bits)]
+        if not self.backend.has_data:
+            self.channel.offline("rotation_onehot", sends_w)
+            self.channel.offline("rotation_onehot", sends_s)
+            return None, None
+        mask = np.uint64(size - 1)
+        positions = np.arange(size, dtype=np.uint64)
+        rho = [self._random(shape) for _ in range(3)]
+        mu, c1, c2 = (self._random(shape + (size,)) for _ in range(3))
+        if self.backend.rows == 1:  # ideal: all draws are zero, so r = 0 and e_r = e_0
+            self.channel.offline("rotation_onehot", sends_w)
+            self.channel.offline("rotation_onehot", sends_s)
+            r = np.zeros((1,) + shape, dtype=np.uint64)
+            return r, (positions == r[..., None]).astype(np.uint64)
+        ring = self.ring
+        w = (positions == (kernels.ring_add(rho[1], rho[2]) & mask)[..., None]).astype(np.uint64)
+        to_two = ring.reduce(kernels.ring_sub(w, mu))
+        shift = (rho[0] & mask).astype(np.int64)
+        s0, s2 = _rotate_by(mu, shift, size), _rotate_by(to_two, shift, size)
+        from_zero, from_two = ring.reduce(kernels.ring_sub(s0, c1)), ring.reduce(kernels.ring_sub(s2, c2))
+        e_r = np.stack([ring.reduce(kernels.ring_add(from_zero, from_two)), c1, c2])
+        self.channel.offline("rotation_onehot", sends_w, [(_only(to_two, 1), ring.bits, (1,))])
+        self.channel.offline("rotation_onehot", sends_s, [(_only(from_zero, 0), ring.bits, (0,)),
+                                                           (_only(from_two, 2), ring.bits, (2,))])
+        r = np.stack(rho)
+        self._made("rotation r", r)
+        self._made("rotation one-hot", e_r)
+        return r, e_r
+
+
+def _rotate_by(v, shift, size: int):
+    """v rotated by ``shift`` positions along its last axis, per element: out[j] = v[(j - shift) mod size]."""
+    index = (np.arange(size, dtype=np.int64) - shift[..., None]) % size
+    return np.take_along_axis(v, index, axis=-1)
+
+
+def _only(row, party: int):
+    """A stacked payload holding ``row`` at ``party`` (what that party sends) and zeros elsewhere."""
+    out = np.zeros((3,) + row.shape, dtype=np.uint64)
+    out[party] = row
+    return out

@@ -10,7 +10,7 @@ from mpsim.scheme import Scheme
 
 from .. import fxp
 from ..nonlinear import NonlinearConfig
-from .arith import PARTIES, reveal, share_input, truncate
+from .arith import PARTIES, open_values, reveal, share_input, truncate
 from .boolean import reveal_bits, share_bits
 from .prf import Keys
 
@@ -74,6 +74,14 @@ class Aby3Scheme(Scheme):
 
     def matmul_operand(self, x, operand):
         raise NotImplementedError("the aby3 scheme has no reusable masked operands")
+
+    def open(self, session, op, tensors, widths=None):
+        """Open masked values to every party: each receives the one component it lacks."""
+        return open_values(session, op, tensors, widths=widths)
+
+    def rotation_onehot(self, session, shape, size):
+        """Replicated sharings of r uniform in [0, size) and of e_r, made by the parties offline."""
+        return session.keys.rotation_onehot(shape, size)
 
     def approx_config(self):
         return NonlinearConfig()
