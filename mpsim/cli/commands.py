@@ -97,8 +97,10 @@ def _profiles(args) -> int:
 def _session_for(args):
     from mpsim.session import Session
 
-    return Session(parties=args.parties, ring_bits=args.ring, frac_bits=args.frac, seed=args.seed,
-                   backend=args.backend)
+    scheme = getattr(args, "scheme", "additive")
+    parties = args.parties if args.parties is not None else (3 if scheme == "aby3" else 2)
+    return Session(parties=parties, ring_bits=args.ring, frac_bits=args.frac, seed=args.seed,
+                   backend=args.backend, scheme=scheme)
 
 
 def _op(args) -> int:
@@ -110,6 +112,8 @@ def _op(args) -> int:
         return 0
     if not args.name:
         raise ValueError("name an operation (mpsim op --list shows them)")
+    if args.parties is None:
+        args.parties = 3 if args.scheme == "aby3" else 2
     from costmodel.profiles import parse_profiles
 
     profiles = parse_profiles(args.net)
@@ -543,7 +547,9 @@ def build_parser() -> argparse.ArgumentParser:
     op.add_argument("--k", type=_positive, default=None, help="k for top-k (default min(50, n))")
     op.add_argument("--n", type=_positive, default=None, help="positions for one-hot")
     op.add_argument("--method", default="auto", help="top-k method: auto, max, sort, shuffle")
-    op.add_argument("--parties", type=_positive, default=2)
+    op.add_argument("--parties", type=_positive, default=None, help="parties (default 2; 3 with --scheme aby3)")
+    op.add_argument("--scheme", default="additive",
+                    help="sharing scheme: additive (N parties, dealer) or aby3 (3 parties, replicated)")
     op.add_argument("--backend", choices=("count", "ideal", "share"), default="count")
     op.add_argument("--ring", type=int, choices=(32, 64), default=64, help="ring bits K")
     op.add_argument("--frac", type=int, default=None, help="fractional bits f (default 16, or 8 with --ring 32)")
@@ -638,7 +644,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, TypeError, KeyError, IndexError) as err:
+    except (ValueError, TypeError, KeyError, IndexError, NotImplementedError) as err:
         message = err.args[0] if err.args else str(err)
         print(f"mpsim {args.command}: error: {message}", file=sys.stderr)
         return 2
