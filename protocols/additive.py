@@ -60,9 +60,9 @@ class AdditiveScheme(Scheme):
     def matmul_operand(self, x, operand):
         return fxp.matmul_reused(x, operand)
 
-    def open(self, session, op, tensors, widths=None):
-        """Open masked values to every party in one call (all-to-all)."""
-        return session._open(op, tensors, widths=widths)
+    def open(self, session, op, tensors, widths=None, simulate=None):
+        """Open masked values to every party in one call (all-to-all); ``simulate`` as ``Channel.open``."""
+        return session._open(op, tensors, widths=widths, simulate=simulate)
 
     def rotation_onehot(self, session, shape, size):
         """Per index a uniform r in [0, size) and shares of r and of the one-hot e_r: the dealer's."""

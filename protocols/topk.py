@@ -313,7 +313,7 @@ def shuffle(t: SharedTensor) -> SharedTensor:
 
 def _open_outcomes(session, bits: SharedTensor, simulate):
     bits.width = 1
-    (value,), depth = session._open("open_outcomes", [bits], simulate=simulate)
+    (value,), depth = session.scheme.open(session, "open_outcomes", [bits], simulate=simulate)
     return np.asarray(value, dtype=np.uint64).astype(bool).reshape(bits.shape), depth
 
 

@@ -84,7 +84,9 @@ def test_every_scheme_cell_measured_equals_declared_on_every_backend(scheme, nam
         assert measured == declared, f"{scheme}/{name} on {backend}: measured {measured} != declared {declared}"
         assert all(name in m.scope.split("/") for m in messages)
         ledgers[backend] = [(m.scope, m.op, m.depth, m.call, m.src, m.dst, m.bits, m.phase) for m in messages]
-    assert ledgers["share"] == ledgers["ideal"] == ledgers["count"]
+    assert ledgers["share"] == ledgers["ideal"]
+    if CELLS[(scheme, name)].kind == "fixed":  # randomized: count draws the outcomes from their law
+        assert ledgers["share"] == ledgers["count"]
 
 
 def test_every_scheme_cell_has_a_complete_declaration():

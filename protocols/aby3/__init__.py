@@ -6,10 +6,11 @@ which. Products are local cross terms plus one reshare (no triple, no dealer); t
 pairwise PRF keys (``prf``). ``Session(parties=3, scheme="aby3")``.
 
 Files mirror the additive scheme's: ``arith`` (input, reveal, products, truncation), ``boolean`` (AND,
-boolean input, bit injection, selection, MSB, equality), ``oblivious`` (rotation one-hot, gather),
+boolean input, bit injection, selection, MSB, equality), ``oblivious`` (rotation one-hot, gather), ``shuffle`` (the
+shuffle and the shuffle top-k),
 ``prf`` (the keys and the correlations made from them), ``scheme`` (the engine's seam).
 """
-from . import arith, boolean, oblivious
+from . import arith, boolean, oblivious, shuffle
 from .scheme import Aby3Scheme
 
-__all__ = ["Aby3Scheme", "arith", "boolean", "oblivious"]
+__all__ = ["Aby3Scheme", "arith", "boolean", "oblivious", "shuffle"]

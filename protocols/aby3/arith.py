@@ -107,12 +107,13 @@ def open_route(to):
     return [((i + 1) % PARTIES, i) for i in receivers]
 
 
-def open_values(session, op: str, tensors, to=None, widths=None):
+def open_values(session, op: str, tensors, to=None, widths=None, simulate=None):
     """Open replicated sharings in one call (each receiver gets the one component it lacks)."""
     if to is not None and not (isinstance(to, (int, np.integer)) and 0 <= to < PARTIES):
         raise ValueError(f"cannot open to party {to!r}: parties are 0..{PARTIES - 1}")
     # Party q sends component q + 1 (its second); the watchers see, per party, the row it sends.
-    return session._open(op, tensors, widths=widths, route=open_route(to), rows=lambda p: np.roll(p, -1, axis=0))
+    return session._open(op, tensors, widths=widths, route=open_route(to), rows=lambda p: np.roll(p, -1, axis=0),
+                         simulate=simulate)
 
 
 @protocol(

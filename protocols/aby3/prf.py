@@ -29,6 +29,9 @@ class Keys:
         self.channel = session.channel
         self.ring = session.ring
         self._watchers = []
+        # Permutations from their own seeded stream, the same under every backend (as the dealer's), so the
+        # shuffle top-k opens the same outcomes under share and ideal.
+        self.perm_rng = np.random.default_rng([session.backend.prg.key, 0xAB3])
 
     def watch(self, callback):
         """Call ``callback(label, payload)`` with every correlation sharing made from now on (for transcript
@@ -44,9 +47,13 @@ class Keys:
         """Uniform ring values of ``shape`` from the keys (zeros under the ideal backend, None under count)."""
         return self.backend.uniform(shape)
 
+    def _permutations(self, rows: int, n: int) -> np.ndarray:
+        """``rows`` uniform permutations of range(n) from a pair key."""
+        return _permutations(self.perm_rng, rows, n)
+
     @classmethod
     def correlations(cls) -> tuple[str, ...]:
-        return ("zero_sharing", "zero_xor", "pair_mask", "common_mask", "rotation_onehot")
+        return ("zero_sharing", "zero_xor", "pair_mask", "common_mask", "rotation_onehot", "shuffle_pass")
 
     def _rows(self, shape):
         """A payload of zero rows of the backend's layout (ideal: one row), or None under count."""
@@ -125,6 +132,14 @@ class Keys:
         self._made("rotation one-hot", e_r)
         return r, e_r
 
+    def shuffle_pass(self, shape):
+        """One pass of the 3-party shuffle (``protocols.aby3.shuffle``): a permutation per row of a
+        (rows, m, w) tensor, from the key of the pass's two permuting parties, and two masks of the tensor's
+        shape from the same key (the new component they share, and the one that pads the two messages)."""
+        rows, m = shape[0], shape[1]
+        perm = self._permutations(rows, m)
+        return perm, self._random(tuple(shape)), self._random(tuple(shape))
+
 
 def _rotate_by(v, shift, size: int):
     """v rotated by ``shift`` positions along its last axis, per element: out[j] = v[(j - shift) mod size]."""
@@ -137,3 +152,9 @@ def _only(row, party: int):
     out = np.zeros((3,) + row.shape, dtype=np.uint64)
     out[party] = row
     return out
+
+
+def _permutations(rng, rows: int, n: int) -> np.ndarray:
+    if not rows:
+        return np.zeros((0, n), dtype=np.int64)
+    return np.stack([rng.permutation(n) for _ in range(rows)])

@@ -75,9 +75,9 @@ class Aby3Scheme(Scheme):
     def matmul_operand(self, x, operand):
         raise NotImplementedError("the aby3 scheme has no reusable masked operands")
 
-    def open(self, session, op, tensors, widths=None):
+    def open(self, session, op, tensors, widths=None, simulate=None):
         """Open masked values to every party: each receives the one component it lacks."""
-        return open_values(session, op, tensors, widths=widths)
+        return open_values(session, op, tensors, widths=widths, simulate=simulate)
 
     def rotation_onehot(self, session, shape, size):
         """Replicated sharings of r uniform in [0, size) and of e_r, made by the parties offline."""

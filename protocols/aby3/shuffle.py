@@ -1,0 +1,125 @@
+"""ABY3 shuffle and the shuffle top-k.
+
+The shuffle: three passes, one per pair of parties. In pass j the pair (j, j + 1) holds x as a 2-out-of-2
+sharing for free (party j: x_j + x_(j+1); party j + 1: x_(j+2)), permutes it by a permutation from its shared
+key, and hands party j + 2 its two new components under masks from the same key. Each party knows two of
+the three permutations, so the composition is uniform to each of them (cf. the resharing shuffles of
+Chase-Ghosh-Poburinnaya, ASIACRYPT 2020, and of honest-majority 3PC, e.g. Araki et al., CCS 2021).
+
+The top-k is the additive scheme's code (``protocols.topk``): shuffle, quickselect on opened comparison
+outcomes, a rotation one-hot; only its declaration is ABY3's, composed from the cells here.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from mpsim import kernels
+from mpsim.tensor import SharedTensor
+
+from ..registry import CELLS, protocol
+from .arith import PARTIES, _parents
+
+_SHUFFLE = CELLS[("additive", "shuffle")]
+_TOPK = CELLS[("additive", "topk_shuffle")]
+
+
+def _permute(v, perm):
+    """Axis 1 of (rows, m, w) values permuted per row."""
+    return np.take_along_axis(v, perm[..., None], axis=1)
+
+
+def _only(row, party: int):
+    out = np.zeros((PARTIES,) + row.shape, dtype=np.uint64)
+    out[party] = row
+    return out
+
+
+@protocol(
+    "shuffle",
+    scheme="aby3",
+    rounds="3",
+    comm="2*K*n",
+    offline="0",
+    leaks="nothing (every message is padded by a mask of the pair's key; each party misses one permutation)",
+    ref="resharing shuffle among three parties (cf. Chase-Ghosh-Poburinnaya, ASIACRYPT 2020)",
+    dims=_SHUFFLE.dims,
+    example=_SHUFFLE.example,
+    parties=lambda n: n == PARTIES,
+    vars_doc=_SHUFFLE.vars_doc,
+)
+def shuffle(t: SharedTensor) -> SharedTensor:
+    """Shuffle axis 1 of a (rows, m, w) tensor with a fresh uniform permutation per row.
+
+    Steps (three passes, j = 0, 1, 2; parties A = j, B = j + 1 permute, E = j + 2 receives):
+      1. A holds a = x_j + x_(j+1), B holds b = x_(j+2) (a 2-out-of-2 sharing, local).
+      2. Both permute by pi_j (from their shared key): pi(a), pi(b).
+      3. The new component j + 1 is a mask c of their key; A sends pi(a) - c - z (component j) and B sends
+         pi(b) + z (component j + 2) to E, z another mask of their key (one round).
+    Rounds: 3. Comm: K |t| bits per party in each of the two passes where it permutes: 2 K |t|. Offline: 0.
+    Leaks: nothing: E's two messages are padded by c and z, which it lacks; each party knows two of the three
+    permutations, so their composition is uniform to it.
+    Ref: Chase, Ghosh, Poburinnaya, "Secret-Shared Shuffle", ASIACRYPT 2020 (resharing shuffles).
+    """
+    if t.ndim != 3:
+        raise ValueError(f"shuffle takes a (rows, m, w) tensor, got shape {t.shape}")
+    session = t.session
+    ring, backend, K = session.ring, session.backend, session.ring.bits
+    payload, depth, parents = t.payload, t.depth, _parents(t)
+    bits = K * t.size
+    for j in range(PARTIES):
+        a_party, b_party, receiver = j, (j + 1) % PARTIES, (j + 2) % PARTIES
+        perm, c, z = session.keys.shuffle_pass(t.shape)
+        contents = None
+        if payload is not None and backend.rows == 1:
+            payload = _permute(payload[0], perm)[None]
+        elif payload is not None:
+            pa = _permute(ring.reduce(kernels.ring_add(payload[a_party], payload[b_party])), perm)
+            pb = _permute(payload[receiver], perm)
+            new = np.empty_like(payload)
+            new[b_party] = c
+            new[a_party] = ring.reduce(kernels.ring_sub(kernels.ring_sub(pa, c), z))
+            new[receiver] = ring.reduce(kernels.ring_add(pb, z))
+            contents = [(_only(new[a_party], a_party), K, (a_party,)), (_only(new[receiver], b_party), K, (b_party,))]
+            payload = new
+        session._check_open()
+        depth = session.channel.exchange("reshare", [(a_party, receiver, bits), (b_party, receiver, bits)], depth,
+                                         parents, contents=contents, reconstructs=False)
+        parents = ()
+    return t._like(payload, t.shape, depth=depth)
+
+
+def _observe(messages, N):
+    """I = comparison batches, Q = comparisons: party 0 sends one bit per opened outcome to one party."""
+    return {
+        "I": len({m.call for m in messages if m.op == "open_outcomes"}),
+        "Q": sum(m.bits for m in messages if m.op == "open_outcomes" and m.src == 0),
+    }
+
+
+@protocol(
+    "topk_shuffle",
+    scheme="aby3",
+    leaked={"open_outcomes": "independent"},
+    cost=lambda d: (d.shuffle.at(n="2*rows*n")
+                    + (d.msb.at(n="Q") + d.reveal.at(K=1, n="Q", to="None")).levels("I")
+                    + d.onehot_rotation.at(m="rows*k")),
+    kind="randomized",
+    leaks=_TOPK.leaks,
+    ref=_TOPK.ref,
+    dims=_TOPK.dims,
+    example=_TOPK.example,
+    parties=lambda n: n == PARTIES,
+    vars_doc=_TOPK.vars_doc,
+    observe=_observe,
+)
+def topk_shuffle(x: SharedTensor, k: int, sorted: bool = False):
+    """Top-k of each row of a (rows, n) tensor by shuffle-then-quickselect (randomized cost).
+
+    Steps: as ``protocols.topk.topk_shuffle``, with this scheme's shuffle (3 rounds), comparisons (ABY3 msb)
+    and opened outcomes (each party receives the one component it lacks: 1 bit per outcome).
+    Rounds: 3 + I (msb + 1) + 1, I = comparison batches (independent of the data).
+    Comm: the shuffle's 2 K (2 rows n), Q (msb + 1 bit) for Q comparisons, the one-hot's.
+    Leaks: nothing beyond the output (the outcomes of shuffled distinct keys are independent of the data).
+    Ref: as ``protocols.topk.topk_shuffle``.
+    """
+    return _TOPK.fn.__wrapped__(x, k, sorted)
