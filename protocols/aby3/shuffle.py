@@ -123,3 +123,40 @@ def topk_shuffle(x: SharedTensor, k: int, sorted: bool = False):
     Ref: as ``protocols.topk.topk_shuffle``.
     """
     return _TOPK.fn.__wrapped__(x, k, sorted)
+
+
+_DISPATCH = CELLS[("additive", "topk")]
+
+
+def _aby3_method(method: str) -> str:
+    if method in ("auto", "shuffle"):
+        return "shuffle"
+    if method in ("max", "sort"):
+        raise NotImplementedError(f"top-k method {method!r} has no aby3 cell yet; use method='shuffle' (or 'auto')")
+    return method  # anything else: protocols.topk's own error
+
+
+@protocol(
+    "topk",
+    scheme="aby3",
+    cost=lambda d: d.topk_shuffle,
+    kind="randomized",
+    leaks=_DISPATCH.leaks,
+    ref="topk_shuffle (the one top-k method of the aby3 scheme so far; 'auto' picks it)",
+    dims=lambda x, k, axis=-1, method="auto", sorted=False, return_index=False: _DISPATCH.dims(
+        x, k, axis, _aby3_method(method), sorted, return_index),
+    example=_DISPATCH.example,
+    parties=lambda n: n == PARTIES,
+    vars_doc="the variables of topk_shuffle",
+    observe=_observe,
+)
+def topk(x: SharedTensor, k: int, axis: int = -1, method: str = "auto", sorted: bool = False,
+         return_index: bool = False):
+    """The k largest values along ``axis`` and their secret one-hots, as ``protocols.topk``, by
+    ``topk_shuffle`` (``method`` "auto" or "shuffle").
+
+    Steps: 1. Move ``axis`` last and flatten (local). 2. ``topk_shuffle`` on the (rows, n) tensor.
+    Rounds: those of topk_shuffle (random, independent of the data). Comm: those of topk_shuffle.
+    Leaks: nothing beyond the output. Ref: as ``topk_shuffle``.
+    """
+    return _DISPATCH.fn.__wrapped__(x, k, axis, _aby3_method(method), sorted, return_index)
