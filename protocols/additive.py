@@ -10,6 +10,7 @@ from __future__ import annotations
 from mpsim.scheme import Scheme
 
 from . import fxp
+from .fxp import FixedPointProducts
 from .arith import reveal, share_input
 from .boolean import reveal_bits
 from .nonlinear import NonlinearConfig
@@ -17,7 +18,7 @@ from .reuse import MaskedOperand, mask_operand
 from .trunc import truncate
 
 
-class AdditiveScheme(Scheme):
+class AdditiveScheme(FixedPointProducts, Scheme):
     name = "additive"
 
     def truncation_mode(self, parties, ring_bits, trunc):
@@ -44,18 +45,6 @@ class AdditiveScheme(Scheme):
 
     def truncate(self, x, shift):
         return truncate(x, shift)
-
-    def mul(self, x, y):
-        return fxp.mul(x, y)
-
-    def mul_public(self, x, value):
-        return fxp.mul_public(x, value)
-
-    def matmul(self, x, y):
-        return fxp.matmul(x, y)
-
-    def matmul_public(self, x, value, public_on_left):
-        return fxp.matmul_public(x, value, public_on_left=public_on_left)
 
     def matmul_operand(self, x, operand):
         return fxp.matmul_reused(x, operand)

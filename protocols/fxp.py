@@ -17,6 +17,23 @@ from .arith import matmul_shapes
 from .registry import call
 
 
+class FixedPointProducts:
+    """The fixed-point products every scheme of this package exposes to the engine (``mpsim.scheme.Scheme``):
+    written once here over the scheme's ring products and truncation."""
+
+    def mul(self, x, y):
+        return mul(x, y)
+
+    def mul_public(self, x, value):
+        return mul_public(x, value)
+
+    def matmul(self, x, y):
+        return matmul(x, y)
+
+    def matmul_public(self, x, value, public_on_left):
+        return matmul_public(x, value, public_on_left=public_on_left)
+
+
 def truncate(x: SharedTensor, shift: int) -> SharedTensor:
     """The session's scheme's truncation (additive: ``protocols.trunc.truncate``)."""
     return x.session.scheme.truncate(x, shift)

@@ -353,19 +353,13 @@ def _mul_trunc_example(s):
     return (_rng_values(s, (3, 4)), _rng_values(s, (3, 4)), s.frac_bits), {}
 
 
-@protocol(
-    "rep_mul_trunc",
-    scheme="aby3",
-    rounds="2",
-    comm="K*n",
-    offline="0",
-    leaks="nothing; fails (error ~2^(K-d)) with probability ~2^(l+1-K) for abs(x*y) < 2^l",
-    ref=f"{ABY3_REF}, Sec. 5.1.1",
-    dims=lambda x, y, shift: _mul_dims(x, y),
-    example=_mul_trunc_example,
-    parties=lambda n: n == PARTIES,
-    vars_doc="nx, ny = operand elements; n = output elements",
-)
+# The fused product's declaration: two rounds, one element per output per party.
+_FUSED = dict(scheme="aby3", rounds="2", comm="K*n", offline="0", ref=f"{ABY3_REF}, Sec. 5.1.1",
+              parties=lambda n: n == PARTIES, vars_doc="nx, ny = operand elements; n = output elements",
+              leaks="nothing; fails (error ~2^(K-d)) with probability ~2^(l+1-K) for abs(product) < 2^l")
+
+
+@protocol("rep_mul_trunc", dims=lambda x, y, shift: _mul_dims(x, y), example=_mul_trunc_example, **_FUSED)
 def rep_mul_trunc(x: SharedTensor, y: SharedTensor, shift: int, inspect=None) -> SharedTensor:
     """Elementwise product truncated by 2^shift in one protocol (``x * y`` of fixed-point tensors); a square
     when x is y (the same cost)."""
@@ -383,19 +377,7 @@ def _matmul_trunc_example(s):
     return (_rng_values(s, (2, 3, 4)), _rng_values(s, (4, 5)), s.frac_bits), {}
 
 
-@protocol(
-    "rep_matmul_trunc",
-    scheme="aby3",
-    rounds="2",
-    comm="K*n",
-    offline="0",
-    leaks="nothing; fails (error ~2^(K-d)) with probability ~2^(l+1-K) for abs(x@y) < 2^l",
-    ref=f"{ABY3_REF}, Sec. 5.1.1",
-    dims=lambda x, y, shift: _matmul_dims(x, y),
-    example=_matmul_trunc_example,
-    parties=lambda n: n == PARTIES,
-    vars_doc="nx, ny = operand elements; n = output elements",
-)
+@protocol("rep_matmul_trunc", dims=lambda x, y, shift: _matmul_dims(x, y), example=_matmul_trunc_example, **_FUSED)
 def rep_matmul_trunc(x: SharedTensor, y: SharedTensor, shift: int, inspect=None) -> SharedTensor:
     """Matrix product truncated by 2^shift in one protocol (``x @ y`` of fixed-point tensors): only the
     output travels, once."""

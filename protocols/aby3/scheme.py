@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from mpsim.scheme import Scheme
 
-from .. import fxp
+from ..fxp import FixedPointProducts
 from ..nonlinear import NonlinearConfig
 from .arith import PARTIES, open_values, reveal, share_input, truncate
 from .boolean import reveal_bits, share_bits
 from .prf import Keys
 
 
-class Aby3Scheme(Scheme):
+class Aby3Scheme(FixedPointProducts, Scheme):
     name = "aby3"
     fused_product = {"mul": "rep_mul_trunc", "matmul": "rep_matmul_trunc"}
     truncation_advice = "use ring_bits=64 or fewer fractional bits (ABY3's share truncation is probabilistic)"
@@ -59,18 +59,6 @@ class Aby3Scheme(Scheme):
 
     def truncate(self, x, shift):
         return truncate(x, shift)
-
-    def mul(self, x, y):
-        return fxp.mul(x, y)
-
-    def mul_public(self, x, value):
-        return fxp.mul_public(x, value)
-
-    def matmul(self, x, y):
-        return fxp.matmul(x, y)
-
-    def matmul_public(self, x, value, public_on_left):
-        return fxp.matmul_public(x, value, public_on_left=public_on_left)
 
     def matmul_operand(self, x, operand):
         raise NotImplementedError("the aby3 scheme has no reusable masked operands")
