@@ -50,7 +50,9 @@ def test_protocols_without_an_aby3_cell_refuse_clearly():
     with pytest.raises(NotImplementedError, match="not of aby3"):
         protocols.gelu(s.input(np.ones(3)))
     with pytest.raises(NotImplementedError, match="not of aby3"):
-        protocols.topk(s.input(np.ones((2, 8))), 2)
+        protocols.topk_sort(s.input(np.ones((2, 8))), 2)
+    with pytest.raises(NotImplementedError, match="no aby3 cell yet"):
+        protocols.topk(s.input(np.ones((2, 8))), 2, method="max")
     with pytest.raises(NotImplementedError, match="no reusable"):
         s.reusable(s.input(np.ones((2, 2))))
     with pytest.raises(NotImplementedError, match="additive"):
@@ -201,6 +203,18 @@ def test_the_rotation_correlation_is_made_by_the_parties():
     np.testing.assert_array_equal(np.sum(e_r, axis=0, dtype=np.uint64), np.eye(16, dtype=np.uint64)[value])
     counts = np.bincount(value, minlength=16)
     assert counts.min() > 500 / 16 - 6 * np.sqrt(500 / 16) and counts.max() < 500 / 16 + 6 * np.sqrt(500 / 16)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_topk_by_shuffle(backend):
+    rng = np.random.default_rng(8)
+    s = session(backend)
+    a = grid(rng, (3, 16), step=1 / 64)
+    values, onehot, index = protocols.topk(s.input(a), 5, sorted=True, return_index=True)
+    order = np.argsort(-a, axis=-1, kind="stable")[:, :5]
+    np.testing.assert_array_equal(s.reveal(values), np.take_along_axis(a, order, axis=-1))
+    np.testing.assert_array_equal(s.reveal(index), order)
+    np.testing.assert_array_equal(s.reveal(onehot), np.eye(16, dtype=np.int64)[order])
 
 
 # -- approximations: twice (against the twin, the twin against the truth) ------------------------------------------
