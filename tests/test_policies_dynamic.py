@@ -58,7 +58,7 @@ def _planted(rng, T, winners, alphas, noise=0.05, group_tokens=1):
 def attention_bound(q, ks, vs, scale, f=F, t=8):
     """Bound on |MPC attention - float attention| per output (h, g, d), for the default softmax (limit exp,
     t squarings; Goldschmidt reciprocal), derived from the error sources in the exp, reciprocal and softmax
-    docstrings of protocols/nonlinear.py:
+    docstrings of protocols/nonlinear/:
 
     * scores s = scale q.k: input encoding (2^-(f+1) per entry of q and k), the q.K^T truncation (1 ULP), the
       public scale's encoding and truncation: |ds| <= sig (below); d = s - max moves by up to 2 sig, i.e.

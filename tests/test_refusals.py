@@ -32,7 +32,7 @@ def test_k32_default_session_softmax_rows_sum_to_one():
     """The issue's case: K = 32 (f = 8), trunc "auto", softmax of uniform(-4, 4) rows of 512. With local
     truncation rows summed to ~300,000; "auto" now resolves to dealer truncation at K = 32.
 
-    Bound on |sum_i out_i - 1|, derived from softmax's steps (protocols/nonlinear.py: out_i = e_i * r with
+    Bound on |sum_i out_i - 1|, derived from softmax's steps (protocols/nonlinear/softmaxes.py: out_i = e_i * r with
     r = reciprocal(S), S = sum_i e_i the MPC's own exps, so exp's own error cancels) and the documented errors:
     sum_i out_i - 1 = sum_i (out_i - e_i r) + (S r - 1). Each out_i truncates the exact product e_i r once
     (floor or floor + 1): n ULPs in all. S r - 1 = S (r - 1/S), where r is within the twin's documented slack

@@ -1,0 +1,105 @@
+"""Declared-cost composition of the non-linear protocols (``protocols.nonlinear``): formulas over the
+scheme's cells, and the dims variables read from the configuration of the actual call."""
+from __future__ import annotations
+
+from ..cost import Expr, Formula
+from .config import NonlinearConfig
+
+# -- cost formulas (strings over K, N, TR, TC, TO and the dims variables) ------------------------------------
+MSB_C = "(K + 2*(2*K - 2 - log2(K)))"  # bits per element each party sends to each other party in msb
+MSB_O = "(3*K - 2 - log2(K))"  # offline bits per element of msb
+
+
+def _trunc(n: str) -> Formula:
+    """One truncation of each of n elements: the scheme's per-element terms TR, TC, TO (``declare_truncation``)."""
+    return Formula.of("TR", "TC*n", "TO*n").at(n=n)
+
+
+def _after_product(n: str) -> Formula:
+    """What truncating a product's n outputs adds to it: TRp, TCp, TOp (``declare_truncation``)."""
+    return Formula.of("TRp", "TCp*n", "TOp*n").at(n=n)
+
+
+def _fmul(d, nx: str, ny: str, n: str) -> Formula:
+    """A fixed-point product (``_mul``): the scheme's ring product and the truncation of its output."""
+    return d.ring_mul.at(nx=nx, ny=ny, n=n) + _after_product(n)
+
+
+def _fsquare(d, n: str) -> Formula:
+    return d.ring_square.at(n=n) + _after_product(n)
+
+
+def _goldschmidt_cost(d, iters: str, m: str) -> Formula:
+    """``_goldschmidt`` on m elements: iters - 1 stacked products (2m by m), then one of m."""
+    return _fmul(d, f"2*{m}", m, f"2*{m}") * (Expr(iters) - 1) + _fmul(d, m, m, m)
+
+
+def _exp_cost(d, n: str = "n") -> Formula:
+    """exp, composed from the scheme's cells (see ``exp``'s steps); lim, t, s, q, c as in its variables."""
+    limit = _trunc(n) + _fsquare(d, n) * Expr("t")
+    pade = (_trunc(n) + _fsquare(d, n) + _trunc(f"2*{n}") + _goldschmidt_cost(d, "q", n)
+            + _fsquare(d, n) * Expr("s"))
+    core = limit * Expr("lim") + pade * Expr("1 - lim")
+    # clipping: the comparison runs beside the polynomial, then one selection
+    return (core | d.msb.at(n=n) * Expr("c")) + d.bit_select.at(nb=n, ny=n, n=n) * Expr("c")
+
+
+def _recip_cost(d, m: str = "m") -> Formula:
+    """reciprocal on m elements (see its steps): the one-hot of the leading bit, normalisation, the iteration
+    (Goldschmidt when gs, else Newton), rescaling."""
+    onehot = d.msb.at(n=f"{m}*(P-1)")
+    select_truncate = d.bit_select.at(nb=f"{m}*P", ny=m, n=f"{m}*P") + _trunc(m)
+    goldschmidt = _fmul(d, m, m, m) + _goldschmidt_cost(d, "I", m)
+    newton = _fmul(d, m, m, m) * Expr("2*I")
+    return onehot + select_truncate + (goldschmidt * Expr("gs") + newton * Expr("1 - gs")) + select_truncate
+
+
+def _softmax_cost(d) -> Formula:
+    """The row max, exp of x - max, one reciprocal per row, one broadcast product: the callees' cells."""
+    return d.max.at(rows="R") + d.exp.at(n="R*n") + d.reciprocal.at(m="R") + _fmul(d, "R*n", "R", "R*n")
+
+
+BOTH = ("additive", "aby3")
+
+
+def _rsqrt_formulas(m: str) -> dict:
+    rounds = "log2(K) + 3 + 2*I + TR*(3 + 2*I)"
+    return {
+        "rounds": rounds,
+        "calls": rounds,
+        "comm": f"(N-1)*{m}*((P-1)*{MSB_C} + 2*(P + K) + 5*K*I) + TC*{m}*(3 + 3*I)",
+        "offline": f"{m}*((P-1)*{MSB_O} + 4*K*P + 3*K*I) + TO*{m}*(3 + 3*I)",
+    }
+
+
+def _norm_formulas(centre: bool) -> dict:
+    r = _rsqrt_formulas("R")
+    k = 6 if centre else 4  # truncation rounds outside rsqrt and the final product
+    means = "4*R" if centre else "2*R"
+    gamma_comm = "gs*(K*(N-1)*(R*n + ng) + TC*R*n) + gp*TC*R*n"
+    gamma_off = "gs*(K + TO)*R*n + gp*TO*R*n"
+    return {
+        "rounds": f"2 + {k}*TR + {r['rounds']}",
+        "calls": f"2 + {k}*TR + {r['rounds']} + gs*(1 + TR) + gp*TR",
+        "comm": f"K*(N-1)*R*n + TC*({means} + R*n) + {r['comm']} + {gamma_comm} + K*(N-1)*R*(n+1) + TC*R*n",
+        "offline": f"K*R*n + TO*({means} + R*n) + {r['offline']} + {gamma_off} + K*R*n + TO*R*n",
+    }
+
+
+def _exp_vars(cfg: NonlinearConfig) -> dict:
+    return {"lim": int(cfg.exp_method == "limit"), "t": cfg.exp_iters, "s": cfg.exp_pade_squarings,
+            "q": cfg.exp_pade_iters, "c": int(cfg.exp_clip is not None)}
+
+
+def _norm_vars(session, cfg: NonlinearConfig, frac: int) -> dict:
+    f = frac or session.frac_bits
+    return {"P": f + cfg.log2_max(session.ring.bits, f)}
+
+
+def _recip_vars(session, cfg, frac) -> dict:
+    return {"gs": int(cfg.recip_method == "goldschmidt"), "I": cfg.recip_iters, **_norm_vars(session, cfg, frac)}
+
+
+_EXP_VARS_DOC = ("n = elements; lim = 1 for the limit method (t squarings), 0 for Pade (s squarings, q division "
+                 "steps); c = 1 when clipping")
+_RECIP_VARS_DOC = "I = iterations; gs = 1 for Goldschmidt, 0 for Newton; P = f + D normalisation positions"
