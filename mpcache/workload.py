@@ -8,6 +8,8 @@ ratios against the first.
 """
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass, field
 
 import mpsim
@@ -62,13 +64,20 @@ def _scope_costs(session, since: int, profiles) -> dict[str, dict]:
 def measure(model: ModelConfig | str, seq_len: int, policy: KVPolicy | str = "full", *, parties: int = 2,
             backend: str = "count", reuse: bool = True, attention_only: bool = False, steps: int = 1,
             profiles="lan,wan", compute: ComputeModel | None = None, seed: int = 0,
-            approx=None) -> StepSummary:
+            approx=None, scheme: str = "additive") -> StepSummary:
+    """One private decode step's costs. A scheme without reusable masked operands (``aby3``) runs with
+    ``reuse=False`` and MPCache's cluster gather (one-hot @ scores), since its default rotated gather masks
+    the scores once as a reusable operand."""
     model = get_model(model) if isinstance(model, str) else model
     policy = get_policy(policy) if isinstance(policy, str) else policy
     profiles = parse_profiles(profiles) if isinstance(profiles, str) else list(profiles)
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    session = mpsim.Session(parties=parties, backend=backend, seed=seed, approx=approx)
+    session = mpsim.Session(parties=parties, backend=backend, seed=seed, approx=approx, scheme=scheme)
+    if not session.scheme.reusable_operands:
+        reuse = False
+        if getattr(policy, "gather", None) == "rotated":
+            policy = dataclasses.replace(policy, gather="cluster")
     run = prepare(session, model, seq_len, policy=policy, reuse=reuse, attention_only=attention_only, seed=seed)
     setup_end = session.mark()
     for _ in range(steps - 1):

@@ -22,6 +22,8 @@ class Scheme:
     # Protocol names of a product with its truncation fused ({"mul": ..., "matmul": ...}), or None when a
     # fixed-point product is the ring product followed by the truncation.
     fused_product = None
+    # Whether ``reusable`` masks an operand once for many products (workloads pick their gathers by it).
+    reusable_operands = False
     # What a warning about likely truncation failures advises (mpsim/session.py).
     truncation_advice = "use trunc='dealer' or fewer fractional bits"
 

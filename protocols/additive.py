@@ -20,6 +20,7 @@ from .trunc import truncate
 
 class AdditiveScheme(FixedPointProducts, Scheme):
     name = "additive"
+    reusable_operands = True
 
     def truncation_mode(self, parties, ring_bits, trunc):
         if trunc == "local" and parties != 2:

@@ -46,10 +46,7 @@ def _unary_example(s):
     return (s.input(np.array([[1.5, -2.0, 0.0, -0.0], [3.25, -0.5, 7.0, -7.75]])),), {}
 
 
-# Per-element cost terms of the parts (see ``msb``, ``eqz``, ``bit_select``): bits each party sends to each
-# other party, and the dealer's offline bits.
-MSB_C = "(K + 2*(2*K - 2 - log2(K)))"
-MSB_O = "(3*K - 2 - log2(K))"
+# Declarations composed from the scheme's cells (``msb``, ``bit_select``).
 _MSB = {"scheme": BOTH, "cost": lambda d: d.msb}
 # msb, then a bit_select of one element per bit
 _MSB_SELECT = {"scheme": BOTH, "cost": lambda d: d.msb + d.bit_select.at(nb="n", ny="n")}

@@ -315,9 +315,11 @@ def _decode(args) -> int:
     from mpcache.workload import BREAKDOWN, compare
 
     names = [args.policy] + [p for p in (args.compare.split(",") if args.compare else []) if p and p != args.policy]
+    if args.parties is None:
+        args.parties = 3 if args.scheme == "aby3" else 2
     summaries = compare(args.model, args.seq, names, parties=args.parties, backend=args.backend,
                         reuse=not args.no_reuse, attention_only=args.attention_only, steps=args.steps,
-                        profiles=args.net, compute=_compute_model(args), approx=_approx(args))
+                        profiles=args.net, compute=_compute_model(args), approx=_approx(args), scheme=args.scheme)
     result = {"model": args.model, "seq_len": args.seq, "parties": args.parties,
               "policies": [s.as_dict() for s in summaries]}
     csv_rows = ["policy,rounds,max_sent_bytes,offline_bytes," + ",".join(f"latency_s_{k}" for k in summaries[0].latency_s)]
@@ -330,7 +332,7 @@ def _decode(args) -> int:
 
     base = summaries[0]
     table = Table(title=f"One private decode step: {args.model}, {args.seq} tokens, {args.parties} parties "
-                        f"({args.backend} backend, reuse {'off' if args.no_reuse else 'on'})")
+                        f"({args.backend} backend, {args.scheme}, reuse {'on' if summaries[0].config['reuse'] else 'off'})")
     table.add_column("scope", no_wrap=True)
     for s_ in summaries:
         table.add_column(f"{s_.name}\nMB/party", justify="right")
@@ -494,7 +496,7 @@ def _demo(args) -> int:
         decode_args = argparse.Namespace(
             model=args.model, seq=seq, policy="full", compare="mpcache", parties=args.parties,
             backend=args.backend, no_reuse=False, attention_only=False, steps=1, net="lan,wan", compute=False,
-            json=args.json, csv=args.csv)
+            json=args.json, csv=args.csv, scheme="additive")
         code = _decode(decode_args)
         if not (args.json or args.csv):
             _console().print(
@@ -573,7 +575,9 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_argument("--seq", type=_positive, default=2048, help="tokens in the KV cache before the step")
     decode.add_argument("--policy", default="full", help="policy (full, streaming, ...)")
     decode.add_argument("--compare", default="", help="more policies, comma-separated, for side-by-side ratios")
-    decode.add_argument("--parties", type=_positive, default=2)
+    decode.add_argument("--parties", type=_positive, default=None, help="parties (default 2; 3 with --scheme aby3)")
+    decode.add_argument("--scheme", default="additive",
+                        help="sharing scheme: additive or aby3 (3PC: no reusable masks, MPCache's cluster gather)")
     decode.add_argument("--backend", choices=("count", "ideal", "share"), default="count")
     decode.add_argument("--steps", type=_positive, default=1, help="decode steps; the last one is reported")
     decode.add_argument("--no-reuse", action="store_true", help="plain Beaver products (no reusable masks)")

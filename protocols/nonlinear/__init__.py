@@ -54,7 +54,7 @@ from .config import (
     SOFTMAX_METHODS,
     NonlinearConfig,
 )
-from .costs import BOTH, MSB_C, MSB_O
+from .costs import BOTH
 from .exponential import exp
 from .recip import _recip_rel, _rsqrt_rel, reciprocal, reciprocal_bound, rsqrt, rsqrt_bound
 from .softmaxes import softmax, softmax_exact, softmax_puma

@@ -10,7 +10,7 @@ from ..fxp import truncate
 from ..registry import call, protocol
 from .config import (GELU_LOW, GELU_MID, GELU_T0, GELU_T1, GELU_T2, POLY_SHIFT, SILU_SEG1, SILU_SEG2,
                      _check_ring_range, _enc, _example_input, _fixed, _lin_raw, _mul, _relabel)
-from .costs import MSB_C, MSB_O
+from .costs import BOTH, _piecewise_cost
 
 def _segment_bits(x: SharedTensor, thresholds):
     """[x < t0], [x < t1], [x > t2] from one msb call on stacked differences."""
@@ -32,19 +32,10 @@ def _piecewise(x, b0, b1, b2, low, mid):
     return call("bit_select", bits, stack([x, low, mid])).sum(axis=0)
 
 
-_PIECEWISE = {
-    "rounds": "max(1 + log2(K), 3 + 4*TR) + 1",
-    "msb_comm": f"(N-1)*3*n*{MSB_C} + (N-1)*(3*n + 3*K*n)",
-    "msb_off": f"3*n*{MSB_O} + 6*K*n",
-}
-
-
 @protocol(
     "gelu",
-    rounds=_PIECEWISE["rounds"],
-    calls="(1 + log2(K)) + 3 + 4*TR + 1",
-    comm=f"{_PIECEWISE['msb_comm']} + 7*K*(N-1)*n + 7*TC*n",
-    offline=f"{_PIECEWISE['msb_off']} + 5*K*n + 7*TO*n",
+    scheme=BOTH,
+    cost=_piecewise_cost(squares=1, stacked=2, plain=0),  # z^2; [z, z^2] z^2; [z^2, z^4] z^4
     ref="PUMA (Dong et al. 2023), piecewise polynomial GeLU; coefficients our own minimax fit",
     dims=lambda x: {"n": x.size},
     example=_example_input(np.linspace(-5.0, 5.0, 16).reshape(2, 8)),
@@ -108,10 +99,8 @@ def gelu(x: SharedTensor) -> SharedTensor:
 
 @protocol(
     "silu",
-    rounds=_PIECEWISE["rounds"],
-    calls="(1 + log2(K)) + 3 + 4*TR + 1",
-    comm=f"{_PIECEWISE['msb_comm']} + 4*K*(N-1)*n + 5*TC*n",
-    offline=f"{_PIECEWISE['msb_off']} + 3*K*n + 5*TO*n",
+    scheme=BOTH,
+    cost=_piecewise_cost(squares=2, stacked=0, plain=1),  # z^2, z^4 = (z^2)^2, z^6 = z^2 z^4
     ref="MPCache hack_silu (SPU scripts; mpcache.md 8.3), coefficients copied exactly",
     dims=lambda x: {"n": x.size},
     example=_example_input(np.linspace(-9.0, 5.0, 16).reshape(2, 8)),

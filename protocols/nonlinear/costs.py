@@ -5,11 +5,6 @@ from __future__ import annotations
 from ..cost import Expr, Formula
 from .config import NonlinearConfig
 
-# -- cost formulas (strings over K, N, TR, TC, TO and the dims variables) ------------------------------------
-MSB_C = "(K + 2*(2*K - 2 - log2(K)))"  # bits per element each party sends to each other party in msb
-MSB_O = "(3*K - 2 - log2(K))"  # offline bits per element of msb
-
-
 def _trunc(n: str) -> Formula:
     """One truncation of each of n elements: the scheme's per-element terms TR, TC, TO (``declare_truncation``)."""
     return Formula.of("TR", "TC*n", "TO*n").at(n=n)
@@ -62,30 +57,6 @@ def _softmax_cost(d) -> Formula:
 BOTH = ("additive", "aby3")
 
 
-def _rsqrt_formulas(m: str) -> dict:
-    rounds = "log2(K) + 3 + 2*I + TR*(3 + 2*I)"
-    return {
-        "rounds": rounds,
-        "calls": rounds,
-        "comm": f"(N-1)*{m}*((P-1)*{MSB_C} + 2*(P + K) + 5*K*I) + TC*{m}*(3 + 3*I)",
-        "offline": f"{m}*((P-1)*{MSB_O} + 4*K*P + 3*K*I) + TO*{m}*(3 + 3*I)",
-    }
-
-
-def _norm_formulas(centre: bool) -> dict:
-    r = _rsqrt_formulas("R")
-    k = 6 if centre else 4  # truncation rounds outside rsqrt and the final product
-    means = "4*R" if centre else "2*R"
-    gamma_comm = "gs*(K*(N-1)*(R*n + ng) + TC*R*n) + gp*TC*R*n"
-    gamma_off = "gs*(K + TO)*R*n + gp*TO*R*n"
-    return {
-        "rounds": f"2 + {k}*TR + {r['rounds']}",
-        "calls": f"2 + {k}*TR + {r['rounds']} + gs*(1 + TR) + gp*TR",
-        "comm": f"K*(N-1)*R*n + TC*({means} + R*n) + {r['comm']} + {gamma_comm} + K*(N-1)*R*(n+1) + TC*R*n",
-        "offline": f"K*R*n + TO*({means} + R*n) + {r['offline']} + {gamma_off} + K*R*n + TO*R*n",
-    }
-
-
 def _exp_vars(cfg: NonlinearConfig) -> dict:
     return {"lim": int(cfg.exp_method == "limit"), "t": cfg.exp_iters, "s": cfg.exp_pade_squarings,
             "q": cfg.exp_pade_iters, "c": int(cfg.exp_clip is not None)}
@@ -103,3 +74,40 @@ def _recip_vars(session, cfg, frac) -> dict:
 _EXP_VARS_DOC = ("n = elements; lim = 1 for the limit method (t squarings), 0 for Pade (s squarings, q division "
                  "steps); c = 1 when clipping")
 _RECIP_VARS_DOC = "I = iterations; gs = 1 for Goldschmidt, 0 for Newton; P = f + D normalisation positions"
+
+
+def _rsqrt_cost(d, m: str = "m") -> Formula:
+    """rsqrt on m elements (see its steps): the one-hot of the leading bit and normalisation as reciprocal's,
+    y0 by one truncation, I Newton steps (a product of [x_n, y] by y, a ring product, one truncation), then
+    rescaling."""
+    onehot = d.msb.at(n=f"{m}*(P-1)")
+    select_truncate = d.bit_select.at(nb=f"{m}*P", ny=m, n=f"{m}*P") + _trunc(m)
+    newton = _fmul(d, f"2*{m}", m, f"2*{m}") + d.ring_mul.at(nx=m, ny=m, n=m) + _trunc(m)
+    return onehot + select_truncate + _trunc(m) + newton * Expr("I") + select_truncate
+
+
+def _norm_cost(centre: bool):
+    """layernorm (centre) or rmsnorm on R rows of n: the mean (layernorm: two truncations of the row sums),
+    the squares and their mean, gamma (a product when shared, a truncation when public: gs, gp) beside rsqrt,
+    the final product."""
+
+    def cost(d) -> Formula:
+        mean = _trunc("R") * 2 if centre else Formula.of()
+        gamma = _fmul(d, "R*n", "ng", "R*n") * Expr("gs") + _trunc("R*n") * Expr("gp")
+        return (mean + _fsquare(d, "R*n") + _trunc("R") * 2 + (gamma | d.rsqrt.at(m="R"))
+                + _fmul(d, "R*n", "R", "R*n"))
+
+    return cost
+
+
+def _piecewise_cost(squares: int, stacked: int, plain: int):
+    """GeLU / SiLU: the polynomial's products (``squares`` squares, ``stacked`` products of two stacked values
+    by one, ``plain`` products of one by one) and one truncation of both polynomials, beside one msb of the
+    three stacked differences; then one selection of the three pieces."""
+
+    def cost(d) -> Formula:
+        poly = (_fsquare(d, "n") * squares + _fmul(d, "2*n", "n", "2*n") * stacked + _fmul(d, "n", "n", "n") * plain
+                + _trunc("2*n"))
+        return (poly | d.msb.at(n="3*n")) + d.bit_select.at(nb="3*n", ny="3*n", n="3*n")
+
+    return cost

@@ -10,7 +10,7 @@ from mpsim.tensor import SharedTensor
 from ..fxp import truncate
 from ..registry import protocol
 from .config import NonlinearConfig, _check_trunc_input, _config, _enc, _fixed, _last_axis, _lin_raw, _mul, _relabel
-from .costs import _norm_formulas, _norm_vars
+from .costs import BOTH, _norm_cost, _norm_vars
 from .recip import rsqrt, rsqrt_bound
 
 def _row_mean(total: SharedTensor, n: int, check: str | None = None) -> SharedTensor:
@@ -81,8 +81,6 @@ def _rmsnorm_example(s):
     return (x,), {"gamma": np.linspace(0.5, 1.5, 8)}
 
 
-_LN = _norm_formulas(True)
-_RMS = _norm_formulas(False)
 _NORM_VARS_DOC = ("R = rows; n = row length; I = rsqrt iterations; P = f + D; gs / gp = 1 for a shared / public "
                   "gamma (ng = its elements)")
 
@@ -108,10 +106,8 @@ def _norm(x, gamma, beta, axis, eps, config, centre: bool):
 
 @protocol(
     "layernorm",
-    rounds=_LN["rounds"],
-    calls=_LN["calls"],
-    comm=_LN["comm"],
-    offline=_LN["offline"],
+    scheme=BOTH,
+    cost=_norm_cost(True),
     ref="Ba et al. 2016 (LayerNorm); MPC form as in PUMA (Dong et al. 2023) with our rsqrt",
     dims=_norm_dims(True),
     example=_layernorm_example,
@@ -176,10 +172,8 @@ def layernorm(x: SharedTensor, gamma=None, beta=None, axis: int = -1, eps: float
 
 @protocol(
     "rmsnorm",
-    rounds=_RMS["rounds"],
-    calls=_RMS["calls"],
-    comm=_RMS["comm"],
-    offline=_RMS["offline"],
+    scheme=BOTH,
+    cost=_norm_cost(False),
     ref="Zhang-Sennrich, NeurIPS 2019 (RMSNorm); our rsqrt",
     dims=_norm_dims(False),
     example=_rmsnorm_example,

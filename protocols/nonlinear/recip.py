@@ -11,7 +11,7 @@ from ..fxp import truncate
 from ..registry import call, protocol
 from .config import (RECIP_C, RECIP_E0, RSQRT_A, RSQRT_B, RSQRT_E0, NonlinearConfig, _config, _example_input,
                      _fixed, _lin_raw, _mul, _relabel)
-from .costs import _RECIP_VARS_DOC, BOTH, _norm_vars, _recip_cost, _recip_vars, _rsqrt_formulas
+from .costs import _RECIP_VARS_DOC, BOTH, _norm_vars, _recip_cost, _recip_vars, _rsqrt_cost
 
 def _goldschmidt(n: SharedTensor, d: SharedTensor, iters: int) -> SharedTensor:
     """n / d for d near 1: n, d <- n (2 - d), d (2 - d); both products share one Beaver call (d's factor is
@@ -142,14 +142,12 @@ def reciprocal(x: SharedTensor, config: NonlinearConfig | None = None) -> Shared
     return _rescale(h, y, _recip_weights(f, P), f + 1)
 
 
-_RSQ = _rsqrt_formulas("m")
 
 
 @protocol(
     "rsqrt",
-    rounds=_RSQ["rounds"],
-    comm=_RSQ["comm"],
-    offline=_RSQ["offline"],
+    scheme=BOTH,
+    cost=_rsqrt_cost,
     ref="MSB normalisation (Catrina-Saxena 2010; SPU rsqrt) + Newton-Raphson for 1/sqrt(x)",
     dims=lambda x, config=None: {"m": x.size, "I": _config(x.session, config).rsqrt_iters,
                                  **_norm_vars(x.session, _config(x.session, config), x.frac)},

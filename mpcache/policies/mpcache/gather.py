@@ -61,6 +61,9 @@ class Gather:
     def attend(self, session, q, kv: LayerKV, scale: float, fine: Level, record: dict):
         """(context, weights) of q over the first, the picked and the last clusters of the finest level."""
         if self.kind == "rotated":
+            if not session.scheme.reusable_operands:
+                raise ValueError(f"MPCache's rotated gather masks the scores once as a reusable operand, which the "
+                                 f"{session.scheme.name} scheme has not; use gather='cluster'")
             return self._rotated(session, q, kv, scale, fine, record)
         if self.kind == "cluster":
             return self._scores(session, q, kv, scale, fine, record)

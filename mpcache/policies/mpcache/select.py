@@ -127,7 +127,10 @@ class Selection:
         keys = [pack_keys(x[:, extra], lv.n_c - 1 - extra, b)] if len(extra) else []
         if isinstance(picks, SharedTensor):
             block = x[:, R - 1 : R - 1 + parent.n_c * R].reshape(hkv, parent.n_c, R)
-            rows = P.gather_rotated(P.mask_operand(block), picks).reshape(hkv, -1)  # (hkv, k_parent R)
+            if x.session.scheme.reusable_operands:  # mask the block once, gather by dealer rotation
+                rows = P.gather_rotated(P.mask_operand(block), picks).reshape(hkv, -1)  # (hkv, k_parent R)
+            else:  # a scheme without masked operands (ABY3): one-hot of the picks @ the block
+                rows = P.gather(block, picks, kind="index").reshape(hkv, -1)
             child = (picks.reshape(hkv, -1, 1) * R + np.arange(R - 1, 2 * R - 1).reshape(1, 1, R)).reshape(hkv, -1)
             keys.append(pack_keys(rows, child * -1 + (lv.n_c - 1), b))
         keys = keys[0] if len(keys) == 1 else concatenate(keys, axis=1)
