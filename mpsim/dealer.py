@@ -29,6 +29,13 @@ def _numel(shape) -> int:
     return int(np.prod(shape, dtype=np.int64))
 
 
+def uniform_permutations(rng, rows: int, n: int) -> np.ndarray:
+    """``rows`` independent uniform permutations of range(n) drawn from ``rng``, shape (rows, n)."""
+    if not rows:
+        return np.zeros((0, n), dtype=np.int64)
+    return np.stack([rng.permutation(n) for _ in range(rows)])
+
+
 class Dealer:
     def __init__(self, ring: Ring, backend, ledger: Ledger, profiler: Profiler):
         self.ring = ring
@@ -55,9 +62,7 @@ class Dealer:
 
     def _permutations(self, rows: int, n: int) -> np.ndarray:
         """``rows`` independent uniform permutations of range(n), from the dealer's own seeded stream."""
-        if not rows:
-            return np.zeros((0, n), dtype=np.int64)
-        return np.stack([self.perm_rng.permutation(n) for _ in range(rows)])
+        return uniform_permutations(self.perm_rng, rows, n)
 
     @classmethod
     def correlations(cls) -> tuple[str, ...]:

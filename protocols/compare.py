@@ -218,6 +218,11 @@ def eq(x, y) -> SharedTensor:
     return call("eqz", _diff(x, y))
 
 
+def select_dims(b, y) -> dict:
+    """nb = bits, ny = elements of y, n = output elements (every scheme's bit_select)."""
+    return {"nb": b.size, "ny": y.size, "n": _numel(np.broadcast_shapes(b.shape, y.shape))}
+
+
 def check_select_operands(b, y):
     """Validate a selection's operands (a boolean-shared bit, an arithmetic sharing) and lift both to the
     broadcast rank: (b, y, output shape). Every scheme's bit_select starts here."""
@@ -245,7 +250,7 @@ def check_select_operands(b, y):
     comm="(N-1)*(nb + K*ny)",
     offline="K*(nb + n)",
     ref="daBit-Beaver product of a boolean bit and a ring element (cf. protocol-notes; Escudero et al. 2020)",
-    dims=lambda b, y: {"nb": b.size, "ny": y.size, "n": int(np.prod(np.broadcast_shapes(b.shape, y.shape)))},
+    dims=select_dims,
     example=lambda s: ((boolean.bit_example(s), _rng_values(s, (3, 4))), {}),
     vars_doc="nb = bits; ny = elements of y; n = output elements",
 )

@@ -15,6 +15,7 @@ from mpsim.tensor import SharedTensor, _numel
 from ..arith import _lift, _matmul_dims, _mul_dims, _rng_values, encode_input, matmul_shapes, promote_matmul
 from ..registry import declare_role, declare_truncation, protocol
 from ..trunc import _example_trunc, check_shift
+from .prf import only_row
 
 PARTIES = 3
 ABY3_REF = "Mohassel-Rindal, ABY3, CCS 2018"
@@ -61,9 +62,7 @@ def _components(session, value, owner: int, shape, xor: bool = False):
         own = session.ring.reduce(kernels.ring_sub(kernels.ring_sub(value, mask_next), mask_common))
     out = np.empty((PARTIES,) + tuple(shape), dtype=np.uint64)
     out[owner], out[(owner + 1) % PARTIES], out[(owner + 2) % PARTIES] = own, mask_next, mask_common
-    sent = np.zeros_like(out)
-    sent[owner] = own  # only the owner's row travels
-    return out, sent
+    return out, only_row(own, owner)  # only the owner's row travels
 
 
 def input_from(session, value, owner: int, shape, frac: int, depth_in: int = 0, parents=(), kind: str = "A",
@@ -148,9 +147,7 @@ def reveal(x: SharedTensor, to: int | None = None):
 
 def _product(session, x, y, shape, product, macs: int, op: str = "reshare") -> tuple:
     """Local cross terms plus a zero sharing, then one reshare: (payload, depth)."""
-    z = session.backend.replicated_cross(x.payload, y.payload, product)
-    if z is not None:
-        z = session.ring.reduce(kernels.ring_add(z, session.keys.zero_sharing(shape)))
+    z = cross_shares(session, x.payload, y.payload, shape, product)
     session._work("replicated_cross", macs=macs, elems=4 * _numel(shape))
     depth = reshare(session, op, z, shape, max(x.depth, y.depth), _parents(x, y))
     return z, depth
@@ -181,7 +178,7 @@ def rep_mul(x: SharedTensor, y: SharedTensor) -> SharedTensor:
     session = x.session
     shape = tuple(np.broadcast_shapes(x.shape, y.shape))
     x, y = _lift(x, len(shape)), _lift(y, len(shape))
-    z, depth = _product(session, x, y, shape, lambda a, b: kernels.ring_mul(a, b), 3 * _numel(shape))
+    z, depth = _product(session, x, y, shape, kernels.ring_mul, 3 * _numel(shape))
     return SharedTensor(session, z, shape, x.frac + y.frac, depth)
 
 
@@ -204,7 +201,7 @@ def rep_square(x: SharedTensor) -> SharedTensor:
     Rounds: 1. Comm: K n bits per party. Offline: 0. Leaks: nothing. Ref: ABY3, Sec. 2.2.
     """
     session = x.session
-    z, depth = _product(session, x, x, x.shape, lambda a, b: kernels.ring_mul(a, b), 3 * x.size)
+    z, depth = _product(session, x, x, x.shape, kernels.ring_mul, 3 * x.size)
     return SharedTensor(session, z, x.shape, 2 * x.frac, depth)
 
 
@@ -214,6 +211,17 @@ def _lead_batch(payload, ndim: int):
         return None
     missing = ndim - (payload.ndim - 1)
     return payload.reshape(payload.shape[:1] + (1,) * missing + payload.shape[1:])
+
+
+def _matmul_operands(x: SharedTensor, y: SharedTensor):
+    """(x, y promoted as numpy matmul does and lifted to one number of batch axes, output shape, the axes
+    to squeeze afterwards)."""
+    x2, y2, squeeze = promote_matmul(x, y)
+    shape = matmul_shapes(x2.shape, y2.shape)
+    nd = max(x2.ndim, y2.ndim)
+    a = x2._like(_lead_batch(x2.payload, nd), (1,) * (nd - x2.ndim) + x2.shape)
+    b = y2._like(_lead_batch(y2.payload, nd), (1,) * (nd - y2.ndim) + y2.shape)
+    return a, b, shape, squeeze
 
 
 @protocol(
@@ -238,12 +246,8 @@ def rep_matmul(x: SharedTensor, y: SharedTensor) -> SharedTensor:
     Ref: ABY3 (Mohassel-Rindal, CCS 2018), Sec. 5.1.
     """
     session = x.session
-    x2, y2, squeeze = promote_matmul(x, y)
-    shape = matmul_shapes(x2.shape, y2.shape)
-    nd = max(x2.ndim, y2.ndim)
-    a = x2._like(_lead_batch(x2.payload, nd), (1,) * (nd - x2.ndim) + x2.shape)
-    b = y2._like(_lead_batch(y2.payload, nd), (1,) * (nd - y2.ndim) + y2.shape)
-    z, depth = _product(session, a, b, shape, kernels.ring_matmul, 3 * _numel(shape) * x2.shape[-1])
+    a, b, shape, squeeze = _matmul_operands(x, y)
+    z, depth = _product(session, a, b, shape, kernels.ring_matmul, 3 * _numel(shape) * a.shape[-1])
     out = SharedTensor(session, z, shape, x.frac + y.frac, depth)
     return out.squeeze(squeeze) if squeeze else out
 
@@ -282,14 +286,10 @@ def trunc_rep(x: SharedTensor, shift: int) -> SharedTensor:
     if backend.has_data and backend.rows == 1:
         payload = backend.trunc_local(x.payload, shift)
     elif backend.has_data:
-        a = ring.reduce(kernels.ring_add(x.payload[0], x.payload[1]))
-        high = np.right_shift(a, np.uint64(shift))
-        negated = ring.reduce(kernels.ring_sub(np.zeros_like(x.payload[2]), x.payload[2]))
-        low = ring.reduce(kernels.ring_sub(np.zeros_like(negated), np.right_shift(negated, np.uint64(shift))))
+        high, low = _split_truncation(ring, x.payload, shift)
         mask = session.keys.pair_mask(x.shape)
         payload = np.stack([ring.reduce(kernels.ring_sub(high, mask)), mask, low])
-        sent = np.zeros_like(payload)
-        sent[0] = payload[0]
+        sent = only_row(payload[0], 0)
     depth = send_component(session, "trunc", 0, 2, sent, x.shape, x.depth, _parents(x))
     return SharedTensor(session, payload, x.shape, x.frac - shift, depth)
 
@@ -300,30 +300,41 @@ def truncate(x: SharedTensor, shift: int) -> SharedTensor:
     return x if shift == 0 else trunc_rep(x, shift)
 
 
+def cross_shares(session, x_payload, y_payload, shape, product):
+    """A 3-out-of-3 sharing of the product: each party's local cross terms plus its zero share."""
+    z = session.backend.replicated_cross(x_payload, y_payload, product)
+    if z is None:
+        return None
+    return session.ring.reduce(kernels.ring_add(z, session.keys.zero_sharing(shape)))
+
+
+def _split_truncation(ring, rows, shift: int):
+    """SecureML's local truncation of the 2-out-of-2 sharing (rows_0 + rows_1, rows_2) of a value:
+    (rows_0 + rows_1) >> d for party 0 and -((-rows_2) >> d) for the holders of rows_2."""
+    high = np.right_shift(ring.reduce(kernels.ring_add(rows[0], rows[1])), np.uint64(shift))
+    negated = ring.reduce(kernels.ring_sub(np.zeros_like(rows[2]), rows[2]))
+    low = ring.reduce(kernels.ring_sub(np.zeros_like(negated), np.right_shift(negated, np.uint64(shift))))
+    return high, low
+
+
 def _product_truncated(session, x, y, shape, product, shift: int, macs: int, inspect=None) -> SharedTensor:
     """The fused product and truncation (``rep_mul_trunc``): (payload, depth) of the truncated product."""
     backend, ring, K = session.backend, session.ring, session.ring.bits
-    z = backend.replicated_cross(x.payload, y.payload, product)
-    if z is not None:
-        z = ring.reduce(kernels.ring_add(z, session.keys.zero_sharing(shape)))
+    z = cross_shares(session, x.payload, y.payload, shape, product)
     if inspect is not None:  # a debug check of the raw product (check_domain): reads values, sends nothing
         inspect(SharedTensor(session, z, shape, x.frac + y.frac, max(x.depth, y.depth)))
     session._work("replicated_cross", macs=macs, elems=6 * _numel(shape))
     bits = K * _numel(shape)
     first = sent = None
     if z is not None and backend.rows == 3:
-        first = np.zeros_like(z)
-        first[1] = z[1]
+        first = only_row(z[1], 1)
     depth = session.channel.exchange("mul_trunc", [(1, 0, bits)], max(x.depth, y.depth), _parents(x, y),
                                      contents=first, reconstructs=False)
     payload = None
     if z is not None and backend.rows == 1:
         payload = backend.trunc_local(z, shift)
     elif z is not None:
-        a = ring.reduce(kernels.ring_add(z[0], z[1]))  # party 0, after receiving z_1
-        high = np.right_shift(a, np.uint64(shift))
-        negated = ring.reduce(kernels.ring_sub(np.zeros_like(z[2]), z[2]))  # party 2
-        low = ring.reduce(kernels.ring_sub(np.zeros_like(negated), np.right_shift(negated, np.uint64(shift))))
+        high, low = _split_truncation(ring, z, shift)  # party 0 after receiving z_1, and party 2
         c1, c2 = session.keys.pair_mask(shape), session.keys.pair_mask(shape)
         to_two, to_zero = ring.reduce(kernels.ring_sub(high, c1)), ring.reduce(kernels.ring_sub(low, c2))
         payload = np.stack([ring.reduce(kernels.ring_add(to_two, to_zero)), c1, c2])
@@ -382,14 +393,10 @@ def rep_matmul_trunc(x: SharedTensor, y: SharedTensor, shift: int, inspect=None)
     """Matrix product truncated by 2^shift in one protocol (``x @ y`` of fixed-point tensors): only the
     output travels, once."""
     session = x.session
-    x2, y2, squeeze = promote_matmul(x, y)
-    shape = matmul_shapes(x2.shape, y2.shape)
-    nd = max(x2.ndim, y2.ndim)
-    a = x2._like(_lead_batch(x2.payload, nd), (1,) * (nd - x2.ndim) + x2.shape)
-    b = y2._like(_lead_batch(y2.payload, nd), (1,) * (nd - y2.ndim) + y2.shape)
+    a, b, shape, squeeze = _matmul_operands(x, y)
     shift = check_shift(x._like(None, shape, frac=x.frac + y.frac), shift, session.ring.bits - 1, "rep_matmul_trunc")
     out = _product_truncated(session, a, b, shape, kernels.ring_matmul, shift,
-                             3 * _numel(shape) * x2.shape[-1], inspect)
+                             3 * _numel(shape) * a.shape[-1], inspect)
     return out.squeeze(squeeze) if squeeze else out
 
 

@@ -17,8 +17,8 @@ from mpsim.tensor import SharedTensor, _numel
 from ..arith import _rng_values
 from ..registry import protocol
 from ..boolean import _bool, _check_bool, a2b_example, bit_example, carry_top_bit, not_, xor
-from ..compare import all_ones
-from .arith import ABY3_REF, PARTIES, _parents, input_from, open_values, rep_mul
+from ..compare import all_ones, check_select_operands, select_dims
+from .arith import ABY3_REF, PARTIES, _components, _parents, cross_shares, input_from, open_values, rep_mul
 
 MSB_GATES = "(2*K - 2 - log2(K))"  # the carry tree's gates (``protocols.boolean._msb_gates``)
 
@@ -216,10 +216,6 @@ def b2a_bit(b: SharedTensor) -> SharedTensor:
     return shared_d + last - rep_mul.__wrapped__(shared_d, last) * 2
 
 
-def _select_dims(b, y):
-    return {"nb": b.size, "ny": y.size, "n": _numel(np.broadcast_shapes(b.shape, y.shape))}
-
-
 @protocol(
     "bit_select",
     scheme="aby3",
@@ -228,7 +224,7 @@ def _select_dims(b, y):
     comm="K*(2*n + nb*int(p == 0))",
     offline="0",
     ref=f"{ABY3_REF}: bit injection fused with the product (b y = d (y - 2 b_2 y) + b_2 y)",
-    dims=_select_dims,
+    dims=select_dims,
     example=lambda s: ((bit_example(s), _rng_values(s, (3, 4))), {}),
     parties=lambda n: n == PARTIES,
     vars_doc="nb = bits; ny = elements of y; n = output elements",
@@ -244,16 +240,11 @@ def bit_select(b: SharedTensor, y: SharedTensor) -> SharedTensor:
     Ref: ABY3 (Mohassel-Rindal, CCS 2018), Sec. 5.4; bit injection fused with the product as in
     ``protocols.compare.bit_select``'s daBit form.
     """
-    from ..compare import check_select_operands
-
     b, y, shape = check_select_operands(b, y)
     session = b.session
     d, last = _injection_parts(b)
     # Round 1, one call: the input of d and the reshare of u = b_2 y.
-    u = session.backend.replicated_cross(last.payload, _lead(y, len(shape)), _ring_mul)
-    if u is not None:
-        u = session.ring.reduce(kernels.ring_add(u, session.keys.zero_sharing(shape)))
-    from .arith import _components
+    u = cross_shares(session, last.payload, y.payload, shape, kernels.ring_mul)  # both lifted to shape's rank
 
     payload_d, sent_d = _components(session, d, 0, b.shape)
     K = session.ring.bits
@@ -265,13 +256,3 @@ def bit_select(b: SharedTensor, y: SharedTensor) -> SharedTensor:
     shared_d = SharedTensor(session, payload_d, b.shape, 0, depth)
     shared_u = SharedTensor(session, u, shape, y.frac, depth)
     return shared_u + rep_mul.__wrapped__(shared_d, y - shared_u * 2)
-
-
-def _lead(y: SharedTensor, ndim: int):
-    if y.payload is None:
-        return None
-    return y.payload.reshape(y.payload.shape[:1] + (1,) * (ndim - y.ndim) + y.shape)
-
-
-def _ring_mul(a, b):
-    return kernels.ring_mul(a, b)

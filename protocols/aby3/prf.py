@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from mpsim import kernels
+from mpsim.dealer import uniform_permutations
 
 
 class Keys:
@@ -49,7 +50,7 @@ class Keys:
 
     def _permutations(self, rows: int, n: int) -> np.ndarray:
         """``rows`` uniform permutations of range(n) from a pair key."""
-        return _permutations(self.perm_rng, rows, n)
+        return uniform_permutations(self.perm_rng, rows, n)
 
     @classmethod
     def correlations(cls) -> tuple[str, ...]:
@@ -124,9 +125,9 @@ class Keys:
         s0, s2 = _rotate_by(mu, shift, size), _rotate_by(to_two, shift, size)
         from_zero, from_two = ring.reduce(kernels.ring_sub(s0, c1)), ring.reduce(kernels.ring_sub(s2, c2))
         e_r = np.stack([ring.reduce(kernels.ring_add(from_zero, from_two)), c1, c2])
-        self.channel.offline("rotation_onehot", sends_w, [(_only(to_two, 1), ring.bits, (1,))])
-        self.channel.offline("rotation_onehot", sends_s, [(_only(from_zero, 0), ring.bits, (0,)),
-                                                           (_only(from_two, 2), ring.bits, (2,))])
+        self.channel.offline("rotation_onehot", sends_w, [(only_row(to_two, 1), ring.bits, (1,))])
+        self.channel.offline("rotation_onehot", sends_s, [(only_row(from_zero, 0), ring.bits, (0,)),
+                                                           (only_row(from_two, 2), ring.bits, (2,))])
         r = np.stack(rho)
         self._made("rotation r", r)
         self._made("rotation one-hot", e_r)
@@ -147,14 +148,8 @@ def _rotate_by(v, shift, size: int):
     return np.take_along_axis(v, index, axis=-1)
 
 
-def _only(row, party: int):
+def only_row(row, party: int):
     """A stacked payload holding ``row`` at ``party`` (what that party sends) and zeros elsewhere."""
     out = np.zeros((3,) + row.shape, dtype=np.uint64)
     out[party] = row
     return out
-
-
-def _permutations(rng, rows: int, n: int) -> np.ndarray:
-    if not rows:
-        return np.zeros((0, n), dtype=np.int64)
-    return np.stack([rng.permutation(n) for _ in range(rows)])

@@ -18,6 +18,7 @@ from mpsim.tensor import SharedTensor
 
 from ..registry import CELLS, protocol
 from .arith import PARTIES, _parents
+from .prf import only_row
 
 _SHUFFLE = CELLS[("additive", "shuffle")]
 _TOPK = CELLS[("additive", "topk_shuffle")]
@@ -26,12 +27,6 @@ _TOPK = CELLS[("additive", "topk_shuffle")]
 def _permute(v, perm):
     """Axis 1 of (rows, m, w) values permuted per row."""
     return np.take_along_axis(v, perm[..., None], axis=1)
-
-
-def _only(row, party: int):
-    out = np.zeros((PARTIES,) + row.shape, dtype=np.uint64)
-    out[party] = row
-    return out
 
 
 @protocol(
@@ -79,7 +74,8 @@ def shuffle(t: SharedTensor) -> SharedTensor:
             new[b_party] = c
             new[a_party] = ring.reduce(kernels.ring_sub(kernels.ring_sub(pa, c), z))
             new[receiver] = ring.reduce(kernels.ring_add(pb, z))
-            contents = [(_only(new[a_party], a_party), K, (a_party,)), (_only(new[receiver], b_party), K, (b_party,))]
+            contents = [(only_row(new[a_party], a_party), K, (a_party,)),
+                        (only_row(new[receiver], b_party), K, (b_party,))]
             payload = new
         session._check_open()
         depth = session.channel.exchange("reshare", [(a_party, receiver, bits), (b_party, receiver, bits)], depth,

@@ -55,6 +55,19 @@ def _rescale(h: SharedTensor, y: SharedTensor, weights: np.ndarray, S: int) -> S
     return truncate(_relabel(z, y.frac + S), S)
 
 
+def _normalised_input(x: SharedTensor, config, what: str):
+    """reciprocal's and rsqrt's first steps: (configuration, f, P = f + D, one-hot h of the leading bit,
+    x_n = x 2^(f-1-pos) in [0.5, 1)), after the domain check."""
+    x = _fixed(x)
+    cfg = _config(x.session, config)
+    f = x.frac
+    D = cfg.log2_max(x.session.ring.bits, f)
+    P = f + D
+    _check_domain(x, P, D, what)
+    h, xn = _normalise(x, P, D)
+    return cfg, f, P, h, xn
+
+
 def _recip_weights(f: int, P: int) -> np.ndarray:
     """v_j = 2^(f-1-j) at scale S = f + 1, i.e. 2^(2f - j), and 0 where that is below one unit."""
     return np.array([1 << (2 * f - j) if j <= 2 * f else 0 for j in range(P)], dtype=np.int64)
@@ -124,14 +137,7 @@ def reciprocal(x: SharedTensor, config: NonlinearConfig | None = None) -> Shared
     2^(2f+1)/x (ring units), which bounds the local-truncation failure rate (2^-26 and, for x >= 1, 2^-30
     at K = 64, f = 16).
     """
-    x = _fixed(x)
-    session = x.session
-    cfg = _config(session, config)
-    f = x.frac
-    D = cfg.log2_max(session.ring.bits, f)
-    P = f + D
-    _check_domain(x, P, D, "reciprocal")
-    h, xn = _normalise(x, P, D)
+    cfg, f, P, h, xn = _normalised_input(x, config, "reciprocal")
     y0 = RECIP_C - xn * 2
     if cfg.recip_method == "goldschmidt":
         y = _goldschmidt(y0, _mul(xn, y0), cfg.recip_iters)
@@ -178,14 +184,7 @@ def rsqrt(x: SharedTensor, config: NonlinearConfig | None = None) -> SharedTenso
     and relative 1.6e-5 near 2^-f (f = 16); at f = 8 (every x of the domain) at most 3.2 ULPs (at x = 3/256;
     1.3 for x >= 1), relative 0.0043 for x < 1. Out of domain as for ``reciprocal``.
     """
-    x = _fixed(x)
-    session = x.session
-    cfg = _config(session, config)
-    f = x.frac
-    D = cfg.log2_max(session.ring.bits, f)
-    P = f + D
-    _check_domain(x, P, D, "rsqrt")
-    h, xn = _normalise(x, P, D)
+    cfg, f, P, h, xn = _normalised_input(x, config, "rsqrt")
     y = truncate(_lin_raw([(xn, -RSQRT_B)], f), f) + RSQRT_A
     for _ in range(cfg.rsqrt_iters):
         prods = _mul(stack([xn, y]), y)  # x_n y and y^2
