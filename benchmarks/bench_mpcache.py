@@ -281,8 +281,10 @@ def claim_f_3pc(lines, seqs, compute):
     lines += ["## (f) in 3PC: ABY3, the paper's own setting", "",
               "The paper measured MPCache in 3-party replicated sharing (ABY3 on SecretFlow SPU). Ours: "
               "`Session(parties=3, scheme=\"aby3\")` (`mpsim decode --scheme aby3`): replicated products with "
-              "one reshare, ABY3 share truncation fused into products, MSB by a carry tree, a 3-party shuffle "
-              "for the top-k, the rotation one-hot's correlation made by the parties (offline), no dealer. ABY3 "
+              "one reshare, ABY3 share truncation fused into products, MSB by an edaBit opening and a carry "
+              "tree, bit injection by daBits, max by a tournament with fused round trips, a 3-party shuffle for "
+              "the top-k; no dealer: the edaBits, daBits and rotation one-hots are made by the parties "
+              "(offline bytes are theirs). ABY3 "
               "has no reusable masked operands, so both policies run with reuse off and MPCache uses its "
               "cluster gather (one-hot @ scores); bytes are the busiest party's."]
     results = _ratio_tables(lines, seqs, compute, "aby3", "3PC, ")
@@ -293,10 +295,10 @@ def claim_f_3pc(lines, seqs, compute):
               "against 2K per operand element for a Beaver product, so the softmax's products are cheaper; but "
               "without reusable masks the full-attention baseline pays its q.K^T and weights.V products in full "
               "(2PC reuses the masked cache and opens only the activation), which raises the ratio at long "
-              "contexts. ABY3's MSB takes one more round than the edaBit MSB (party 0's boolean input of "
-              "x_0 + x_1), bit injection two rounds instead of one, and every fixed-point product two (the "
-              "truncation fused into it), so rounds grow and the WAN, round-bound, gains least; party 0 also "
-              "sends the boolean inputs, so the busiest party sends more than the others.", ""]
+              "contexts. The MSB is the same protocol in both (1 + log2 K rounds), but a selection takes two "
+              "rounds in 3PC (a daBit opening, then a replicated product; the Beaver form fuses both into one) "
+              "and every fixed-point product two (the truncation fused into it), so rounds grow and the WAN, "
+              "round-bound, gains least; the max saves a round per tournament level by fusing round trips.", ""]
 
 
 def main(argv=None) -> int:

@@ -117,9 +117,10 @@ class Channel:
         calls whose results this exchange waits for (default: the latest call at ``depth_in``). ``contents``
         (optional, for watchers): the stacked per-party rows of a reshare whose senders' rows travel to
         their receivers, each of whom adds them to its own row (``kind`` "B": XORs them); or a list of
-        (rows, width bits per element[, the parties whose rows travel]) when one call carries several values. ``reconstructs=False``: no
-        receiver combines the rows (each receives one component of a replicated sharing), so watchers get
-        the rows and no value.
+        (rows, width bits per element[, the parties whose rows travel (None: every sender)[, whether they
+        reconstruct a value]]) when one call carries several values. ``reconstructs=False``: no receiver
+        combines the rows (each receives one component of a replicated sharing), so watchers get the rows
+        and no value (an entry's own flag overrides it).
         """
         depth = max(depth_in, self.floor) + 1
         call = self.calls
@@ -139,11 +140,11 @@ class Channel:
             if not isinstance(contents, list):
                 elements = max(int(np.prod(contents.shape[1:], dtype=np.int64)), 1)
                 contents = [(contents, sends[0][2] // elements if sends else 0)]
-            for rows, width, *only in contents:
+            for rows, width, *extra in contents:
                 if rows is None:
                     continue
-                from_ = tuple(only[0]) if only else senders
-                if not reconstructs:
+                from_ = tuple(extra[0]) if extra and extra[0] is not None else senders
+                if not (extra[1] if len(extra) > 1 else reconstructs):
                     value = None
                 elif kind == "B":
                     value = np.bitwise_xor.reduce(rows, axis=0)

@@ -7,6 +7,9 @@ session's scheme object, which the protocol layer supplies. Schemes are found by
 upward; a package of your own can register a scheme the same way. Pass an instance to use one directly.
 
 A scheme implements the methods of :class:`Scheme`; each takes and returns ``SharedTensor``s of one session.
+The protocols written once over a scheme's primitives also ask it for its openings (``open``) and for the
+correlations a dealer would give (``edabit``, ``dabit``, ``rotation_onehot``: the additive scheme's dealer,
+or correlations the parties make among themselves).
 """
 from __future__ import annotations
 

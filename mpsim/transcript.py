@@ -54,11 +54,11 @@ class Transcript:
     rows: tuple = ()
     coalition: int = 0
     observations: list = field(default_factory=list)
-    inputs: list = field(default_factory=list)  # (label, (N, *shape) payload of an input sharing)
+    inputs: list = field(default_factory=list)  # (label, (N, *shape) payload, kind, width or None: K)
     outputs: list = field(default_factory=list)  # (label, kind, (N, *shape) payload of a result sharing)
 
     def add_input(self, tensor, label: str = "input") -> None:
-        self.inputs.append((label, np.array(tensor.payload, copy=True)))
+        self.inputs.append((label, np.array(tensor.payload, copy=True), "A", None))
 
     def add_output(self, tensor, label: str = "output") -> None:
         self.outputs.append((label, tensor.kind, np.array(tensor.payload, copy=True)))
@@ -74,7 +74,8 @@ def record(session):
     stop = session.channel.watch(transcript.observations.append)
     keys = getattr(session, "keys", None)
     # Correlation sharings the parties make themselves (ABY3) join each party's view like inputs.
-    unwatch = keys.watch(lambda label, payload: transcript.inputs.append((label, np.array(payload, copy=True)))) \
+    unwatch = keys.watch(lambda label, payload, kind="A", width=None: transcript.inputs.append(
+        (label, np.array(payload, copy=True), kind, width))) \
         if hasattr(keys, "watch") else None
     try:
         yield transcript
@@ -177,9 +178,10 @@ def _combined(payload, held, kind, k):
     return np.sum(payload[list(held)], axis=0, dtype=np.uint64) & np.uint64((1 << k) - 1)
 
 
-def _view_quantities(transcript, tag, i, label, kind, payload, leak):
-    """Each row a view holds alone, and the rows of a view combined (their sum, or XOR)."""
-    out, k, seen = [], transcript.ring_bits, set()
+def _view_quantities(transcript, tag, i, label, kind, payload, leak, width=None):
+    """Each row a view holds alone, and the rows of a view combined (their sum, or XOR), on ``width`` bits
+    (default: the ring's)."""
+    out, k, seen = [], transcript.ring_bits if width is None else width, set()
     for name, held, key in _views(transcript):
         for row in held:
             if len(held) > 1 and row not in seen and key[0] == "p":
@@ -190,10 +192,15 @@ def _view_quantities(transcript, tag, i, label, kind, payload, leak):
     return out
 
 
-def _input_quantities(transcript: Transcript) -> list[Quantity]:
+def _input_quantities(transcript: Transcript, aligned: int | None = None) -> list[Quantity]:
+    """The input sharings' quantities; from index ``aligned`` on (a randomized protocol's correlations made
+    after its first data-independent branch) keyed by label only, for pooling."""
     out = []
-    for i, (label, payload) in enumerate(transcript.inputs):
-        out += _view_quantities(transcript, "in", i, label, "A", payload, None)
+    for i, (label, payload, kind, width) in enumerate(transcript.inputs):
+        if aligned is None or i < aligned:
+            out += _view_quantities(transcript, "in", i, label, kind, payload, None, width)
+        else:
+            out += _view_quantities(transcript, "pool", ("in", label), label, kind, payload, None, width)
     return out
 
 
@@ -222,22 +229,25 @@ def _observation_quantities(obs: Observation, key, leak: str | None, ring_bits: 
 def quantities(transcript: Transcript, leaks=None, prefix: int | None = None) -> list[Quantity]:
     """Everything a run shows: input shares, then each observation's opened value and message rows.
 
-    ``leaks(observation)`` names an observation's declared leak (None, "output", "independent");
-    observations from index ``prefix`` on are keyed by (op, width) only, for pooling (randomized protocols).
+    ``leaks(observation)`` names an observation's declared leak (None, "output", "independent"). ``prefix``
+    (randomized protocols): the length of the structure all runs share (``signature``: inputs, outputs, then
+    observations); inputs beyond it are keyed by label and observations by (op, width) only, for pooling.
     """
-    out = _input_quantities(transcript) + _output_quantities(transcript)
+    n_in, n_out = len(transcript.inputs), len(transcript.outputs)
+    out = _input_quantities(transcript, None if prefix is None else min(prefix, n_in)) + _output_quantities(transcript)
     for i, obs in enumerate(transcript.observations):
-        aligned = prefix is None or i < prefix
+        aligned = prefix is None or i < prefix - n_in - n_out
         key = ("obs", i) if aligned else ("pool", obs.op, obs.width)
         out += _observation_quantities(obs, key, leaks(obs) if leaks else None, transcript.ring_bits)
     return out
 
 
 def signature(transcript: Transcript) -> list[tuple]:
-    """The public structure of a run: per observation its op, scope, width and shape."""
-    inputs = [("input", label, payload.shape) for label, payload in transcript.inputs]
+    """The public structure of a run: per observation its op, scope, width and shapes (value and rows)."""
+    inputs = [("input", label, payload.shape) for label, payload, _, _ in transcript.inputs]
     outputs = [("output", label, kind, payload.shape) for label, kind, payload in transcript.outputs]
-    return inputs + outputs + [(o.op, o.scope, o.width, np.shape(o.value)) for o in transcript.observations]
+    return inputs + outputs + [(o.op, o.scope, o.width, np.shape(o.value), np.shape(o.rows))
+                               for o in transcript.observations]
 
 
 def _common_prefix(signatures) -> int:
@@ -257,9 +267,8 @@ def independence_problems(runs: dict, leaks=None, randomized: bool = False) -> l
     problems = []
     all_runs = [t for ts in runs.values() for t in ts]
     signatures = [signature(t) for t in all_runs]
-    n_inputs = len(all_runs[0].inputs) + len(all_runs[0].outputs)
     if randomized:
-        prefix = _common_prefix(signatures) - n_inputs
+        prefix = _common_prefix(signatures)
     else:
         prefix = None
         if any(s != signatures[0] for s in signatures[1:]):
@@ -347,15 +356,20 @@ def _patched(dealer, correlation: str, component, counts):
             out = permutations(rows, n)
             return np.broadcast_to(np.arange(n), out.shape).copy() if hit() else out
 
+        # A correlation made from others (an ABY3 edaBit draws zero sharings) nests these patches: each
+        # restores what it found, so the draws of an inner correlation count as the inner one's.
+        outer = {name: dealer.__dict__[name] for name in ("_random", "_permutations") if name in dealer.__dict__}
         dealer._random = zeroed_random
         if permutations is not None:
             dealer._permutations = identity_permutations
         try:
             return method(*args, **kwargs)
         finally:
-            del dealer._random
-            if permutations is not None:
-                del dealer._permutations
+            for name in ("_random", "_permutations"):
+                if name in outer:
+                    setattr(dealer, name, outer[name])
+                elif name in dealer.__dict__:
+                    delattr(dealer, name)
             if counts is not None:
                 counts.append(next(draws))
 

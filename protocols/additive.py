@@ -58,5 +58,13 @@ class AdditiveScheme(FixedPointProducts, Scheme):
         """Per index a uniform r in [0, size) and shares of r and of the one-hot e_r: the dealer's."""
         return session.dealer.rotation_onehot(shape, size)
 
+    def edabit(self, session, shape):
+        """(arithmetic, XOR) payloads of one uniform r per element: the dealer's edaBits."""
+        return session.dealer.edabit(shape)
+
+    def dabit(self, session, shape):
+        """(arithmetic, XOR) payloads of one uniform bit per element: the dealer's daBits."""
+        return session.dealer.dabit(shape)
+
     def approx_config(self):
         return NonlinearConfig()

@@ -197,11 +197,11 @@ def b2a_bit(b: SharedTensor) -> SharedTensor:
     if b.ndim == 0:  # keep public arrays from collapsing to numpy scalars
         return b2a_bit.__wrapped__(b.reshape(1)).reshape(())
     session = b.session
-    r_arith, r_bool = session.dealer.dabit(b.shape)
+    r_arith, r_bool = session.scheme.dabit(session, b.shape)
     bit = and_public(b, 1)
     masked = xor(bit, _bool(session, r_bool, b.shape, 0, 1))
     masked.width = 1
-    (c,), depth = session._open("open", [masked])
+    (c,), depth = session.scheme.open(session, "open", [masked])
     if c is None:
         return SharedTensor(session, None, b.shape, 0, depth)
     c = np.bitwise_and(c, np.uint64(1))
@@ -258,15 +258,16 @@ def bit_planes(x: SharedTensor) -> SharedTensor:
 
 # -- arithmetic to boolean, MSB --------------------------------------------------------------------------------
 def _masked_open(x: SharedTensor):
-    """Dealer edaBit r; open c = x + r (K bits per element). Returns (c, r_bool, depth)."""
+    """An edaBit r (the scheme's: the dealer's, or made by the parties); open c = x + r (K bits per element).
+    Returns (c, r_bool, depth)."""
     if x.kind != "A":
         raise TypeError("this protocol takes an arithmetic sharing; convert a boolean one with protocols.b2a")
     session = x.session
-    r_arith, r_bool = session.dealer.edabit(x.shape)
+    r_arith, r_bool = session.scheme.edabit(session, x.shape)
     masked = x._like(x.payload, x.shape, frac=0)
     masked = masked._like(session.backend.map(lambda u, v: u + v, masked.payload, r_arith)
                           if masked.payload is not None else None, x.shape)
-    (c,), depth = session._open("open", [masked])
+    (c,), depth = session.scheme.open(session, "open", [masked])
     return c, _bool(session, r_bool, x.shape, 0, session.ring.bits), depth
 
 
@@ -276,11 +277,17 @@ def _subtraction_signals(x: SharedTensor):
     g = c & ~r and p = c ^ ~r are local because c is public; both sit at the depth of the opening.
     """
     c, r_bool, depth = _masked_open(x)
+    return subtraction_signals(c, r_bool, depth)
+
+
+def subtraction_signals(c, r_bool: SharedTensor, depth: int):
+    """g = c & ~r and p = c ^ ~r for a public c (None under count) opened at ``depth``: local."""
+    session = r_bool.session
     not_r = not_(r_bool)
     g = public_and_shared(c, not_r)
-    p = xor(not_r, c) if c is not None else _bool(x.session, None, x.shape, depth, x.session.ring.bits)
+    p = xor(not_r, c) if c is not None else _bool(session, None, r_bool.shape, depth, session.ring.bits)
     g.depth = p.depth = depth
-    g.calls = p.calls = x.session.channel.frontier(depth)
+    g.calls = p.calls = session.channel.frontier(depth)
     return g, p
 
 
@@ -391,13 +398,25 @@ def msb(x: SharedTensor) -> SharedTensor:
 def carry_top_bit(g: SharedTensor, p: SharedTensor, gates_fn) -> SharedTensor:
     """The top bit of a sum from its generate and propagate words (carry-in already folded into g's bit 0):
     p_(K-1) ^ (carry into K - 1), by the carry-only tree of ``msb`` with the scheme's AND ``gates_fn``."""
+    x, y, rest = carry_tree_but_last(g, p, gates_fn)
+    (last,) = gates_fn([(x, y)], [1])
+    out = and_public(xor(rest, last), 1)
+    out.width = 1
+    return out
+
+
+def carry_tree_but_last(g: SharedTensor, p: SharedTensor, gates_fn):
+    """Every level of ``carry_top_bit``'s tree but the last, which is one AND gate per element: returns its
+    operands x, y and the XOR term ``rest``, so that the top bit is bit 0 of rest ^ (x & y) (a scheme may
+    fuse that gate with what follows)."""
     K = g.session.ring.bits
     top = np.uint64(1 << (K - 1))
     low = np.uint64((1 << (K - 1)) - 1)
     G = and_public(g, low)  # position K-1 cleared
     P = xor(and_public(p, low), top)  # position K-1 padded with P = 1
     s = 1
-    for g_gates, p_gates in _msb_gates(K):
+    levels = _msb_gates(K)
+    for g_gates, p_gates in levels[:-1]:
         G_hi, P_hi = shift_right(G, s), shift_right(P, s)
         pairs, gates = [(P_hi, G)], [g_gates]
         if p_gates:
@@ -408,7 +427,7 @@ def carry_top_bit(g: SharedTensor, p: SharedTensor, gates_fn) -> SharedTensor:
         if p_gates:
             P = outs[1]
         s *= 2
+    if levels[-1] != (1, 0):
+        raise AssertionError("the carry tree's last level is one G gate")
     top_bit = shift_right(p, K - 1)  # the operands' top bits XORed
-    out = and_public(xor(top_bit, G), 1)
-    out.width = 1
-    return out
+    return shift_right(P, s), G, xor(top_bit, shift_right(G, s))

@@ -86,9 +86,10 @@ def _reduce_example(s):
     return (x,), {"axis": -1}
 
 
-# Value only: per pair one msb and one bit_select of one element (rows (n - 1) pairs over L levels).
+# Value only: per pair one msb and one bit_select of one element (rows (n - 1) pairs over L levels). ABY3
+# has its own max and min with fused round trips (protocols/aby3/reduce.py).
 _VALUE = {
-    "scheme": ("additive", "aby3"),
+    "scheme": "additive",
     "cost": lambda d: (d.msb + d.bit_select.at(nb="n", ny="n")).at(n="rows*(n-1)").levels("L"),
 }
 def arg_cost(d):

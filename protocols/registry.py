@@ -14,7 +14,9 @@ Per call a protocol declares
 * ``rounds``: critical-path rounds (communication depth), and ``calls``: channel calls (sequential rounds,
   defaults to ``rounds``);
 * ``comm``: online bits sent by party ``p``;
-* ``offline``: bits the dealer sends in total.
+* ``offline``: offline bits in total (the dealer's, all to party 0); in a scheme declared with
+  :func:`declare_offline_per_party` (correlations the parties make among themselves, as in ABY3) it is the
+  bits party ``q`` receives, and the total is their sum.
 
 ``kind="fixed"`` protocols must match exactly on every backend. ``kind="randomized"`` is for protocols that
 open values provably independent of the secrets (e.g. comparison outcomes after an oblivious shuffle) and
@@ -52,13 +54,13 @@ SCHEMES = ("additive", "aby3")
 TRUNCATION: dict[tuple[str, str], tuple[Expr, ...]] = {}
 TRUNCATION_TERMS = ("TR", "TC", "TO", "TRp", "TCp", "TOp")
 
+# Schemes whose offline formulas give the bits party q receives; elsewhere offline is a dealer's total.
+OFFLINE_PER_PARTY: set[str] = set()
 
-# scheme -> (N, offline bits) -> bits each party receives, where it is not all to party 0 (the dealer's way).
-OFFLINE_SPLIT: dict[str, Callable] = {}
 
+def declare_offline_per_party(scheme: str) -> None:
+    OFFLINE_PER_PARTY.add(scheme)
 
-def declare_offline_split(scheme: str, split: Callable) -> None:
-    OFFLINE_SPLIT[scheme] = split
 
 
 def declare_truncation(scheme: str, mode: str, rounds, comm, offline, after_product=None) -> None:
@@ -90,7 +92,6 @@ class Protocol:
     kinds: dict = field(default_factory=dict)  # parameter -> accepted sharing kinds, "A", "B" or "AB"
     scheme: str = "additive"
     compose: Callable | None = None  # (callee lookup) -> Formula, for protocols written once over primitives
-    offline_to: Callable | None = None  # (N, offline bits) -> bits each party receives (None: all to party 0)
 
     @property
     def formula(self) -> Formula:
@@ -115,15 +116,17 @@ class Protocol:
         f = self.formula.at(**dict(zip(TRUNCATION_TERMS, TRUNCATION[(self.scheme, trunc)])))
         env = {"K": K, "N": N, **dims}
         sent = tuple(self.evaluate(f.comm, {**env, "p": p}) for p in range(N))
-        offline = self.evaluate(f.offline, env)
-        split = self.offline_to or OFFLINE_SPLIT.get(self.scheme)
-        received = tuple(split(N, offline)) if split else (offline,) + (0,) * (N - 1)
+        if self.scheme in OFFLINE_PER_PARTY:  # bits received by party q (correlations the parties make)
+            received = tuple(self.evaluate(f.offline, {**env, "q": q}) for q in range(N))
+            offline = sum(received)
+        else:  # a dealer's correction words, all shipped to party 0 (mpsim/dealer.py)
+            offline = self.evaluate(f.offline, env)
+            received = (offline,) + (0,) * (N - 1)
         return Cost(
             rounds=self.evaluate(f.rounds, env),
             sequential_rounds=self.evaluate(f.calls, env),
             sent_bits=sent,
             offline_bits=offline,
-            # The additive dealer ships every correction word to party 0 (mpsim/dealer.py).
             offline_received_bits=received,
         )
 
@@ -163,6 +166,16 @@ class Callees:
 
     __getattr__ = __getitem__
 
+    def select_after(self, value: Formula, bit: Formula, nb, ny, n, times=1) -> Formula:
+        """``bit_select`` (``times`` times) of a bit that ``bit`` makes on values that ``value`` makes, the
+        two side by side: a scheme whose selection has a stage on the bit alone (``declare_select_stages``:
+        ABY3's daBit opening) runs that stage beside ``value``."""
+        stages = SELECT_STAGES.get(self.scheme)
+        if stages is None:
+            return (value | bit) + self.bit_select.at(nb=nb, ny=ny, n=n) * times
+        on_bit, rest = stages(self, nb, ny, n)
+        return (value | (bit + on_bit * times)) + rest * times
+
 
 # (scheme, role) -> the name of the scheme's protocol that plays it, where schemes name them differently
 # (the ring product: Beaver's in the additive scheme, the replicated one in ABY3).
@@ -171,6 +184,14 @@ ROLES: dict[tuple[str, str], str] = {}
 
 def declare_role(scheme: str, role: str, name: str) -> None:
     ROLES[(scheme, role)] = name
+
+
+# scheme -> (callees, nb, ny, n) -> (the stage of bit_select on the bit alone, the rest), where it has one.
+SELECT_STAGES: dict[str, Callable] = {}
+
+
+def declare_select_stages(scheme: str, stages: Callable) -> None:
+    SELECT_STAGES[scheme] = stages
 
 
 # Every (scheme, protocol) cell; REGISTRY is the additive scheme's cells by name (the default scheme).
@@ -264,7 +285,6 @@ def protocol(
     kinds: dict | None = None,
     scheme: str | tuple = "additive",
     cost: Callable | None = None,
-    offline_to: Callable | None = None,
 ):
     """Register a protocol with its declared cost (see the module docstring). A randomized protocol gives
     ``observe(messages, N)``: the values of its random formula variables, read off its own messages, so that
@@ -318,7 +338,7 @@ def protocol(
         for sc in schemes:
             entries[sc] = CELLS[(sc, name)] = Protocol(
                 name, run, rounds, comm, offline, calls, leaks, ref, kind, dims, example, parties, vars_doc,
-                observe, leaked, kinds, sc, cost, offline_to,
+                observe, leaked, kinds, sc, cost,
             )
             if sc == "additive":
                 REGISTRY[name] = entries[sc]
@@ -375,8 +395,10 @@ def markdown_table() -> str:
             "## aby3 (3 parties, replicated sharing, no dealer)",
             "",
             "TR, TC, TO of one truncation per element: ABY3's share truncation (1 round, K bits sent by",
-            "party 0, 0 offline) for `trunc=\"local\"`. Offline bits are 0: correlated randomness comes from",
-            "pairwise PRF keys agreed at setup (see `protocols/aby3/prf.py`).",
+            "party 0, 0 offline) for `trunc=\"local\"`. There is no dealer: zero sharings and masks come from",
+            "pairwise PRF keys agreed at setup (`protocols/aby3/prf.py`), and the correlations a dealer would",
+            "hand out (edaBits, daBits, rotation one-hots) are made by the parties offline",
+            "(`protocols/aby3/correlations.py`); offline formulas give the bits party q receives.",
             "",
             *_HEADER,
         ]

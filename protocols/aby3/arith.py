@@ -13,7 +13,7 @@ from mpsim.session import Unrevealed
 from mpsim.tensor import SharedTensor, _numel
 
 from ..arith import _lift, _matmul_dims, _mul_dims, _rng_values, encode_input, matmul_shapes, promote_matmul
-from ..registry import declare_role, declare_truncation, protocol
+from ..registry import declare_offline_per_party, declare_role, declare_truncation, protocol
 from ..trunc import _example_trunc, check_shift
 from .prf import only_row
 
@@ -406,6 +406,7 @@ rep_matmul_trunc.__doc__ += "\n\n" + _TRUNC_STEPS
 # TR, TC, TO of one truncation per element, for composite formulas; truncating a product's output adds one
 # round and no bits (``rep_mul_trunc``).
 declare_truncation("aby3", "local", "1", "K*int(p == 0)", "0", after_product=("1", "0", "0"))
+declare_offline_per_party("aby3")  # offline formulas: bits party q receives from the others
 declare_role("aby3", "ring_mul", "rep_mul")
 declare_role("aby3", "ring_square", "rep_square")
 declare_role("aby3", "ring_matmul", "rep_matmul")

@@ -2,9 +2,13 @@
 
 Boolean sharings are replicated XOR sharings of K-bit words (bit-parallel, as in ``protocols.boolean``):
 XOR, NOT, shifts and AND with public masks are local and shared with the additive scheme's code. An AND is
-local cross terms plus one reshare: 1 bit per gate per party, against 2 (N - 1) for a Beaver AND. An
-arithmetic x turns into two boolean operands almost for free: party 0 knows a = x_0 + x_1 and parties 1
-and 2 know x_2, so x = a + x_2 needs one boolean input (a, from party 0) and a free sharing of x_2.
+local cross terms plus one reshare: 1 bit per gate per party, against 2 (N - 1) for a Beaver AND.
+
+The MSB and the bit injection are the additive scheme's protocols (``protocols.boolean``: open x + r for
+an edaBit r, open b ^ r for a daBit r) over this scheme's openings and ANDs, with the correlations made by
+the three parties offline (``correlations``). Equality keeps ABY3's own split: party 0 knows
+a = x_0 + x_1 and parties 1 and 2 know x_2, so x = a + x_2 needs one boolean input (a, from party 0) and
+a free sharing of x_2.
 """
 from __future__ import annotations
 
@@ -12,13 +16,16 @@ import numpy as np
 
 from mpsim import kernels
 from mpsim.session import Unrevealed
-from mpsim.tensor import SharedTensor, _numel
+from mpsim.tensor import SharedTensor
 
 from ..arith import _rng_values
-from ..registry import protocol
-from ..boolean import _bool, _check_bool, a2b_example, bit_example, carry_top_bit, not_, xor
+from ..registry import CELLS, declare_select_stages, protocol
+from ..boolean import (_bool, _check_bool, _subtraction_signals, a2b_example, and_public, bit_example, carry_top_bit,
+                       not_, xor)
 from ..compare import all_ones, check_select_operands, select_dims
-from .arith import ABY3_REF, PARTIES, _components, _parents, cross_shares, input_from, open_values, rep_mul
+from .arith import ABY3_REF, PARTIES, _parents, input_from, open_values, rep_mul
+
+_B2A_BIT = CELLS[("additive", "b2a_bit")]
 
 MSB_GATES = "(2*K - 2 - log2(K))"  # the carry tree's gates (``protocols.boolean._msb_gates``)
 
@@ -93,27 +100,25 @@ def reveal_bits(x: SharedTensor, to: int | None = None):
     return np.asarray(value, dtype=np.uint64).reshape(x.shape)
 
 
-def _split_sum(x: SharedTensor, negate_last: bool = False):
-    """x = a + b with a = x_0 + x_1 known to party 0 alone and b = x_2 (or -x_2) known to parties 1 and 2:
-    (a's ring values, or None; b as a free boolean sharing with only component 2 set)."""
-    session, backend, ring = x.session, x.session.backend, x.session.ring
-    if not backend.has_data:
-        return None, _bool(session, None, x.shape, x.depth, ring.bits)
-    if backend.rows == 1:  # ideal: a is the value, b is zero
-        return x.payload[0], _bool(session, np.zeros_like(x.payload), x.shape, x.depth, ring.bits)
-    a = ring.reduce(kernels.ring_add(x.payload[0], x.payload[1]))
-    last = ring.reduce(kernels.ring_sub(np.zeros_like(x.payload[2]), x.payload[2])) if negate_last else x.payload[2]
-    b = np.zeros_like(x.payload)
-    b[2] = last
-    return a, _bool(session, b, x.shape, x.depth, ring.bits)
-
-
 def _operands(x: SharedTensor, negate_last: bool = False):
-    """Boolean sharings of a and b with x = a + b (or a - b): party 0 inputs a (1 round, K bits)."""
+    """Boolean sharings of a and b with x = a + b (or a - b): party 0 knows a = x_0 + x_1 and inputs it (1 round,
+    K bits); b = x_2 (or -x_2), known to parties 1 and 2, is a free sharing with only component 2 set."""
     if x.kind != "A":
         raise TypeError("this protocol takes an arithmetic sharing; convert a boolean one with protocols.b2a")
-    a, b = _split_sum(x, negate_last)
-    shared_a = input_from(x.session, a, 0, x.shape, 0, x.depth, _parents(x), kind="B", width=x.session.ring.bits,
+    session, backend, ring = x.session, x.session.backend, x.session.ring
+    if not backend.has_data:
+        a, b = None, _bool(session, None, x.shape, x.depth, ring.bits)
+    elif backend.rows == 1:  # ideal: a is the value, b is zero
+        a, b = x.payload[0], _bool(session, np.zeros_like(x.payload), x.shape, x.depth, ring.bits)
+    else:
+        a = ring.reduce(kernels.ring_add(x.payload[0], x.payload[1]))
+        last = x.payload[2]
+        if negate_last:
+            last = ring.reduce(kernels.ring_sub(np.zeros_like(last), last))
+        words = np.zeros_like(x.payload)
+        words[2] = last
+        b = _bool(session, words, x.shape, x.depth, ring.bits)
+    shared_a = input_from(session, a, 0, x.shape, 0, x.depth, _parents(x), kind="B", width=ring.bits,
                           op="input_bits")
     return shared_a, b
 
@@ -121,31 +126,34 @@ def _operands(x: SharedTensor, negate_last: bool = False):
 @protocol(
     "msb",
     scheme="aby3",
-    rounds="2+log2(K)",
-    comm=f"n*(K*int(p == 0) + K - 1 + {MSB_GATES})",
-    offline="0",
-    ref=f"{ABY3_REF}, Sec. 5.3 (carry-only parallel prefix; cf. SPU's msb_a2b)",
+    rounds="1+log2(K)",
+    comm=f"n*(K + {MSB_GATES})",
+    offline="n*(2*K - 3)",
+    ref=f"edaBits (Escudero et al., CRYPTO 2020) made by the parties; carry-only tree ({ABY3_REF}, Sec. 5.3)",
     dims=lambda x: {"n": x.size},
     example=lambda s: ((s.input(np.linspace(-5, 5, 12).reshape(3, 4)),), {}),
     parties=lambda n: n == PARTIES,
-    vars_doc="n = elements",
+    vars_doc="n = elements; offline: bits party q receives",
 )
 def msb(x: SharedTensor) -> SharedTensor:
     """The most significant bit of x (its sign in two's complement), as a boolean-shared bit.
 
-    Steps:
-      1. x = a + b with a = x_0 + x_1 (party 0) and b = x_2 (parties 1 and 2, a free boolean sharing);
-         party 0 inputs a as a boolean sharing (K bits).
-      2. g = a & b (1 AND round, K - 1 gates: position K - 1 is never needed), p = a ^ b (local).
-      3. The carry into bit K - 1 by ``msb``'s carry-only tree (log2 K AND rounds, 2K - 2 - log2 K gates).
-      4. msb = p_(K-1) ^ carry (local).
-    Rounds: 2 + log2 K. Comm: n (K - 1 + 2K - 2 - log2 K) bits per party, plus K n from party 0:
-    30.9 bytes per element for party 0 at K = 64. Offline: 0. Leaks: nothing.
-    Ref: ABY3 (Mohassel-Rindal, CCS 2018), Sec. 5.3; SPU's aby3 msb_a2b.
+    Steps (``protocols.boolean.msb``'s, over this scheme's primitives):
+      1. Offline: an edaBit r made by the parties (``correlations.edabit``: 2K - 3 AND gates).
+      2. Open c = x + r: each party receives the one component it lacks (K bits).
+      3. x = c + NOT(r) + 1: g = c & ~r and p = c ^ ~r are local (c is public).
+      4. The carry into bit K - 1 by the carry-only tree (log2 K AND rounds, 2K - 2 - log2 K gates, 1 bit each).
+      5. msb = p_(K-1) ^ carry (local).
+    Rounds: 1 + log2 K. Comm: n (K + 2K - 2 - log2 K) bits per party: 23 bytes per element at K = 64, the
+    same for every party. Offline: (2K - 3) n bits to each party. Leaks: nothing (c is padded by r, which
+    no party knows).
+    Ref: edaBits (Escudero et al., CRYPTO 2020); carry-only trees as in ABY3 (Mohassel-Rindal, CCS 2018),
+    Sec. 5.3, and SPU's msb_a2b. Cheaper online than ABY3's own bit decomposition of x_0 + x_1 + x_2
+    (party 0's input of x_0 + x_1, then an adder: 2 + log2 K rounds, 31 bytes for party 0), which moves to
+    the offline phase here, on a value independent of x.
     """
-    a, b = _operands(x)
-    (g,) = and_gates([(a, b)], [x.session.ring.bits - 1])
-    return carry_top_bit(g, xor(a, b), and_gates)
+    g, p = _subtraction_signals(x)
+    return carry_top_bit(xor(g, and_public(p, 1)), p, and_gates)  # carry-in 1 folded into position 0
 
 
 @protocol(
@@ -174,56 +182,39 @@ def eqz(x: SharedTensor) -> SharedTensor:
     return all_ones(not_(xor(a, b)), and_gates)
 
 
-def _injection_parts(b: SharedTensor):
-    """b = d ^ b_2 with d = b_0 ^ b_1 known to party 0 and b_2 known to parties 1 and 2: (d's 0/1 values, a
-    free arithmetic sharing of b_2)."""
-    session, backend = b.session, b.session.backend
-    if not backend.has_data:
-        return None, SharedTensor(session, None, b.shape, 0, b.depth)
-    bits = np.bitwise_and(b.payload, np.uint64(1))
-    if backend.rows == 1:
-        return bits[0], SharedTensor(session, np.zeros_like(bits), b.shape, 0, b.depth)
-    last = np.zeros_like(bits)
-    last[2] = bits[2]
-    return np.bitwise_xor(bits[0], bits[1]), SharedTensor(session, last, b.shape, 0, b.depth)
-
-
 @protocol(
     "b2a_bit",
     scheme="aby3",
     kinds={"b": "B"},
-    rounds="2",
-    comm="K*n*(1 + int(p == 0))",
-    offline="0",
-    ref=f"{ABY3_REF}, Sec. 5.4 (bit injection)",
+    rounds="1",
+    comm="n",
+    offline="2*K*n",
+    ref="daBits (Rotaru-Wood, INDOCRYPT 2019) made by the parties",
     dims=lambda b: {"n": b.size},
     example=lambda s: ((bit_example(s),), {}),
     parties=lambda n: n == PARTIES,
-    vars_doc="n = bits",
+    vars_doc="n = bits; offline: bits party q receives",
 )
 def b2a_bit(b: SharedTensor) -> SharedTensor:
     """A boolean-shared bit (bit 0 of each word) to an arithmetic sharing of 0/1 (integer, scale 0).
 
-    Steps:
-      1. b = d ^ b_2: party 0 knows d = b_0 ^ b_1 and inputs it arithmetically (K bits); [b_2] is free.
-      2. [b] = [d] + [b_2] - 2 [d][b_2] (one product).
-    Rounds: 2. Comm: K n bits per party, plus K n from party 0. Offline: 0. Leaks: nothing.
-    Ref: bit injection, ABY3 (Mohassel-Rindal, CCS 2018), Sec. 5.4.
+    Steps (``protocols.boolean.b2a_bit``'s, over this scheme's primitives):
+      1. Offline: a daBit r made by the parties (``correlations.dabit``: two replicated products).
+      2. Open c = b ^ r: each party receives the one component it lacks (1 bit).
+      3. [b] = c + [r] - 2 c [r] (local).
+    Rounds: 1. Comm: n bits per party. Offline: 2K n bits to each party. Leaks: nothing (c is padded by r).
+    Ref: daBits, Rotaru-Wood, INDOCRYPT 2019; cheaper online than ABY3's bit injection (Sec. 5.4: party 0's
+    input of b_0 ^ b_1, then a product: 2 rounds, 2K bits for party 0).
     """
-    _check_bool(b, "b2a_bit")
-    d, last = _injection_parts(b)
-    shared_d = input_from(b.session, d, 0, b.shape, 0, b.depth, _parents(b), op="input_bit")
-    return shared_d + last - rep_mul.__wrapped__(shared_d, last) * 2
+    return _B2A_BIT.fn.__wrapped__(b)
 
 
 @protocol(
     "bit_select",
     scheme="aby3",
     kinds={"b": "B"},
-    rounds="2",
-    comm="K*(2*n + nb*int(p == 0))",
-    offline="0",
-    ref=f"{ABY3_REF}: bit injection fused with the product (b y = d (y - 2 b_2 y) + b_2 y)",
+    cost=lambda d: d.b2a_bit.at(n="nb") + d.rep_mul.at(n="n"),
+    ref="daBit bit injection, then the replicated product",
     dims=select_dims,
     example=lambda s: ((bit_example(s), _rng_values(s, (3, 4))), {}),
     parties=lambda n: n == PARTIES,
@@ -233,26 +224,14 @@ def bit_select(b: SharedTensor, y: SharedTensor) -> SharedTensor:
     """b * y for a boolean-shared bit b and an arithmetic y (broadcasting), in two rounds.
 
     Steps:
-      1. b = d ^ b_2 as in ``b2a_bit``. In one call: party 0 inputs d (K bits per bit) and u = [b_2] y is
-         reshared (one product, K bits per element).
-      2. b y = u + [d] (y - 2 u) (one product).
-    Rounds: 2. Comm: 2K n bits per party, plus K |b| from party 0. Offline: 0. Leaks: nothing.
-    Ref: ABY3 (Mohassel-Rindal, CCS 2018), Sec. 5.4; bit injection fused with the product as in
-    ``protocols.compare.bit_select``'s daBit form.
+      1. [b] by ``b2a_bit`` (a daBit: 1 round, 1 bit per bit).
+      2. [b] y by ``rep_mul`` (1 round, K bits per output element).
+    Rounds: 2. Comm: |b| + K n bits per party. Offline: the daBits'. Leaks: nothing.
+    Ref: daBits (Rotaru-Wood, INDOCRYPT 2019); ABY3 (Mohassel-Rindal, CCS 2018), Sec. 5.1.
     """
-    b, y, shape = check_select_operands(b, y)
-    session = b.session
-    d, last = _injection_parts(b)
-    # Round 1, one call: the input of d and the reshare of u = b_2 y.
-    u = cross_shares(session, last.payload, y.payload, shape, kernels.ring_mul)  # both lifted to shape's rank
+    b, y, _ = check_select_operands(b, y)
+    return rep_mul.__wrapped__(b2a_bit.__wrapped__(b), y)
 
-    payload_d, sent_d = _components(session, d, 0, b.shape)
-    K = session.ring.bits
-    sends = [(i, (i - 1) % PARTIES, K * _numel(shape) + (K * b.size if i == 0 else 0)) for i in range(PARTIES)]
-    contents = [(u, K), (sent_d, K, (0,))] if u is not None else None
-    depth = session.channel.exchange("input_reshare", sends, max(b.depth, y.depth), _parents(b, y),
-                                     contents=contents, reconstructs=False)
-    session._work("replicated_cross", macs=3 * _numel(shape), elems=4 * _numel(shape))
-    shared_d = SharedTensor(session, payload_d, b.shape, 0, depth)
-    shared_u = SharedTensor(session, u, shape, y.frac, depth)
-    return shared_u + rep_mul.__wrapped__(shared_d, y - shared_u * 2)
+
+# The daBit opening needs only the bit: composed formulas run it beside whatever makes the values.
+declare_select_stages("aby3", lambda d, nb, ny, n: (d.b2a_bit.at(n=nb), d.rep_mul.at(n=n)))

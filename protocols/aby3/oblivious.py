@@ -8,20 +8,12 @@ are written once and compose these cells.
 from __future__ import annotations
 
 from ..cost import Expr
-from ..registry import CELLS, declare_offline_split, protocol
+from ..registry import CELLS, protocol
 from .arith import ABY3_REF, PARTIES
 
 _ROTATION = CELLS[("additive", "onehot_rotation")]
 _GATHER = CELLS[("additive", "gather")]
 
-
-def _rotation_received(N, offline):
-    """Every offline bit of the scheme so far is the rotation's: party 0 receives one of its three elements
-    per position, party 2 two, party 1 none."""
-    return (offline // 3, 0, 2 * offline // 3)
-
-
-declare_offline_split("aby3", _rotation_received)
 
 
 @protocol(
@@ -29,7 +21,7 @@ declare_offline_split("aby3", _rotation_received)
     scheme="aby3",
     rounds="int(T > 1)",
     comm="m*log2(T)",
-    offline="3*K*T*m*int(T > 1)",
+    offline="K*T*m*int(T > 1)*(int(q == 0) + 2*int(q == 2))",
     leaks="nothing (c = (r - i) mod T is uniform)",
     ref=f"rotation one-hot ({ABY3_REF} sharing; correlation made by the parties, prf.Keys.rotation_onehot)",
     dims=_ROTATION.dims,
@@ -46,7 +38,8 @@ def onehot_rotation(index, n: int, check_domain: bool | None = None):
       2. Each party reduces its components of r - i mod T; open c = (r - i) mod T (each party receives the
          one component it lacks: log2 T bits per index per party).
       3. e_i[j] = e_r[(j + c) mod T] for j < n (local rotation of every component).
-    Rounds: 1 (0 when n = 1). Comm: m log2 T bits per party. Offline: 3 K T m bits among the parties.
+    Rounds: 1 (0 when n = 1). Comm: m log2 T bits per party. Offline: 3 K T m bits among the parties (party
+    0 receives K T m, party 2 twice that, party 1 none).
     Leaks: nothing (c is uniform, as r is to every party). Ref: the additive rotation one-hot
     (``protocols.oblivious``) over ABY3 (Mohassel-Rindal, CCS 2018) sharing.
     """

@@ -20,6 +20,8 @@ import numpy as np
 from mpsim import kernels
 from mpsim.dealer import uniform_permutations
 
+from . import correlations
+
 
 class Keys:
     """The pairwise and common PRF keys of one ABY3 session (``session.keys``), and the correlations the
@@ -35,14 +37,15 @@ class Keys:
         self.perm_rng = np.random.default_rng([session.backend.prg.key, 0xAB3])
 
     def watch(self, callback):
-        """Call ``callback(label, payload)`` with every correlation sharing made from now on (for transcript
-        tests: each party's rows of it are part of its view); returns a function that stops the watching."""
+        """Call ``callback(label, payload, kind, width)`` with every correlation sharing made from now on (for
+        transcript tests: each party's rows of it are part of its view; ``width`` None: the ring's); returns a
+        function that stops the watching."""
         self._watchers.append(callback)
         return lambda: self._watchers.remove(callback) if callback in self._watchers else None
 
-    def _made(self, label: str, payload) -> None:
+    def _made(self, label: str, payload, kind: str = "A", width=None) -> None:
         for callback in list(self._watchers):
-            callback(label, payload)
+            callback(label, payload, kind, width)
 
     def _random(self, shape):
         """Uniform ring values of ``shape`` from the keys (zeros under the ideal backend, None under count)."""
@@ -54,7 +57,8 @@ class Keys:
 
     @classmethod
     def correlations(cls) -> tuple[str, ...]:
-        return ("zero_sharing", "zero_xor", "pair_mask", "common_mask", "rotation_onehot", "shuffle_pass")
+        return ("zero_sharing", "zero_xor", "pair_mask", "common_mask", "rotation_onehot", "shuffle_pass", "edabit",
+                "dabit")
 
     def _rows(self, shape):
         """A payload of zero rows of the backend's layout (ideal: one row), or None under count."""
@@ -132,6 +136,24 @@ class Keys:
         self._made("rotation r", r)
         self._made("rotation one-hot", e_r)
         return r, e_r
+
+    def edabit(self, shape):
+        """An edaBit made by the parties offline (``correlations.edabit``): replicated payloads of a uniform r
+        no party knows, arithmetic and XOR of its K-bit word. Offline: 2K - 3 bits per element to each party."""
+        r_arith, r_bool = correlations.edabit(self, shape)
+        if r_arith is not None:
+            self._made("edabit r", r_arith)
+            self._made("edabit bits", r_bool, "B")
+        return r_arith, r_bool
+
+    def dabit(self, shape):
+        """A daBit made by the parties offline (``correlations.dabit``): replicated payloads of a uniform bit
+        no party knows, arithmetic (0/1) and XOR. Offline: 2K bits per element to each party."""
+        r_arith, r_bool = correlations.dabit(self, shape)
+        if r_arith is not None:
+            self._made("dabit r", r_arith)
+            self._made("dabit bit", r_bool, "B", 1)
+        return r_arith, r_bool
 
     def shuffle_pass(self, shape):
         """One pass of the 3-party shuffle (``protocols.aby3.shuffle``): a permutation per row of a

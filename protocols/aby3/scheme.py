@@ -1,8 +1,9 @@
 """The ABY3 scheme behind the engine's seam (``Session(parties=3, scheme="aby3")``).
 
 Registered for the engine under the ``mpsim.schemes`` entry point ``aby3``. Its correlated randomness is
-the pairwise PRF keys of ``prf`` (``session.keys``); there is no dealer, so the session's dealer stays
-unused and offline bits are 0.
+the pairwise PRF keys of ``prf`` (``session.keys``) and the correlations the parties make from them offline
+(``correlations``: edaBits, daBits; ``prf``: rotation one-hots); there is no dealer, so the session's dealer
+stays unused.
 """
 from __future__ import annotations
 
@@ -70,6 +71,14 @@ class Aby3Scheme(FixedPointProducts, Scheme):
     def rotation_onehot(self, session, shape, size):
         """Replicated sharings of r uniform in [0, size) and of e_r, made by the parties offline."""
         return session.keys.rotation_onehot(shape, size)
+
+    def edabit(self, session, shape):
+        """(arithmetic, XOR) replicated payloads of one uniform r per element, made by the parties offline."""
+        return session.keys.edabit(shape)
+
+    def dabit(self, session, shape):
+        """(arithmetic, XOR) replicated payloads of one uniform bit per element, made by the parties offline."""
+        return session.keys.dabit(shape)
 
     def approx_config(self):
         return NonlinearConfig()

@@ -36,7 +36,7 @@ def _exp_cost(d, n: str = "n") -> Formula:
             + _fsquare(d, n) * Expr("s"))
     core = limit * Expr("lim") + pade * Expr("1 - lim")
     # clipping: the comparison runs beside the polynomial, then one selection
-    return (core | d.msb.at(n=n) * Expr("c")) + d.bit_select.at(nb=n, ny=n, n=n) * Expr("c")
+    return d.select_after(core, d.msb.at(n=n) * Expr("c"), nb=n, ny=n, n=n, times=Expr("c"))
 
 
 def _recip_cost(d, m: str = "m") -> Formula:
@@ -46,7 +46,9 @@ def _recip_cost(d, m: str = "m") -> Formula:
     select_truncate = d.bit_select.at(nb=f"{m}*P", ny=m, n=f"{m}*P") + _trunc(m)
     goldschmidt = _fmul(d, m, m, m) + _goldschmidt_cost(d, "I", m)
     newton = _fmul(d, m, m, m) * Expr("2*I")
-    return onehot + select_truncate + (goldschmidt * Expr("gs") + newton * Expr("1 - gs")) + select_truncate
+    iterate = select_truncate + (goldschmidt * Expr("gs") + newton * Expr("1 - gs"))
+    # the rescaling selects by the one-hot again: any stage of it on the bits alone runs beside the iteration
+    return onehot + d.select_after(iterate, Formula.of(), nb=f"{m}*P", ny=m, n=f"{m}*P") + _trunc(m)
 
 
 def _softmax_cost(d) -> Formula:
@@ -83,7 +85,8 @@ def _rsqrt_cost(d, m: str = "m") -> Formula:
     onehot = d.msb.at(n=f"{m}*(P-1)")
     select_truncate = d.bit_select.at(nb=f"{m}*P", ny=m, n=f"{m}*P") + _trunc(m)
     newton = _fmul(d, f"2*{m}", m, f"2*{m}") + d.ring_mul.at(nx=m, ny=m, n=m) + _trunc(m)
-    return onehot + select_truncate + _trunc(m) + newton * Expr("I") + select_truncate
+    iterate = select_truncate + _trunc(m) + newton * Expr("I")
+    return onehot + d.select_after(iterate, Formula.of(), nb=f"{m}*P", ny=m, n=f"{m}*P") + _trunc(m)
 
 
 def _norm_cost(centre: bool):
@@ -108,6 +111,6 @@ def _piecewise_cost(squares: int, stacked: int, plain: int):
     def cost(d) -> Formula:
         poly = (_fsquare(d, "n") * squares + _fmul(d, "2*n", "n", "2*n") * stacked + _fmul(d, "n", "n", "n") * plain
                 + _trunc("2*n"))
-        return (poly | d.msb.at(n="3*n")) + d.bit_select.at(nb="3*n", ny="3*n", n="3*n")
+        return d.select_after(poly, d.msb.at(n="3*n"), nb="3*n", ny="3*n", n="3*n")
 
     return cost
