@@ -160,6 +160,22 @@ def test_sweep_over_sequence_lengths(tmp_path, capsys):
     assert png.read_bytes()[:4] == b"\x89PNG"
 
 
+def test_sweep_and_demo_take_a_scheme(capsys):
+    """--scheme aby3: three parties by default, every party's bytes, the same workload in 3PC."""
+    code, out, _ = run(["sweep", "--model", "mpcache-proxy", "--seq", "256", "--policy", "full,mpcache",
+                        "--scheme", "aby3", "--json"], capsys)
+    result = json.loads(out)
+    assert code == 0 and result["scheme"] == "aby3" and result["parties"] == 3
+    full, ours = result["points"]
+    assert len(full["sent_bytes"]) == 3 and max(ours["sent_bytes"]) < max(full["sent_bytes"])
+    code, out, _ = run(["demo", "--seq", "1024", "--scheme", "aby3", "--json"], capsys)
+    assert code == 0 and json.loads(out)["parties"] == 3
+    code, _, err = run(["demo", "--block", "--scheme", "aby3"], capsys)
+    assert code == 2 and "additive scheme" in err
+    code, _, err = run(["sweep", "--seq", "256", "--scheme", "aby3", "--parties", "2"], capsys)
+    assert code == 2 and "exactly 3 parties" in err
+
+
 def test_demo_is_mpcache_vs_full_on_llama2(capsys):
     code, out, _ = run(["demo", "--seq", "1024", "--json"], capsys)
     assert code == 0

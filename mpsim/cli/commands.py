@@ -94,13 +94,18 @@ def _profiles(args) -> int:
     return 0
 
 
+def _default_parties(args) -> None:
+    """--parties left out: the scheme's party count (3 for aby3, else 2)."""
+    if args.parties is None:
+        args.parties = 3 if args.scheme == "aby3" else 2
+
+
 def _session_for(args):
     from mpsim.session import Session
 
-    scheme = getattr(args, "scheme", "additive")
-    parties = args.parties if args.parties is not None else (3 if scheme == "aby3" else 2)
-    return Session(parties=parties, ring_bits=args.ring, frac_bits=args.frac, seed=args.seed,
-                   backend=args.backend, scheme=scheme)
+    _default_parties(args)
+    return Session(parties=args.parties, ring_bits=args.ring, frac_bits=args.frac, seed=args.seed,
+                   backend=args.backend, scheme=args.scheme)
 
 
 def _op(args) -> int:
@@ -112,8 +117,7 @@ def _op(args) -> int:
         return 0
     if not args.name:
         raise ValueError("name an operation (mpsim op --list shows them)")
-    if args.parties is None:
-        args.parties = 3 if args.scheme == "aby3" else 2
+    _default_parties(args)
     from costmodel.profiles import parse_profiles
 
     profiles = parse_profiles(args.net)
@@ -315,8 +319,7 @@ def _decode(args) -> int:
     from mpcache.workload import BREAKDOWN, compare
 
     names = [args.policy] + [p for p in (args.compare.split(",") if args.compare else []) if p and p != args.policy]
-    if args.parties is None:
-        args.parties = 3 if args.scheme == "aby3" else 2
+    _default_parties(args)
     summaries = compare(args.model, args.seq, names, parties=args.parties, backend=args.backend,
                         reuse=not args.no_reuse, attention_only=args.attention_only, steps=args.steps,
                         profiles=args.net, compute=_compute_model(args), approx=_approx(args), scheme=args.scheme)
@@ -369,6 +372,7 @@ def _sweep_decode(args) -> int:
         raise ValueError(f"bad --seq {args.seq!r}: use positive integers separated by commas")
     policies = [p for p in args.policy.split(",") if p]
     _check_output(args.plot, "--plot")
+    _default_parties(args)
     compute = _compute_model(args)
     points = []
     with Progress(transient=True, console=_stderr_console()) as bar:
@@ -376,11 +380,11 @@ def _sweep_decode(args) -> int:
         for seq in seqs:
             for pol in policies:
                 s_ = measure(args.model, seq, pol, parties=args.parties, backend=args.backend, profiles=args.net,
-                             compute=compute, approx=_approx(args))
+                             compute=compute, approx=_approx(args), scheme=args.scheme)
                 points.append({"seq_len": seq, "policy": pol, "rounds": s_.rounds, "sent_bytes": s_.sent_bytes,
                                "offline_bytes": s_.offline_bytes, "latency_s": s_.latency_s})
                 bar.advance(task)
-    result = {"model": args.model, "parties": args.parties, "points": points}
+    result = {"model": args.model, "parties": args.parties, "scheme": args.scheme, "points": points}
     profiles = list(points[0]["latency_s"])
     csv_rows = ["seq_len,policy,rounds,max_sent_bytes,offline_bytes," + ",".join(f"latency_s_{p}" for p in profiles)]
     for pt in points:
@@ -392,7 +396,7 @@ def _sweep_decode(args) -> int:
         return 0
     from rich.table import Table
 
-    table = Table(title=f"Per decode step, {args.model}, {args.parties} parties")
+    table = Table(title=f"Per decode step, {args.model}, {args.parties} parties ({args.scheme})")
     for col in ["tokens", "policy", "rounds", "MB / party"] + [f"latency {p}" for p in profiles]:
         table.add_column(col, justify="right")
     for pt in points:
@@ -496,16 +500,21 @@ def _demo(args) -> int:
         decode_args = argparse.Namespace(
             model=args.model, seq=seq, policy="full", compare="mpcache", parties=args.parties,
             backend=args.backend, no_reuse=False, attention_only=False, steps=1, net="lan,wan", compute=False,
-            json=args.json, csv=args.csv, scheme="additive")
+            json=args.json, csv=args.csv, scheme=args.scheme)
         code = _decode(decode_args)
         if not (args.json or args.csv):
             _console().print(
-                "[yellow]Note:[/] per-step cost after a prefilled cache; the one-off setup (masking weights and "
-                "cache, MPCache's look-once static eviction) is the last row. The MPCache paper's cost claims, "
+                "[yellow]Note:[/] per-step cost after a prefilled cache; the one-off setup (sharing or masking "
+                "weights and cache, MPCache's look-once static eviction) is the last row. The MPCache paper's cost claims, "
                 "measured: docs/results.md; quality on a real model: docs/quality.md.")
         return code
     from .demo import attention_block_breakdown, breakdown_rows
 
+    if args.scheme != "additive":
+        raise ValueError("--block breaks down the additive scheme's attention block (its reusable masked "
+                         "operands); for another scheme use the whole-model demo: mpsim demo --scheme "
+                         f"{args.scheme}")
+    _default_parties(args)
     args.seq = args.seq or 1024
 
     quiet = args.json or args.csv
@@ -576,8 +585,7 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_argument("--policy", default="full", help="policy (full, streaming, ...)")
     decode.add_argument("--compare", default="", help="more policies, comma-separated, for side-by-side ratios")
     decode.add_argument("--parties", type=_positive, default=None, help="parties (default 2; 3 with --scheme aby3)")
-    decode.add_argument("--scheme", default="additive",
-                        help="sharing scheme: additive or aby3 (3PC: no reusable masks, MPCache's cluster gather)")
+    _scheme_option(decode)
     decode.add_argument("--backend", choices=("count", "ideal", "share"), default="count")
     decode.add_argument("--steps", type=_positive, default=1, help="decode steps; the last one is reported")
     decode.add_argument("--no-reuse", action="store_true", help="plain Beaver products (no reusable masks)")
@@ -594,7 +602,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--model", default="llama2-7b")
     sweep.add_argument("--seq", default="512,1024,2048,4096", help="comma-separated sequence lengths")
     sweep.add_argument("--policy", default="full", help="comma-separated policies")
-    sweep.add_argument("--parties", type=_positive, default=2)
+    sweep.add_argument("--parties", type=_positive, default=None, help="parties (default 2; 3 with --scheme aby3)")
+    _scheme_option(sweep)
     sweep.add_argument("--backend", choices=("count", "ideal", "share"), default="count")
     sweep.add_argument("--net", default="lan,wan")
     sweep.add_argument("--compute", action="store_true", help="add calibrated local compute time")
@@ -630,11 +639,18 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seq", type=_positive, default=None, help="KV cache length (default 4096; 1024 with --block)")
     demo.add_argument("--heads", type=_positive, default=12, help="attention heads (default 12)")
     demo.add_argument("--head-dim", type=_positive, default=64, help="head dimension (default 64)")
-    demo.add_argument("--parties", type=_positive, default=2, help="number of parties (default 2)")
+    demo.add_argument("--parties", type=_positive, default=None, help="parties (default 2; 3 with --scheme aby3)")
+    _scheme_option(demo)
     demo.add_argument("--backend", choices=("count", "ideal", "share"), default="count")
     _structured(demo)
     demo.set_defaults(run=_demo)
     return parser
+
+
+def _scheme_option(p):
+    p.add_argument("--scheme", default="additive",
+                   help="sharing scheme: additive (N parties, trusted dealer) or aby3 (3 parties, replicated; no "
+                        "reusable masks, so MPCache gathers by cluster)")
 
 
 def _structured(p):
