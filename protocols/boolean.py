@@ -218,10 +218,9 @@ def bit_example(s):
 
 @protocol(
     "b2a",
+    scheme=("additive", "aby3"),
     kinds={"x": "B"},
-    rounds="1",
-    comm="(N-1)*n*K",
-    offline="K*K*n",
+    cost=lambda d: d.b2a_bit.at(n="K*n"),
     ref="daBits, Rotaru-Wood, INDOCRYPT 2019",
     dims=lambda x: {"n": x.size},
     example=lambda s: ((a2b_example(s),), {}),
@@ -234,8 +233,8 @@ def b2a(x: SharedTensor) -> SharedTensor:
       1. Split the word into its K bits (local: bit i of every share).
       2. Convert all K bits with daBits in one call (``b2a_bit`` batched).
       3. x = sum_i 2^i [b_i] (local).
-    Rounds: 1. Comm: (N-1) K n bits per party. Offline: K^2 n bits. Leaks: nothing.
-    Ref: daBits (Rotaru-Wood 2019), bit-wise.
+    Rounds: 1. Comm: K n times b2a_bit's per bit ((N-1) K n bits per party in the additive scheme).
+    Offline: K n daBits. Leaks: nothing. Ref: daBits (Rotaru-Wood 2019), bit-wise.
     """
     _check_bool(x, "b2a")
     session = x.session
@@ -331,6 +330,11 @@ def a2b(x: SharedTensor) -> SharedTensor:
     Offline: n (K + G) bits (edaBit, AND triples). Leaks: nothing (c is padded by r; ANDs are Beaver).
     Ref: edaBits, Escudero et al., CRYPTO 2020; parallel prefix adders as in ABY3 (CCS 2018, Sec. 5.3).
     """
+    return kogge_stone_a2b(x, and_gates)
+
+
+def kogge_stone_a2b(x: SharedTensor, gates_fn) -> SharedTensor:
+    """``a2b``'s steps with the scheme's AND ``gates_fn`` (and its edaBits and openings)."""
     K = x.session.ring.bits
     g, p = _subtraction_signals(x)
     # Carry-in 1: G_0 = g_0 ^ p_0 (g and p are never both 1).
@@ -342,7 +346,7 @@ def a2b(x: SharedTensor) -> SharedTensor:
         if p_gates:
             pairs.append((P, shift_left(P, s)))
             gates.append(p_gates)
-        outs = and_gates(pairs, gates)
+        outs = gates_fn(pairs, gates)
         G = xor(G, outs[0])
         if p_gates:
             P = outs[1]

@@ -48,11 +48,12 @@ from mpsim.session import DEFAULT_FRAC_BITS
 from mpsim.tensor import SharedTensor, concatenate
 
 from .arith import _rng_values
-from .boolean import msb, reveal_bits
+from .boolean import msb
 from .compare import select
 from .oblivious import onehot_rotation
 from .rotation import _pow2_at_least
 from .reduce import argmax, check_axis, levels
+from .cost import Expr
 from .registry import protocol
 
 METHODS = ("auto", "max", "sort", "shuffle")
@@ -144,8 +145,7 @@ def sort_network_plan(n: int, k: int):
 
 
 # -- the three methods ---------------------------------------------------------------------------------------
-_CMP_COMM = "(K + 2*(2*K-2-log2(K)) + 1 + 2*K)"  # one comparator: MSB, then a select of (value, index)
-_CMP_OFFLINE = "(6*K - 2 - log2(K))"
+BOTH = ("additive", "aby3")
 
 
 def _topk_example(s):
@@ -163,16 +163,18 @@ def _sort_dims(x, k, *args, **kwargs):
     return {**dims, "layers": len(plan), "C": comparators}
 
 
-_MAX_F = {
-    "rounds": "k*(lv*(2+log2(K)) + int(T > 1))",
-    "comm": f"k*(N-1)*rows*((n-1)*{_CMP_COMM} + log2(T))",
-    "offline": f"k*rows*((n-1)*{_CMP_OFFLINE} + (K*T + log2(T))*int(T > 1))",
-}
-_SORT_F = {
-    "rounds": "layers*(2+log2(K)) + int(T > 1)",
-    "comm": f"(N-1)*rows*(C*{_CMP_COMM} + k*log2(T))",
-    "offline": f"rows*(C*{_CMP_OFFLINE} + k*(K*T + log2(T))*int(T > 1))",
-}
+def _max_cost(d):
+    """k extractions, each an argmax over the row (lv tournament levels, then its rotation one-hot)."""
+    return d.argmax.at(L="lv") * Expr("k")
+
+
+def _sort_cost(d):
+    """C comparators per row in ``layers`` layers, each an msb and a select of (key, value) differences, then
+    the rotation one-hot of the k winners."""
+    comparators = (d.msb + d.bit_select.at(nb="n", ny="2*n", n="2*n")).at(n="rows*C").levels("layers")
+    return comparators + d.onehot_rotation.at(m="rows*k")
+
+
 _SHUFFLE_F = {
     "rounds": "2 + I*(2+log2(K)) + int(T > 1)",
     "comm": "2*K*rows*n*(int(p != 0) + int(p != 1)) + (N-1)*(Q*(K + 2*(2*K-2-log2(K)) + 1) + rows*k*log2(T))",
@@ -181,16 +183,18 @@ _SHUFFLE_F = {
 
 
 def _observe_outcomes(messages, N):
-    """I = quickselect (and quicksort) iterations, Q = comparisons, read off the opened outcomes."""
+    """I = quickselect (and quicksort) iterations, Q = comparisons, read off the opened outcomes (one bit
+    per outcome from party 1 to party 0 in every scheme's opening)."""
     return {
         "I": len({m.call for m in messages if m.op == "open_outcomes"}),
-        "Q": sum(m.bits for m in messages if m.op == "open_outcomes" and m.src == 0) // (N - 1),
+        "Q": sum(m.bits for m in messages if m.op == "open_outcomes" and m.src == 1 and m.dst == 0),
     }
 
 
 @protocol(
     "topk_max",
-    **_MAX_F,
+    scheme=BOTH,
+    cost=_max_cost,
     ref="repeated tournament argmax with masking (cf. CrypTen/SPU top-k by repeated max)",
     dims=_topk_dims,
     example=_topk_example,
@@ -226,7 +230,8 @@ def _topk_max(x: SharedTensor, k: int):
 
 @protocol(
     "topk_sort",
-    **_SORT_F,
+    scheme=BOTH,
+    cost=_sort_cost,
     ref="bitonic sorting network (Batcher 1968) pruned for top-k",
     dims=_sort_dims,
     example=_topk_example,
@@ -630,7 +635,11 @@ def _resolve(x: SharedTensor, k: int, axis: int, method: str):
     lead, n = shape[:-1], shape[-1]
     _check_k(k, n)
     rows = int(np.prod(lead, dtype=np.int64))
-    if method == "auto":
+    if method == "auto" and x.session.scheme.name != "additive":
+        # choose_method's estimates are the additive scheme's; in ABY3 the shuffle is the cheapest by far
+        # (bench_protocols: 32 x 512, k = 50)
+        method = "shuffle"
+    elif method == "auto":
         method = choose_method(rows, n, k, x.session.ring.bits, x.session.parties, x.session.frac_bits)
     _check_domain(x, method, n)
     return rows, n, method
@@ -646,15 +655,14 @@ def _dispatch_dims(x, k, axis=-1, method="auto", sorted=False, return_index=Fals
             "mx": int(chosen == "max"), "so": int(chosen == "sort"), "sh": int(chosen == "shuffle")}
 
 
-def _dispatch(key: str) -> str:
-    return f"mx*({_MAX_F[key]}) + so*({_SORT_F[key]}) + sh*({_SHUFFLE_F[key]})"
+def _dispatch_cost(d):
+    return d.topk_max * Expr("mx") + d.topk_sort * Expr("so") + d.topk_shuffle * Expr("sh")
 
 
 @protocol(
     "topk",
-    rounds=_dispatch("rounds"),
-    comm=_dispatch("comm"),
-    offline=_dispatch("offline"),
+    scheme=BOTH,
+    cost=_dispatch_cost,
     kind="randomized",
     leaks="nothing beyond the output (shuffle: opened outcomes of shuffled distinct keys, independent of the data)",
     ref="dispatches to topk_max / topk_sort / topk_shuffle (cheapest estimated LAN latency for 'auto')",

@@ -20,8 +20,8 @@ from mpsim.tensor import SharedTensor
 
 from ..arith import _rng_values
 from ..registry import CELLS, declare_select_stages, protocol
-from ..boolean import (_bool, _check_bool, _subtraction_signals, a2b_example, and_public, bit_example, carry_top_bit,
-                       not_, xor)
+from ..boolean import (_bool, _check_bool, _subtraction_signals, a2b_example, a2b_gates, and_public, bit_example,
+                       carry_top_bit, kogge_stone_a2b, not_, xor)
 from ..compare import all_ones, check_select_operands, select_dims
 from .arith import ABY3_REF, PARTIES, _parents, input_from, open_values, rep_mul
 
@@ -133,7 +133,7 @@ def _operands(x: SharedTensor, negate_last: bool = False):
     dims=lambda x: {"n": x.size},
     example=lambda s: ((s.input(np.linspace(-5, 5, 12).reshape(3, 4)),), {}),
     parties=lambda n: n == PARTIES,
-    vars_doc="n = elements; offline: bits party q receives",
+    vars_doc="n = elements; offline: bits party p receives",
 )
 def msb(x: SharedTensor) -> SharedTensor:
     """The most significant bit of x (its sign in two's complement), as a boolean-shared bit.
@@ -154,6 +154,32 @@ def msb(x: SharedTensor) -> SharedTensor:
     """
     g, p = _subtraction_signals(x)
     return carry_top_bit(xor(g, and_public(p, 1)), p, and_gates)  # carry-in 1 folded into position 0
+
+
+@protocol(
+    "a2b",
+    scheme="aby3",
+    rounds="1+log2(K)",
+    comm="n*(K + G)",
+    offline="n*(2*K - 3)",
+    ref=f"edaBits (Escudero et al., CRYPTO 2020) made by the parties + Kogge-Stone adder ({ABY3_REF}, Sec. 5.3)",
+    dims=lambda x: {"n": x.size, "G": a2b_gates(x.session.ring.bits)},
+    example=lambda s: ((s.input(np.linspace(-5, 5, 12).reshape(3, 4)),), {}),
+    parties=lambda n: n == PARTIES,
+    vars_doc="n = elements; G = AND gates of the adder (K=64: 579, K=32: 227); offline: bits party p receives",
+)
+def a2b(x: SharedTensor) -> SharedTensor:
+    """Arithmetic to boolean sharing of the same K-bit ring element (bit-parallel words).
+
+    Steps (``protocols.boolean.a2b``'s, over this scheme's primitives):
+      1. Offline: an edaBit r made by the parties (``correlations.edabit``).
+      2. Open c = x + r: each party receives the one component it lacks (K bits).
+      3. x = c + NOT(r) + 1: g, p local; the Kogge-Stone prefix (log2 K AND rounds, G gates, 1 bit each).
+    Rounds: 1 + log2 K. Comm: n (K + G) bits per party. Offline: (2K - 3) n bits to each party.
+    Leaks: nothing (c is padded by r). Ref: edaBits (Escudero et al., CRYPTO 2020); parallel prefix adders
+    as in ABY3 (Mohassel-Rindal, CCS 2018), Sec. 5.3.
+    """
+    return kogge_stone_a2b(x, and_gates)
 
 
 @protocol(
@@ -193,7 +219,7 @@ def eqz(x: SharedTensor) -> SharedTensor:
     dims=lambda b: {"n": b.size},
     example=lambda s: ((bit_example(s),), {}),
     parties=lambda n: n == PARTIES,
-    vars_doc="n = bits; offline: bits party q receives",
+    vars_doc="n = bits; offline: bits party p receives",
 )
 def b2a_bit(b: SharedTensor) -> SharedTensor:
     """A boolean-shared bit (bit 0 of each word) to an arithmetic sharing of 0/1 (integer, scale 0).

@@ -6,8 +6,10 @@ key, and hands party j + 2 its two new components under masks from the same key.
 the three permutations, so the composition is uniform to each of them (cf. the resharing shuffles of
 Chase-Ghosh-Poburinnaya, ASIACRYPT 2020, and of honest-majority 3PC, e.g. Araki et al., CCS 2021).
 
-The top-k is the additive scheme's code (``protocols.topk``): shuffle, quickselect on opened comparison
-outcomes, a rotation one-hot; only its declaration is ABY3's, composed from the cells here.
+The shuffle top-k is the additive scheme's code (``protocols.topk``): shuffle, quickselect on opened
+comparison outcomes, a rotation one-hot; only its declaration is ABY3's, composed from the cells here. The
+other top-k methods and the dispatcher are written once in ``protocols.topk`` ("auto" picks the shuffle in
+ABY3).
 """
 from __future__ import annotations
 
@@ -84,14 +86,6 @@ def shuffle(t: SharedTensor) -> SharedTensor:
     return t._like(payload, t.shape, depth=depth)
 
 
-def _observe(messages, N):
-    """I = comparison batches, Q = comparisons: party 0 sends one bit per opened outcome to one party."""
-    return {
-        "I": len({m.call for m in messages if m.op == "open_outcomes"}),
-        "Q": sum(m.bits for m in messages if m.op == "open_outcomes" and m.src == 0),
-    }
-
-
 @protocol(
     "topk_shuffle",
     scheme="aby3",
@@ -106,7 +100,7 @@ def _observe(messages, N):
     example=_TOPK.example,
     parties=lambda n: n == PARTIES,
     vars_doc=_TOPK.vars_doc,
-    observe=_observe,
+    observe=_TOPK.observe,
 )
 def topk_shuffle(x: SharedTensor, k: int, sorted: bool = False):
     """Top-k of each row of a (rows, n) tensor by shuffle-then-quickselect (randomized cost).
@@ -119,40 +113,3 @@ def topk_shuffle(x: SharedTensor, k: int, sorted: bool = False):
     Ref: as ``protocols.topk.topk_shuffle``.
     """
     return _TOPK.fn.__wrapped__(x, k, sorted)
-
-
-_DISPATCH = CELLS[("additive", "topk")]
-
-
-def _aby3_method(method: str) -> str:
-    if method in ("auto", "shuffle"):
-        return "shuffle"
-    if method in ("max", "sort"):
-        raise NotImplementedError(f"top-k method {method!r} has no aby3 cell yet; use method='shuffle' (or 'auto')")
-    return method  # anything else: protocols.topk's own error
-
-
-@protocol(
-    "topk",
-    scheme="aby3",
-    cost=lambda d: d.topk_shuffle,
-    kind="randomized",
-    leaks=_DISPATCH.leaks,
-    ref="topk_shuffle (the one top-k method of the aby3 scheme so far; 'auto' picks it)",
-    dims=lambda x, k, axis=-1, method="auto", sorted=False, return_index=False: _DISPATCH.dims(
-        x, k, axis, _aby3_method(method), sorted, return_index),
-    example=_DISPATCH.example,
-    parties=lambda n: n == PARTIES,
-    vars_doc="the variables of topk_shuffle",
-    observe=_observe,
-)
-def topk(x: SharedTensor, k: int, axis: int = -1, method: str = "auto", sorted: bool = False,
-         return_index: bool = False):
-    """The k largest values along ``axis`` and their secret one-hots, as ``protocols.topk``, by
-    ``topk_shuffle`` (``method`` "auto" or "shuffle").
-
-    Steps: 1. Move ``axis`` last and flatten (local). 2. ``topk_shuffle`` on the (rows, n) tensor.
-    Rounds: those of topk_shuffle (random, independent of the data). Comm: those of topk_shuffle.
-    Leaks: nothing beyond the output. Ref: as ``topk_shuffle``.
-    """
-    return _DISPATCH.fn.__wrapped__(x, k, axis, _aby3_method(method), sorted, return_index)
