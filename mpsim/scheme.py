@@ -22,9 +22,9 @@ class Scheme:
     """The primitives a session's tensors dispatch to (see the module docstring)."""
 
     name = "abstract"
-    # Protocol names of a product with its truncation fused ({"mul": ..., "matmul": ...}), or None when a
-    # fixed-point product is the ring product followed by the truncation.
-    fused_product = None
+    # Per truncation mode, protocol names of a product with its truncation fused ({"local": {"mul": ...,
+    # "matmul": ...}}); in a mode not listed a fixed-point product is the ring product, then the truncation.
+    fused_product: dict = {}
     # Whether ``reusable`` masks an operand once for many products (workloads pick their gathers by it).
     reusable_operands = False
     # What a warning about likely truncation failures advises (mpsim/session.py).

@@ -13,7 +13,10 @@ Truncation (after every fixed-point product):
   and the session warns (:class:`TruncationWarning`) when that probability exceeds 2^-20.
 * ``trunc="dealer"``: probabilistic truncation with MSB correction (Escudero et al., CRYPTO 2020), 1 round,
   any N, never fails for |x| < 2^(K-2) at scale 2^(2f); the session warns when ``max_abs`` breaks that.
-* ``trunc="auto"`` (default): local for N = 2 and K = 64, dealer otherwise. Local truncation's failure
+* ``trunc="pair"``: the same truncation with its pair made by the parties themselves (ABY3, which has no
+  dealer); ABY3's ``trunc="local"`` is its share truncation, with the local one's failure probability.
+* ``trunc="auto"`` (default): local for N = 2 and K = 64, dealer otherwise (ABY3: local at K = 64, pair at
+  K = 32). Local truncation's failure
   probability 2^(m + 2f + 1 - K) is negligible at K = 64 (2^-31 for |x| <= 1 with f = 16) but not at K = 32,
   where even |x| <= 1 with f = 8 fails with probability 2^-15 per element and a (16, 512) softmax has wrong
   rows; so K = 32 and N > 2 use dealer truncation. An explicit ``trunc="local"`` is honoured and warns
@@ -39,7 +42,7 @@ from .scheme import load_scheme
 from .ring import Ring
 from .tensor import SharedTensor
 
-TRUNC_MODES = ("auto", "local", "dealer")
+TRUNC_MODES = ("auto", "local", "dealer", "pair")
 DEFAULT_FRAC_BITS = {64: 16, 32: 8}
 LOCAL_TRUNC_WARN_LOG2 = -20  # warn when the per-element failure probability of local truncation exceeds this
 
@@ -152,7 +155,7 @@ class Session:
         m = math.log2(max(float(self.max_abs), 2.0**-self.frac_bits))
         if m + 2 * self.frac_bits >= self.ring.bits - 2:
             warnings.warn(
-                f"products up to {self.max_abs} exceed the 2^(K-2) bound of dealer truncation "
+                f"products up to {self.max_abs} exceed the 2^(K-2) bound of {self.trunc} truncation "
                 f"(K={self.ring.bits}, f={self.frac_bits}); results will wrap",
                 TruncationWarning,
                 stacklevel=3,

@@ -23,6 +23,8 @@ class AdditiveScheme(FixedPointProducts, Scheme):
     reusable_operands = True
 
     def truncation_mode(self, parties, ring_bits, trunc):
+        if trunc == "pair":
+            raise ValueError("the additive scheme's truncation pairs come from its dealer: use trunc='dealer'")
         if trunc == "local" and parties != 2:
             raise ValueError("local (SecureML) truncation is only correct for 2 parties; use trunc='dealer'")
         # auto: local only where its failure probability is negligible (N = 2, K = 64; mpsim/session.py)
@@ -61,6 +63,10 @@ class AdditiveScheme(FixedPointProducts, Scheme):
     def edabit(self, session, shape):
         """(arithmetic, XOR) payloads of one uniform r per element: the dealer's edaBits."""
         return session.dealer.edabit(shape)
+
+    def trunc_pair(self, session, shape, shift):
+        """Shares of r, (r mod 2^(K-1)) >> shift and r's top bit: the dealer's truncation pair."""
+        return session.dealer.trunc_pair(shape, shift)
 
     def dabit(self, session, shape):
         """(arithmetic, XOR) payloads of one uniform bit per element: the dealer's daBits."""

@@ -44,7 +44,7 @@ def mul(x: SharedTensor, y: SharedTensor, inspect=None) -> SharedTensor:
     fuses the truncation into the product (ABY3's ``rep_mul_trunc``) runs the fused protocol. ``inspect``
     sees the raw product before its truncation (debug checks that read values; nothing is sent)."""
     shift = min(x.frac, y.frac)
-    fused = x.session.scheme.fused_product
+    fused = x.session.scheme.fused_product.get(x.session.trunc)
     if fused is not None and shift:
         return call(fused["mul"], x, y, shift, inspect=inspect)
     z = call("ring_square", x) if x is y else call("ring_mul", x, y)
@@ -55,7 +55,7 @@ def mul(x: SharedTensor, y: SharedTensor, inspect=None) -> SharedTensor:
 
 def matmul(x: SharedTensor, y: SharedTensor) -> SharedTensor:
     shift = min(x.frac, y.frac)
-    fused = x.session.scheme.fused_product
+    fused = x.session.scheme.fused_product.get(x.session.trunc)
     if fused is not None and shift:
         return call(fused["matmul"], x, y, shift)
     return truncate(call("ring_matmul", x, y), shift)

@@ -16,7 +16,7 @@ Per call a protocol declares
 * ``comm``: online bits sent by party ``p``;
 * ``offline``: offline bits in total (the dealer's, all to party 0); in a scheme declared with
   :func:`declare_offline_per_party` (correlations the parties make among themselves, as in ABY3) it is the
-  bits party ``q`` receives, and the total is their sum.
+  bits party ``p`` receives, and the total is their sum.
 
 ``kind="fixed"`` protocols must match exactly on every backend. ``kind="randomized"`` is for protocols that
 open values provably independent of the secrets (e.g. comparison outcomes after an oblivious shuffle) and
@@ -54,7 +54,7 @@ SCHEMES = ("additive", "aby3")
 TRUNCATION: dict[tuple[str, str], tuple[Expr, ...]] = {}
 TRUNCATION_TERMS = ("TR", "TC", "TO", "TRp", "TCp", "TOp")
 
-# Schemes whose offline formulas give the bits party q receives; elsewhere offline is a dealer's total.
+# Schemes whose offline formulas give the bits party p receives; elsewhere offline is a dealer's total.
 OFFLINE_PER_PARTY: set[str] = set()
 
 
@@ -116,8 +116,8 @@ class Protocol:
         f = self.formula.at(**dict(zip(TRUNCATION_TERMS, TRUNCATION[(self.scheme, trunc)])))
         env = {"K": K, "N": N, **dims}
         sent = tuple(self.evaluate(f.comm, {**env, "p": p}) for p in range(N))
-        if self.scheme in OFFLINE_PER_PARTY:  # bits received by party q (correlations the parties make)
-            received = tuple(self.evaluate(f.offline, {**env, "q": q}) for q in range(N))
+        if self.scheme in OFFLINE_PER_PARTY:  # bits received by party p (correlations the parties make)
+            received = tuple(self.evaluate(f.offline, {**env, "p": p}) for p in range(N))
             offline = sum(received)
         else:  # a dealer's correction words, all shipped to party 0 (mpsim/dealer.py)
             offline = self.evaluate(f.offline, env)
@@ -395,10 +395,12 @@ def markdown_table() -> str:
             "## aby3 (3 parties, replicated sharing, no dealer)",
             "",
             "TR, TC, TO of one truncation per element: ABY3's share truncation (1 round, K bits sent by",
-            "party 0, 0 offline) for `trunc=\"local\"`. There is no dealer: zero sharings and masks come from",
+            "party 0, 0 offline; fused into a product: 1 more round, 0 bits) for `trunc=\"local\"` (K = 64's",
+            "default); `trunc_pr` with pairs made by the parties (1, K, 2K^2) for `trunc=\"pair\"` (K = 32's",
+            "default). There is no dealer: zero sharings and masks come from",
             "pairwise PRF keys agreed at setup (`protocols/aby3/prf.py`), and the correlations a dealer would",
             "hand out (edaBits, daBits, rotation one-hots) are made by the parties offline",
-            "(`protocols/aby3/correlations.py`); offline formulas give the bits party q receives.",
+            "(`protocols/aby3/correlations.py`); offline formulas give the bits party p receives.",
             "",
             *_HEADER,
         ]

@@ -88,7 +88,8 @@ def trunc_pr(x: SharedTensor, shift: int) -> SharedTensor:
     Requires x in [-2^(K-2), 2^(K-2)) (signed) and an integer shift d in [0, K - 2], at most x.frac.
     Write x' = x + 2^(K-2), which lies in [0, 2^(K-1)).
     Steps:
-      1. Dealer: r uniform in Z_2^K; shares of r, of r' = (r mod 2^(K-1)) >> d and of r_{K-1} (top bit).
+      1. Dealer (the scheme's ``trunc_pair``): r uniform in Z_2^K; shares of r, of
+         r' = (r mod 2^(K-1)) >> d and of r_{K-1} (top bit).
       2. Open c = x' + r (one call).
       3. Locally: c' = (c mod 2^(K-1)) >> d and c_{K-1}; v = c_{K-1} xor r_{K-1}
          = c_{K-1} + r_{K-1} - 2 c_{K-1} r_{K-1} (linear in the shares of r_{K-1}, c public).
@@ -107,11 +108,11 @@ def trunc_pr(x: SharedTensor, shift: int) -> SharedTensor:
     session = x.session
     ring = session.ring
     K = ring.bits
-    r, r_low, r_top = session.dealer.trunc_pair(x.shape, shift)
+    r, r_low, r_top = session.scheme.trunc_pair(session, x.shape, shift)
     masked = SharedTensor(session, r, x.shape, 0, x.depth, calls=x.calls)
     shifted = x._like(x.payload, x.shape, frac=0) + ring.const(1 << (K - 2))  # public constant: party 0 adds
     opened = shifted._like(_add_payload(session, shifted.payload, masked.payload), x.shape)
-    (c,), depth = session._open("open", [opened])
+    (c,), depth = session.scheme.open(session, "open", [opened])
     out_frac = x.frac - shift
     session._work("trunc_combine", elems=8 * x.size)
     if c is None:

@@ -44,19 +44,67 @@ def test_aby3_needs_three_parties_and_has_no_dealer_truncation():
     assert session().trunc == "local" and session().config["scheme"] == "aby3"
 
 
+def test_k32_truncates_with_pairs_made_by_the_parties():
+    """At K = 32 share truncation fails with probability 2^-15 per element (f = 8), so "auto" takes the
+    truncation pairs the parties make (trunc_pr over K daBits): within one unit, no warning, 2 rounds per
+    product, offline bits only between the parties."""
+    import warnings
+
+    with pytest.raises(ValueError, match="trunc='pair'"):
+        mpsim.Session(parties=3, scheme="aby3", trunc="dealer")
+    with pytest.raises(ValueError, match="trunc='dealer'"):
+        mpsim.Session(parties=2, trunc="pair")
+    with pytest.warns(mpsim.TruncationWarning):
+        mpsim.Session(parties=3, scheme="aby3", ring_bits=32, trunc="local")
+    rng = np.random.default_rng(4)
+    a, b = rng.uniform(-4, 4, 2000), rng.uniform(-4, 4, 2000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s = mpsim.Session(parties=3, scheme="aby3", ring_bits=32, seed=9)
+    assert s.trunc == "pair"
+    x, y = s.input(a), s.input(b)
+    mark = s.mark()
+    z = x * y
+    c = s.cost(since=mark)
+    assert c.rounds == 2 and c.sent_bits == (2 * 32 * 2000,) * 3
+    assert c.offline_received_bits == (2 * 32 * 32 * 2000,) * 3
+    exact = np.round(a * 256) * np.round(b * 256) / 2 ** 16
+    err = s.reveal(z) - np.floor(exact * 256) / 256
+    assert np.all((err >= 0) & (err <= 1 / 256)), err  # floor or one unit above
+
+
 def test_protocols_without_an_aby3_cell_refuse_clearly():
+    """What ABY3 lacks by design: reusable masked operands, and the additive scheme's own primitives
+    (Beaver products, SecureML's two-party truncation), which ABY3 replaces by its own cells."""
     s = session()
     idx = s.input(np.array([1, 2]), frac_bits=0)
-    with pytest.raises(NotImplementedError, match="not of aby3"):
-        protocols.a2b(s.input(np.ones(3)))
-    with pytest.raises(NotImplementedError, match="not of aby3"):
-        protocols.topk_sort(s.input(np.ones((2, 8))), 2)
-    with pytest.raises(NotImplementedError, match="no aby3 cell yet"):
-        protocols.topk(s.input(np.ones((2, 8))), 2, method="max")
     with pytest.raises(NotImplementedError, match="no reusable"):
         s.reusable(s.input(np.ones((2, 2))))
+    with pytest.raises(NotImplementedError, match="not of aby3"):
+        protocols.mask_operand(s.input(np.ones((2, 2))))
     with pytest.raises(NotImplementedError, match="additive"):
         protocols.beaver_mul(idx, idx)
+    with pytest.raises(NotImplementedError, match="additive"):
+        protocols.trunc_local(s.input(np.ones(3)), 4)
+    missing = set(of("additive")) - set(of("aby3"))
+    assert missing == {"beaver_mul", "beaver_square", "beaver_matmul", "trunc_local", "mask_operand",
+                       "matmul_reused", "gather_rotated", "scatter_rotated"}, missing
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_conversions_and_every_topk_method(backend):
+    s = session(backend)
+    rng = np.random.default_rng(8)
+    v = grid(rng, (3, 10), lo=-6.0, hi=6.0)
+    x = s.input(v)
+    back = protocols.b2a(protocols.a2b(x))
+    np.testing.assert_array_equal(s.reveal(back._like(back.payload, back.shape, frac=x.frac)), v)
+    for method in ("max", "sort", "shuffle", "auto"):
+        values, onehot, index = protocols.topk(x, 3, method=method, sorted=True, return_index=True)
+        want = np.sort(v, axis=-1)[:, ::-1][:, :3]
+        np.testing.assert_array_equal(np.sort(s.reveal(values), axis=-1)[:, ::-1], want)
+        np.testing.assert_array_equal(np.take_along_axis(v, s.reveal(index).astype(np.int64), axis=-1),
+                                      s.reveal(values))
 
 
 def test_additive_tensors_and_aby3_tensors_do_not_mix():

@@ -14,7 +14,10 @@ from mpsim.tensor import SharedTensor, _numel
 
 from ..arith import _lift, _matmul_dims, _mul_dims, _rng_values, encode_input, matmul_shapes, promote_matmul
 from ..registry import declare_offline_per_party, declare_role, declare_truncation, protocol
+from ..registry import CELLS
 from ..trunc import _example_trunc, check_shift
+
+_TRUNC_PR = CELLS[("additive", "trunc_pr")]
 from .prf import only_row
 
 PARTIES = 3
@@ -294,6 +297,37 @@ def trunc_rep(x: SharedTensor, shift: int) -> SharedTensor:
     return SharedTensor(session, payload, x.shape, x.frac - shift, depth)
 
 
+@protocol(
+    "trunc_pr",
+    scheme="aby3",
+    rounds="1",
+    comm="K*n",
+    offline="2*K*K*n",
+    leaks="nothing; requires abs(x) < 2^(K-2)",
+    ref="Escudero et al., CRYPTO 2020 (eprint 2020/338), Sec. 5, with the pair made by the parties from daBits",
+    dims=lambda x, shift: {"n": x.size},
+    example=_example_trunc,
+    parties=lambda n: n == PARTIES,
+    vars_doc="n = elements; offline: bits party p receives",
+)
+def trunc_pr(x: SharedTensor, shift: int) -> SharedTensor:
+    """Probabilistic truncation with MSB correction (``protocols.trunc.trunc_pr``'s steps), its pair made by
+    the three parties: never off by more than one unit for |x| < 2^(K-2), where share truncation
+    (``trunc_rep``) fails with probability about 2^(l+1-K).
+
+    Steps:
+      1. Offline: K daBits b_i (``correlations.trunc_pair``): r = sum 2^i b_i, r' = sum_(d<=i<K-1) 2^(i-d) b_i
+         and r_(K-1) = b_(K-1), all arithmetic and linear in the bits.
+      2. Open c = x + 2^(K-2) + r: each party receives the one component it lacks (K bits).
+      3. y = (c mod 2^(K-1)) >> d - r' + (c_(K-1) xor r_(K-1)) 2^(K-1-d) - 2^(K-2-d) (local).
+    Rounds: 1. Comm: K n bits per party. Offline: K daBits per element, 2K^2 n bits to each party.
+    Leaks: nothing (c is padded by r, uniform and unknown to every party).
+    Ref: Escudero, Ghosh, Keller, Rachuri, Scholl, CRYPTO 2020 (eprint 2020/338), Sec. 5; daBits
+    (Rotaru-Wood, INDOCRYPT 2019).
+    """
+    return _TRUNC_PR.fn.__wrapped__(x, shift)
+
+
 def truncate(x: SharedTensor, shift: int) -> SharedTensor:
     """Divide by 2^shift with ABY3's share truncation; the scale drops by ``shift``."""
     shift = check_shift(x, shift, x.session.ring.bits - 2, "truncate")
@@ -406,7 +440,8 @@ rep_matmul_trunc.__doc__ += "\n\n" + _TRUNC_STEPS
 # TR, TC, TO of one truncation per element, for composite formulas; truncating a product's output adds one
 # round and no bits (``rep_mul_trunc``).
 declare_truncation("aby3", "local", "1", "K*int(p == 0)", "0", after_product=("1", "0", "0"))
-declare_offline_per_party("aby3")  # offline formulas: bits party q receives from the others
+declare_truncation("aby3", "pair", "1", "K", "2*K*K")
+declare_offline_per_party("aby3")  # offline formulas: bits party p receives from the others
 declare_role("aby3", "ring_mul", "rep_mul")
 declare_role("aby3", "ring_square", "rep_square")
 declare_role("aby3", "ring_matmul", "rep_matmul")

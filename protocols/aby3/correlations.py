@@ -12,6 +12,8 @@ replicated products whose reshares are the offline traffic:
   latency is not on the critical path.
 * daBit (Rotaru-Wood, INDOCRYPT 2019): a bit r = rho_0 ^ rho_1 ^ rho_2, boolean for free, and arithmetic by
   a ^ b = a + b - 2ab twice (two replicated products, 2K bits per party).
+* truncation pair (for ``trunc_pr``): K daBits' arithmetic bits; r, (r mod 2^(K-1)) >> d and r's top bit
+  are linear in them (2K^2 bits per element to each party).
 
 No party-input step is used: every message is a reshare padded by a zero sharing, so each random draw is
 visible on its own in the transcript tests (``tests/test_mutation.py``), and the offline load is the same
@@ -116,3 +118,21 @@ def dabit(keys, shape):
     everyone = tuple(range(PARTIES))
     _reshares(keys.channel, "dabit", 2 * K * n, [(first, K, everyone), (second, K, everyone)])
     return arith, rho
+
+
+def trunc_pair(keys, shape, shift: int):
+    """A truncation pair from K daBits b_i: (r, (r mod 2^(K-1)) >> shift, r_(K-1)) as replicated arithmetic
+    payloads, r = sum 2^i b_i (uniform: the b_i are). Offline: the daBits', 2K^2 bits per element to each
+    party; the rest is linear in the bits."""
+    shape = tuple(shape)
+    K = keys.ring.bits
+    bits, _ = keys.dabit((K,) + shape)
+    if bits is None:
+        return None, None, None
+    ring = keys.ring
+    weights = lambda powers: np.asarray(powers, dtype=np.uint64).reshape((1, K) + (1,) * len(shape))  # noqa: E731
+    whole = weights([1 << i for i in range(K)])
+    low = weights([(1 << (i - shift)) if shift <= i < K - 1 else 0 for i in range(K)])
+    r = ring.reduce(np.sum(kernels.ring_mul(bits, whole), axis=1, dtype=np.uint64))
+    r_low = ring.reduce(np.sum(kernels.ring_mul(bits, low), axis=1, dtype=np.uint64))
+    return r, r_low, bits[:, K - 1].copy()

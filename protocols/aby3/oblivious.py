@@ -21,7 +21,7 @@ _GATHER = CELLS[("additive", "gather")]
     scheme="aby3",
     rounds="int(T > 1)",
     comm="m*log2(T)",
-    offline="K*T*m*int(T > 1)*(int(q == 0) + 2*int(q == 2))",
+    offline="K*T*m*int(T > 1)*(int(p == 0) + 2*int(p == 2))",
     leaks="nothing (c = (r - i) mod T is uniform)",
     ref=f"rotation one-hot ({ABY3_REF} sharing; correlation made by the parties, prf.Keys.rotation_onehot)",
     dims=_ROTATION.dims,

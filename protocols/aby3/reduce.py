@@ -41,7 +41,7 @@ def _cost(name: str, cmp: str):
         dims=_reduce_dims,
         example=_reduce_example,
         parties=lambda n: n == PARTIES,
-        vars_doc="rows = elements / n; n = reduced axis length; L = ceil(log2 n) levels; offline: bits party q "
+        vars_doc="rows = elements / n; n = reduced axis length; L = ceil(log2 n) levels; offline: bits party p "
                  "receives",
     )
 

@@ -11,23 +11,30 @@ from mpsim.scheme import Scheme
 
 from ..fxp import FixedPointProducts
 from ..nonlinear import NonlinearConfig
-from .arith import PARTIES, open_values, reveal, share_input, truncate
+from . import correlations
+from .arith import PARTIES, open_values, reveal, share_input, trunc_pr, truncate
 from .boolean import reveal_bits, share_bits
 from .prf import Keys
 
 
 class Aby3Scheme(FixedPointProducts, Scheme):
     name = "aby3"
-    fused_product = {"mul": "rep_mul_trunc", "matmul": "rep_matmul_trunc"}
-    truncation_advice = "use ring_bits=64 or fewer fractional bits (ABY3's share truncation is probabilistic)"
+    fused_product = {"local": {"mul": "rep_mul_trunc", "matmul": "rep_matmul_trunc"}}
+    truncation_advice = ("use trunc='pair', ring_bits=64 or fewer fractional bits (ABY3's share truncation is "
+                         "probabilistic)")
 
     def truncation_mode(self, parties, ring_bits, trunc):
+        """local: ABY3's share truncation (fused into products); pair: truncation pairs made by the parties
+        (``trunc_pr``, never wrong for |x| < 2^(K-2)); auto: local at K = 64, pair at K = 32, where share
+        truncation fails with probability 2^-15 per element for |x| <= 1 at f = 8."""
         if parties != PARTIES:
             raise ValueError(f"the aby3 scheme is replicated sharing among exactly 3 parties, got parties={parties}")
         if trunc == "dealer":
-            raise ValueError("the aby3 scheme has no dealer; its truncation is ABY3's share truncation "
-                             "(trunc='local' or 'auto')")
-        return "local"
+            raise ValueError("the aby3 scheme has no dealer; its truncations are ABY3's share truncation "
+                             "(trunc='local') and pairs made by the parties (trunc='pair')")
+        if trunc == "auto":
+            return "local" if ring_bits == 64 else "pair"
+        return trunc
 
     @staticmethod
     def party_rows(parties):
@@ -59,7 +66,13 @@ class Aby3Scheme(FixedPointProducts, Scheme):
                                   "no mask to reuse (its cost is one reshared output element either way)")
 
     def truncate(self, x, shift):
-        return truncate(x, shift)
+        if x.session.trunc == "pair" and shift:
+            return trunc_pr(x, shift)
+        return truncate(x, shift)  # share truncation; nothing for shift 0
+
+    def trunc_pair(self, session, shape, shift):
+        """Shares of r, (r mod 2^(K-1)) >> shift and r's top bit, made by the parties from K daBits."""
+        return correlations.trunc_pair(session.keys, shape, shift)
 
     def matmul_operand(self, x, operand):
         raise NotImplementedError("the aby3 scheme has no reusable masked operands")
