@@ -31,6 +31,11 @@ critical-path depth), printed in a second table:
 A protocol the ABY3 scheme has no cell for yet prints "no aby3 cell yet" (not a miss); the top-k methods
 max and sort in ABY3 are printed as context (why "auto" picks the shuffle there).
 
+FSS suite targets (``scheme="fss"``: the additive scheme with DCF comparisons; issue 12), printed in a
+third table with the dealer's offline bytes in parentheses: ltz 1 round and <= 16 B per element; max over
+512 <= 20 rounds; softmax over 32 x 512 <= 30 rounds; top-k 50 of 32 x 512 <= 40 rounds (worst of
+``TOPK_SEEDS`` seeds); one-hot of 32 x 50 indices over 512 in 1 round; SiLU and GeLU <= 4 rounds each.
+
 Context rows (no target): one-hot by n equality tests against the rotation one-hot, and the top-k methods
 one by one.
 """
@@ -201,6 +206,11 @@ def main() -> int:
     table(additive, "bytes sent by party 0")
     print(f"\nABY3 targets: 3 parties, scheme='aby3', K = {K}, f = {F}, count backend")
     table(ROWS_OUT, "bytes sent by the busiest party")
+    ROWS_OUT.clear()
+    fss_targets()
+    print(f"\nFSS suite targets: 2 parties, scheme='fss' (DCF comparisons, Beaver products), K = {K}, f = {F}; "
+          "offline: the dealer's keys and corrections, per element where the target is per element")
+    table(ROWS_OUT, "bytes sent by the busiest party (offline)")
     print(f"({time.perf_counter() - start:.1f} s; {len(FAILED)} target(s) missed"
           + (f": {', '.join(FAILED)})" if FAILED else ")"))
     return 1 if FAILED else 0
@@ -260,6 +270,29 @@ def aby3_targets() -> None:
     target(f"one-hot {ROWS}x50 idx over {WIDTH}", run_onehot("rotation"), 2, 1 * MB)
     target("q.K^T, 32 heads, (1, 32) @ (32, 512)", with_setup(both((32, 1, 32), (32, 32, WIDTH)))(
         lambda s, q, k: q @ k), 2, 140e3)
+
+
+def fss_targets() -> None:
+    """Issue 12's targets for the FSS suite (2 parties, K = 64, busiest party online)."""
+    n = ROWS * WIDTH
+
+    def target(name, fn, rounds_max, bytes_max=None, per=1, unit="", seeds=1):
+        costs = [measure(fn, seed=seed, scheme="fss") for seed in range(seeds)]
+        worst_r, worst_b = max(c.rounds for c in costs), max(max(c.sent) for c in costs) / per
+        offline = max(c.offline_bytes for c in costs) / per
+        ok = worst_r <= rounds_max and (bytes_max is None or worst_b <= bytes_max)
+        row(f"fss {name}", str(worst_r), f"<= {rounds_max}", f"{fmt_bytes(worst_b)}{unit} ({fmt_bytes(offline)}{unit})",
+            f"<= {fmt_bytes(bytes_max)}{unit}" if bytes_max else "-", verdict(ok, f"fss {name}"))
+
+    target(f"ltz, ({ROWS}, {WIDTH})", run_ltz, 1, 16, n, "/elem")
+    target(f"max over {WIDTH}, ({ROWS}, {WIDTH})", run_max, 20)
+    target(f"softmax (default, exact), ({ROWS}, {WIDTH})", run_softmax("exact"), 30)
+    target(f"top-k {ROWS}x{WIDTH}, k={TOPK_K} (auto; worst of {TOPK_SEEDS} seeds)", run_topk("auto"), 40,
+           seeds=TOPK_SEEDS)
+    target(f"one-hot {ROWS}x50 idx over {WIDTH}", run_onehot("rotation"), 1)
+    for name in ("silu", "gelu"):
+        target(f"{name}, ({ROWS}, {WIDTH})", with_setup(lambda s: (s.placeholder((ROWS, WIDTH)),))(
+            lambda s, x, name=name: getattr(protocols, name)(x)), 4)
 
 
 if __name__ == "__main__":

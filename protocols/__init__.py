@@ -16,6 +16,7 @@ from .reuse import MaskedOperand, gather_rotated, mask_operand, matmul_reused, s
 from .topk import shuffle, topk, topk_max, topk_shuffle, topk_sort
 from .trunc import trunc_local, trunc_pr, truncate
 from . import aby3  # registers the ABY3 scheme's cells
+from . import fss  # registers the FSS suite's cells
 
 __all__ = [
     "REGISTRY", "MaskedOperand", "a2b", "abs_", "and_", "argmax", "argmin", "b2a", "b2a_bit", "beaver_matmul",

@@ -18,7 +18,7 @@ import numpy as np
 
 from mpsim.tensor import SharedTensor
 
-from .registry import protocol
+from .registry import COMPOSED, protocol
 
 
 def _log2(k: int) -> int:
@@ -218,7 +218,7 @@ def bit_example(s):
 
 @protocol(
     "b2a",
-    scheme=("additive", "aby3"),
+    scheme=COMPOSED,
     kinds={"x": "B"},
     cost=lambda d: d.b2a_bit.at(n="K*n"),
     ref="daBits, Rotaru-Wood, INDOCRYPT 2019",

@@ -14,9 +14,9 @@ from . import boolean
 from .arith import _rng_values
 from .boolean import _bool, _masked_open, and_gates, not_, xor
 from .cost import Expr
-from .registry import call, protocol
+from .registry import COMPOSED, call, protocol
 
-BOTH = ("additive", "aby3")  # written once over the primitives: a cell per scheme
+BOTH = COMPOSED  # written once over the primitives: a cell per scheme
 
 
 def _diff(x, y) -> SharedTensor:

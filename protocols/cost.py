@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ast
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 NAMESPACE = {
     "__builtins__": {},
@@ -151,43 +151,47 @@ def expr(value) -> Expr:
 
 @dataclass(frozen=True)
 class Formula:
-    """One call's declared cost as expressions (see the module docstring)."""
+    """One call's declared cost as expressions (see the module docstring). ``offline`` is what a dealer ships
+    to party 0; ``shipped`` what party ``p`` receives besides (correlations made by the parties, or a
+    dealer's keys that every party needs)."""
 
     rounds: Expr
     comm: Expr
     offline: Expr
     calls: Expr
+    shipped: Expr = field(default_factory=Expr)
 
     @classmethod
-    def of(cls, rounds="0", comm="0", offline="0", calls=None) -> "Formula":
+    def of(cls, rounds="0", comm="0", offline="0", calls=None, shipped="0") -> "Formula":
         rounds = expr(rounds)
-        return cls(rounds, expr(comm), expr(offline), rounds if calls is None else expr(calls))
+        return cls(rounds, expr(comm), expr(offline), rounds if calls is None else expr(calls), expr(shipped))
 
     def __add__(self, other: "Formula") -> "Formula":
         return Formula(self.rounds + other.rounds, self.comm + other.comm, self.offline + other.offline,
-                       self.calls + other.calls)
+                       self.calls + other.calls, self.shipped + other.shipped)
 
     def __or__(self, other: "Formula") -> "Formula":
         """Side by side in the same rounds, in channel calls of their own (so calls add)."""
         return Formula(Expr.max(self.rounds, other.rounds), self.comm + other.comm, self.offline + other.offline,
-                       self.calls + other.calls)
+                       self.calls + other.calls, self.shipped + other.shipped)
 
     def __mul__(self, times) -> "Formula":
-        return Formula(self.rounds * times, self.comm * times, self.offline * times, self.calls * times)
+        return Formula(self.rounds * times, self.comm * times, self.offline * times, self.calls * times,
+                       self.shipped * times)
 
     __rmul__ = __mul__
 
     def levels(self, count) -> "Formula":
         """The same work spread over ``count`` sequential levels: rounds and calls times ``count``, bits as
         they are (a tournament whose per-element cost is this formula over all its pairs)."""
-        return Formula(self.rounds * count, self.comm, self.offline, self.calls * count)
+        return Formula(self.rounds * count, self.comm, self.offline, self.calls * count, self.shipped)
 
     def at(self, **values) -> "Formula":
         return Formula(self.rounds.at(**values), self.comm.at(**values), self.offline.at(**values),
-                       self.calls.at(**values))
+                       self.calls.at(**values), self.shipped.at(**values))
 
     def names(self) -> set[str]:
-        return set().union(*(e.names() for e in (self.rounds, self.comm, self.offline, self.calls)))
+        return set().union(*(e.names() for e in (self.rounds, self.comm, self.offline, self.calls, self.shipped)))
 
 
 ZERO = Formula.of()

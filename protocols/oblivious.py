@@ -22,7 +22,7 @@ from mpsim.tensor import SharedTensor, _numel
 
 from .arith import _rng_values, matmul_shapes
 from .cost import Expr
-from .registry import call, protocol
+from .registry import COMPOSED, call, protocol
 from .reuse import MaskedOperand, matmul_reused
 from .rotation import _check_index_domain, _index_example, _open_rotation, _pow2_at_least, _rotate, check_size
 
@@ -83,7 +83,7 @@ def _onehot_dims(index, n, method="auto", check_domain=None):
 
 @protocol(
     "onehot",
-    scheme=("additive", "aby3"),
+    scheme=COMPOSED,
     cost=lambda d: ((d.eqz + d.b2a_bit).at(n="m*n") * Expr("eq") + d.onehot_rotation * Expr("1 - eq")),
     leaks="nothing beyond the output",
     ref="dealer-rotated one-hot (``onehot_rotation``) or n equality tests (``eqz`` + daBit B2A)",

@@ -21,7 +21,7 @@ from .arith import _rng_values
 from .boolean import not_
 from .oblivious import onehot_rotation
 from .rotation import _pow2_at_least
-from .registry import call, protocol
+from .registry import COMPOSED, call, protocol
 
 
 def check_axis(x: SharedTensor, axis, what: str) -> None:
@@ -33,12 +33,18 @@ def check_axis(x: SharedTensor, axis, what: str) -> None:
                                       f"{x.shape}, got {axis!r}")
 
 
-def _tournament(x: SharedTensor, axis: int, largest: bool, with_index: bool):
+def reduced_last(x: SharedTensor, axis) -> SharedTensor:
+    """x with the reduced ``axis`` moved last (local); errors for a bad or empty axis."""
     check_axis(x, axis, "a reduction")
     x = x.moveaxis(axis, -1)
-    n = x.shape[-1]
-    if n == 0:
+    if x.shape[-1] == 0:
         raise ValueError("cannot reduce an empty axis")
+    return x
+
+
+def _tournament(x: SharedTensor, axis: int, largest: bool, with_index: bool):
+    x = reduced_last(x, axis)
+    n = x.shape[-1]
     session = x.session
     values = x
     index = None
@@ -89,7 +95,7 @@ def _reduce_example(s):
 # Value only: per pair one msb and one bit_select of one element (rows (n - 1) pairs over L levels). ABY3
 # has its own max and min with fused round trips (protocols/aby3/reduce.py).
 _VALUE = {
-    "scheme": "additive",
+    "scheme": tuple(s for s in COMPOSED if s != "aby3"),
     "cost": lambda d: (d.msb + d.bit_select.at(nb="n", ny="n")).at(n="rows*(n-1)").levels("L"),
 }
 def arg_cost(d):
@@ -98,7 +104,7 @@ def arg_cost(d):
     return pairs + d.onehot_rotation.at(m="rows")
 
 
-_ARG = {"scheme": ("additive", "aby3"), "cost": arg_cost}
+_ARG = {"scheme": COMPOSED, "cost": arg_cost}
 _REF = "log-depth tournament of msb + bit_select (cf. CrypTen/SPU max), batched over rows"
 _ARG_REF = _REF + "; one-hot by dealer rotation (onehot_rotation)"
 _VARS = "rows = elements / n; n = reduced axis length; L = ceil(log2 n) levels"

@@ -47,20 +47,44 @@ from mpsim.ledger import Cost
 from .cost import Expr, Formula
 
 # Schemes the registry knows cells for; a scheme package declares its truncation terms on import.
-SCHEMES = ("additive", "aby3")
+SCHEMES = ("additive", "aby3", "fss")
+# A suite overlays a scheme: its own cells, and the base scheme's for every protocol it does not redefine
+# (the FSS suite: the additive scheme with comparisons by function secret sharing).
+OVERLAYS = {"fss": "additive"}
+# The schemes a protocol written once over the primitives registers for.
+COMPOSED = SCHEMES
+
+
+def chain(scheme: str) -> list[str]:
+    """``scheme`` and the schemes it overlays, nearest first."""
+    out = [scheme]
+    while out[-1] in OVERLAYS:
+        out.append(OVERLAYS[out[-1]])
+    return out
+
+
+def lookup(scheme: str, name: str):
+    """The (scheme, protocol) key of protocol or role ``name`` for ``scheme`` (its own or an overlaid
+    scheme's cell), or None."""
+    for s in chain(scheme):
+        key = (s, ROLES.get((s, name), name))
+        if key in CELLS:
+            return key
+    return None
 # (scheme, session truncation mode) -> expressions of TR (rounds), TC (bits sent by party p per element) and
 # TO (offline bits per element) of one truncation, then TRp, TCp, TOp: what truncating a product's output
 # adds to the product (see ``declare_truncation``).
 TRUNCATION: dict[tuple[str, str], tuple[Expr, ...]] = {}
 TRUNCATION_TERMS = ("TR", "TC", "TO", "TRp", "TCp", "TOp")
 
-# Schemes whose offline formulas give the bits party p receives; elsewhere offline is a dealer's total.
+# Schemes whose offline formulas give the bits party p receives (correlations the parties make among
+# themselves); elsewhere an offline formula is what a dealer ships to party 0, and ``offline_each`` what it
+# ships to every party p besides.
 OFFLINE_PER_PARTY: set[str] = set()
 
 
 def declare_offline_per_party(scheme: str) -> None:
     OFFLINE_PER_PARTY.add(scheme)
-
 
 
 def declare_truncation(scheme: str, mode: str, rounds, comm, offline, after_product=None) -> None:
@@ -92,6 +116,7 @@ class Protocol:
     kinds: dict = field(default_factory=dict)  # parameter -> accepted sharing kinds, "A", "B" or "AB"
     scheme: str = "additive"
     compose: Callable | None = None  # (callee lookup) -> Formula, for protocols written once over primitives
+    offline_each: str = "0"  # bits shipped to every party p besides ``offline`` (a dealer's FSS keys)
 
     @property
     def formula(self) -> Formula:
@@ -99,7 +124,9 @@ class Protocol:
         formulas given at registration."""
         if self.compose is not None:
             return self.compose(Callees(self.scheme))
-        return Formula.of(self.rounds, self.comm, self.offline, self.calls)
+        if self.scheme in OFFLINE_PER_PARTY:
+            return Formula.of(self.rounds, self.comm, "0", self.calls, shipped=self.offline)
+        return Formula.of(self.rounds, self.comm, self.offline, self.calls, shipped=self.offline_each)
 
     def evaluate(self, formula, env: dict) -> int:
         try:
@@ -116,12 +143,9 @@ class Protocol:
         f = self.formula.at(**dict(zip(TRUNCATION_TERMS, TRUNCATION[(self.scheme, trunc)])))
         env = {"K": K, "N": N, **dims}
         sent = tuple(self.evaluate(f.comm, {**env, "p": p}) for p in range(N))
-        if self.scheme in OFFLINE_PER_PARTY:  # bits received by party p (correlations the parties make)
-            received = tuple(self.evaluate(f.offline, {**env, "p": p}) for p in range(N))
-            offline = sum(received)
-        else:  # a dealer's correction words, all shipped to party 0 (mpsim/dealer.py)
-            offline = self.evaluate(f.offline, env)
-            received = (offline,) + (0,) * (N - 1)
+        to_first = self.evaluate(f.offline, env)  # a dealer's correction words go to party 0 (mpsim/dealer.py)
+        received = tuple(to_first * int(p == 0) + self.evaluate(f.shipped, {**env, "p": p}) for p in range(N))
+        offline = sum(received)
         return Cost(
             rounds=self.evaluate(f.rounds, env),
             sequential_rounds=self.evaluate(f.calls, env),
@@ -159,12 +183,23 @@ class Callees:
         self.scheme = scheme
 
     def __getitem__(self, name: str) -> Formula:
-        name = ROLES.get((self.scheme, name), name)
-        if (self.scheme, name) not in CELLS:
+        key = lookup(self.scheme, name)
+        if key is None:
             raise KeyError(f"the {self.scheme} scheme has no protocol {name!r} to compose from")
-        return CELLS[(self.scheme, name)].formula
+        return CELLS[key].formula
 
     __getattr__ = __getitem__
+
+    def _offline(self, bits: str) -> dict:
+        return {"shipped": bits} if self.scheme in OFFLINE_PER_PARTY else {"offline": bits}
+
+    def trunc(self, n) -> Formula:
+        """One truncation of each of n elements: the scheme's per-element terms TR, TC, TO."""
+        return Formula.of("TR", "TC*n", **self._offline("TO*n")).at(n=n)
+
+    def after_product(self, n) -> Formula:
+        """What truncating a product's n outputs adds to it: TRp, TCp, TOp (``declare_truncation``)."""
+        return Formula.of("TRp", "TCp*n", **self._offline("TOp*n")).at(n=n)
 
     def select_after(self, value: Formula, bit: Formula, nb, ny, n, times=1) -> Formula:
         """``bit_select`` (``times`` times) of a bit that ``bit`` makes on values that ``value`` makes, the
@@ -200,18 +235,23 @@ REGISTRY: dict[str, Protocol] = {}
 
 
 def of(scheme: str) -> dict[str, Protocol]:
-    """The cells of one scheme, by protocol name."""
-    return {name: entry for (s, name), entry in CELLS.items() if s == scheme}
+    """The cells of one scheme, by protocol name (a suite's include the overlaid scheme's it does not
+    redefine)."""
+    out = {}
+    for s in reversed(chain(scheme)):
+        out.update({name: entry for (sc, name), entry in CELLS.items() if sc == s})
+    return out
 
 
 def cell(session, name: str) -> Protocol:
     """The cell of protocol (or role) ``name`` in the session's scheme; a clear error when it has none."""
     scheme = session.scheme.name
-    name = ROLES.get((scheme, name), name)
-    if (scheme, name) not in CELLS:
+    key = lookup(scheme, name)
+    if key is None:
+        name = ROLES.get((scheme, name), name)
         raise NotImplementedError(f"the {scheme} scheme has no {name!r} protocol (yet); "
                                   f"schemes with one: {sorted(s for s, n in CELLS if n == name)}")
-    return CELLS[(scheme, name)]
+    return CELLS[key]
 LEAK_KINDS = ("output", "independent")
 SHARING_KINDS = ("A", "B", "AB")
 
@@ -285,6 +325,7 @@ def protocol(
     kinds: dict | None = None,
     scheme: str | tuple = "additive",
     cost: Callable | None = None,
+    offline_each: str = "0",
 ):
     """Register a protocol with its declared cost (see the module docstring). A randomized protocol gives
     ``observe(messages, N)``: the values of its random formula variables, read off its own messages, so that
@@ -324,9 +365,13 @@ def protocol(
             session = _session_of(args, kwargs)
             session._check_open()
             entry = entries.get(session.scheme.name)
-            if entry is None and (session.scheme.name, name) in CELLS:
-                # the session's scheme has its own protocol of this name (``protocols.msb`` in an ABY3 session)
-                return CELLS[(session.scheme.name, name)].fn(*args, **kwargs)
+            key = lookup(session.scheme.name, name) if entry is None else None
+            if key is not None and key[0] not in entries:
+                # the session's scheme (or the scheme it overlays) has its own protocol of this name
+                # (``protocols.msb`` in an ABY3 session)
+                return CELLS[key].fn(*args, **kwargs)
+            if key is not None:
+                entry = entries[key[0]]
             if entry is None:
                 raise NotImplementedError(f"{name} is a protocol of the {' and '.join(schemes)} scheme"
                                           f"{'s' if len(schemes) > 1 else ''}, not of {session.scheme.name}")
@@ -338,7 +383,7 @@ def protocol(
         for sc in schemes:
             entries[sc] = CELLS[(sc, name)] = Protocol(
                 name, run, rounds, comm, offline, calls, leaks, ref, kind, dims, example, parties, vars_doc,
-                observe, leaked, kinds, sc, cost,
+                observe, leaked, kinds, sc, cost, offline_each,
             )
             if sc == "additive":
                 REGISTRY[name] = entries[sc]
@@ -349,12 +394,24 @@ def protocol(
     return wrap
 
 
+def _offline_text(f: Formula) -> str:
+    """A composed formula's offline bits: the dealer's to party 0, and what each party p receives besides."""
+    zero = Expr(0)
+    if f.shipped == zero:
+        return str(f.offline)
+    if f.offline == zero:
+        return str(f.shipped)
+    return f"{f.offline}; to each party p: {f.shipped}"
+
+
 def _cells_row(entry: Protocol) -> str:
     if entry.compose is None:
         rounds, calls, comm, offline = entry.rounds, entry.calls, entry.comm, entry.offline
+        if entry.offline_each != "0":
+            offline = f"{offline}; to each party p: {entry.offline_each}"
     else:
         f = entry.formula
-        rounds, calls, comm, offline = str(f.rounds), str(f.calls), str(f.comm), str(f.offline)
+        rounds, calls, comm, offline = str(f.rounds), str(f.calls), str(f.comm), _offline_text(f)
     if calls not in (None, rounds):
         rounds = f"{rounds} ({calls} calls)"
     cells = [f"`{entry.name}`", rounds, f"`{comm}`", f"`{offline}`", entry.vars_doc, entry.leaks, entry.ref]
@@ -405,4 +462,18 @@ def markdown_table() -> str:
             *_HEADER,
         ]
         lines += [_cells_row(entry) for entry in sorted(aby3.values(), key=lambda e: e.name)]
+    fss = {name: entry for (sc, name), entry in CELLS.items() if sc == "fss"}
+    if fss:
+        lines += [
+            "",
+            "## fss (2 parties, the additive scheme with comparisons by function secret sharing)",
+            "",
+            "The suite overlays the additive scheme: its own cells (the DCF msb) and every protocol written",
+            "once over the primitives, composed from them, are listed; every other protocol is the additive",
+            "scheme's, with the additive declaration. Offline: the dealer's corrections to party 0, then \"to",
+            "each party p\": its FSS keys (lambda = 128). TR, TC, TO as in the additive scheme.",
+            "",
+            *_HEADER,
+        ]
+        lines += [_cells_row(entry) for entry in sorted(fss.values(), key=lambda e: e.name)]
     return "\n".join(lines) + "\n"

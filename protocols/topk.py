@@ -54,7 +54,7 @@ from .oblivious import onehot_rotation
 from .rotation import _pow2_at_least
 from .reduce import argmax, check_axis, levels
 from .cost import Expr
-from .registry import protocol
+from .registry import COMPOSED, protocol
 
 METHODS = ("auto", "max", "sort", "shuffle")
 LAN_HALF_RTT_S, LAN_BPS = 0.15e-3, 3e9
@@ -145,7 +145,7 @@ def sort_network_plan(n: int, k: int):
 
 
 # -- the three methods ---------------------------------------------------------------------------------------
-BOTH = ("additive", "aby3")
+BOTH = COMPOSED
 
 
 def _topk_example(s):
@@ -175,11 +175,11 @@ def _sort_cost(d):
     return comparators + d.onehot_rotation.at(m="rows*k")
 
 
-_SHUFFLE_F = {
-    "rounds": "2 + I*(2+log2(K)) + int(T > 1)",
-    "comm": "2*K*rows*n*(int(p != 0) + int(p != 1)) + (N-1)*(Q*(K + 2*(2*K-2-log2(K)) + 1) + rows*k*log2(T))",
-    "offline": "4*K*rows*n + Q*(3*K - 2 - log2(K)) + rows*k*(K*T + log2(T))*int(T > 1)",
-}
+def _shuffle_cost(d):
+    """The shuffle of (key, value) pairs, I batches of Q comparisons in all (an msb and a 1-bit opening of
+    each outcome), the rotation one-hot of the k winners."""
+    batches = (d.msb.at(n="Q") + d.reveal.at(K=1, n="Q", to="None")).levels("I")
+    return d.shuffle.at(n="2*rows*n") + batches + d.onehot_rotation.at(m="rows*k")
 
 
 def _observe_outcomes(messages, N):
@@ -480,8 +480,9 @@ def _quicksort(session, keys: SharedTensor, chosen, sim_ranks):
 
 @protocol(
     "topk_shuffle",
+    scheme=BOTH,
+    cost=_shuffle_cost,
     leaked={"open_outcomes": "independent"},
-    **_SHUFFLE_F,
     kind="randomized",
     leaks="nothing: opened comparison outcomes of shuffled distinct keys are independent of the data",
     ref="shuffle (Chase-Ghosh-Poburinnaya 2020) then quickselect (Hoare 1961) with sample pivots (cf. "

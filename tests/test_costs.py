@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BACKENDS = ("share", "ideal", "count")
 CASES = [(name, n, k) for name in sorted(REGISTRY) for n in (2, 3, 4) for k in (32, 64)]
 # Every cell of the other schemes, at the party counts they run with.
-SCHEME_PARTIES = {"aby3": (3,)}
+SCHEME_PARTIES = {"aby3": (3,), "fss": (2,)}
 SCHEME_CASES = [(scheme, name, n, k) for (scheme, name) in sorted(CELLS) if scheme != "additive"
                 for n in SCHEME_PARTIES[scheme] for k in (32, 64)]
 

@@ -18,12 +18,13 @@ import pytest
 from mpsim.dealer import Dealer
 from mpsim.transcript import counted_draws, disabled_mask
 from protocols.aby3.prf import Keys
+from protocols.fss.keys import FssKeys
 from protocols.registry import of
 from transcript_env import run_once, transcript_problems
 
 RING_BITS = 64
 # Each scheme's source of correlated randomness, and the party count its mutations run at.
-SOURCES = {"additive": (Dealer, 2), "aby3": (Keys, 3)}
+SOURCES = {"additive": (Dealer, 2), "aby3": (Keys, 3), "fss": (FssKeys, 2)}
 MUTATIONS = [(scheme, c) for scheme, (source, _) in SOURCES.items() for c in source.correlations()]
 
 

@@ -18,13 +18,13 @@ import protocols
 from mpsim import SharedTensor
 from mpsim.transcript import independence_problems, record
 from protocols.reuse import MaskedOperand
-from protocols.registry import CELLS, REGISTRY
+from protocols.registry import CELLS, REGISTRY, lookup, of
 
 SEEDS = 40  # freshness false alarm 2^(1 - SEEDS) per cell (mpsim/transcript.py)
 SECRETS = ("example", "constant")
 RINGS = {64: 16, 32: 8}
 CONFIGS = [(2, 64), (3, 64), (2, 32), (3, 32)]
-SCHEME_CONFIGS = {"additive": CONFIGS, "aby3": [(3, 64), (3, 32)]}
+SCHEME_CONFIGS = {"additive": CONFIGS, "aby3": [(3, 64), (3, 32)], "fss": [(2, 64), (2, 32)]}
 
 
 def _variant(values, secret: str):
@@ -60,7 +60,7 @@ def secret_inputs(session, secret: str, inputs: list):
 
 def run_once(name, parties, ring_bits, seed, secret, mutation=None, scheme="additive"):
     """One seeded run of ``name``'s example on real shares; returns (transcript, session, output)."""
-    entry = CELLS[(scheme, name)]
+    entry = of(scheme)[name]  # a suite's own cell, or the one of the scheme it overlays
     s = mpsim.Session(parties=parties, ring_bits=ring_bits, frac_bits=RINGS[ring_bits], seed=seed, scheme=scheme)
     inputs = []
     with secret_inputs(s, secret, inputs):
@@ -96,8 +96,9 @@ def leaks_of(scheme="additive"):
 
     def innermost_leak(observation):
         for part in reversed(observation.scope.split("/")):
-            if (scheme, part) in CELLS:
-                return CELLS[(scheme, part)].leaked.get(observation.op)
+            key = lookup(scheme, part)
+            if key is not None:
+                return CELLS[key].leaked.get(observation.op)
         return None
 
     return innermost_leak
@@ -111,7 +112,7 @@ def transcript_problems(name, parties, ring_bits, seeds=SEEDS, mutation=None, sc
     runs ({secret: [Transcript]})."""
     runs = {secret: [run_once(name, parties, ring_bits, seed, secret, mutation, scheme)[0] for seed in range(seeds)]
             for secret in SECRETS}
-    randomized = CELLS[(scheme, name)].kind == "randomized"
+    randomized = of(scheme)[name].kind == "randomized"
     return independence_problems(runs, leaks=leaks_of(scheme), randomized=randomized), runs
 
 

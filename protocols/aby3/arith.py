@@ -439,9 +439,9 @@ rep_matmul_trunc.__doc__ += "\n\n" + _TRUNC_STEPS
 
 # TR, TC, TO of one truncation per element, for composite formulas; truncating a product's output adds one
 # round and no bits (``rep_mul_trunc``).
+declare_offline_per_party("aby3")  # offline formulas: bits party p receives from the others
 declare_truncation("aby3", "local", "1", "K*int(p == 0)", "0", after_product=("1", "0", "0"))
 declare_truncation("aby3", "pair", "1", "K", "2*K*K")
-declare_offline_per_party("aby3")  # offline formulas: bits party p receives from the others
 declare_role("aby3", "ring_mul", "rep_mul")
 declare_role("aby3", "ring_square", "rep_square")
 declare_role("aby3", "ring_matmul", "rep_matmul")

@@ -24,7 +24,7 @@ from mpsim import kernels
 from mpsim.tensor import SharedTensor, concatenate
 
 from ..boolean import _bool, and_public, carry_tree_but_last, subtraction_signals, xor
-from ..reduce import _reduce_dims, _reduce_example, check_axis
+from ..reduce import _reduce_dims, _reduce_example, reduced_last
 from ..registry import protocol
 from .arith import ABY3_REF, PARTIES, _parents, open_values, reshare
 from .boolean import and_gates
@@ -99,11 +99,7 @@ def _select(session, e, s_arith, d: SharedTensor, depth):
 
 
 def _tournament(x: SharedTensor, axis: int, largest: bool) -> SharedTensor:
-    check_axis(x, axis, "a reduction")
-    x = x.moveaxis(axis, -1)
-    n = x.shape[-1]
-    if n == 0:
-        raise ValueError("cannot reduce an empty axis")
+    x = reduced_last(x, axis)
     session = x.session
     values, first = x, True  # replicated at first; 3-out-of-3 after a level
     while values.shape[-1] > 1:

@@ -6,10 +6,8 @@ key, and hands party j + 2 its two new components under masks from the same key.
 the three permutations, so the composition is uniform to each of them (cf. the resharing shuffles of
 Chase-Ghosh-Poburinnaya, ASIACRYPT 2020, and of honest-majority 3PC, e.g. Araki et al., CCS 2021).
 
-The shuffle top-k is the additive scheme's code (``protocols.topk``): shuffle, quickselect on opened
-comparison outcomes, a rotation one-hot; only its declaration is ABY3's, composed from the cells here. The
-other top-k methods and the dispatcher are written once in ``protocols.topk`` ("auto" picks the shuffle in
-ABY3).
+Every top-k method is written once in ``protocols.topk`` over the scheme's cells: in ABY3 the shuffle top-k
+composes this shuffle, ABY3's msb and its openings ("auto" picks the shuffle in ABY3).
 """
 from __future__ import annotations
 
@@ -23,7 +21,6 @@ from .arith import PARTIES, _parents
 from .prf import only_row
 
 _SHUFFLE = CELLS[("additive", "shuffle")]
-_TOPK = CELLS[("additive", "topk_shuffle")]
 
 
 def _permute(v, perm):
@@ -84,32 +81,3 @@ def shuffle(t: SharedTensor) -> SharedTensor:
                                          parents, contents=contents, reconstructs=False)
         parents = ()
     return t._like(payload, t.shape, depth=depth)
-
-
-@protocol(
-    "topk_shuffle",
-    scheme="aby3",
-    leaked={"open_outcomes": "independent"},
-    cost=lambda d: (d.shuffle.at(n="2*rows*n")
-                    + (d.msb.at(n="Q") + d.reveal.at(K=1, n="Q", to="None")).levels("I")
-                    + d.onehot_rotation.at(m="rows*k")),
-    kind="randomized",
-    leaks=_TOPK.leaks,
-    ref=_TOPK.ref,
-    dims=_TOPK.dims,
-    example=_TOPK.example,
-    parties=lambda n: n == PARTIES,
-    vars_doc=_TOPK.vars_doc,
-    observe=_TOPK.observe,
-)
-def topk_shuffle(x: SharedTensor, k: int, sorted: bool = False):
-    """Top-k of each row of a (rows, n) tensor by shuffle-then-quickselect (randomized cost).
-
-    Steps: as ``protocols.topk.topk_shuffle``, with this scheme's shuffle (3 rounds), comparisons (ABY3 msb)
-    and opened outcomes (each party receives the one component it lacks: 1 bit per outcome).
-    Rounds: 3 + I (msb + 1) + 1, I = comparison batches (independent of the data).
-    Comm: the shuffle's 2 K (2 rows n), Q (msb + 1 bit) for Q comparisons, the one-hot's.
-    Leaks: nothing beyond the output (the outcomes of shuffled distinct keys are independent of the data).
-    Ref: as ``protocols.topk.topk_shuffle``.
-    """
-    return _TOPK.fn.__wrapped__(x, k, sorted)

@@ -3,25 +3,17 @@ scheme's cells, and the dims variables read from the configuration of the actual
 from __future__ import annotations
 
 from ..cost import Expr, Formula
+from ..registry import COMPOSED
 from .config import NonlinearConfig
-
-def _trunc(n: str) -> Formula:
-    """One truncation of each of n elements: the scheme's per-element terms TR, TC, TO (``declare_truncation``)."""
-    return Formula.of("TR", "TC*n", "TO*n").at(n=n)
-
-
-def _after_product(n: str) -> Formula:
-    """What truncating a product's n outputs adds to it: TRp, TCp, TOp (``declare_truncation``)."""
-    return Formula.of("TRp", "TCp*n", "TOp*n").at(n=n)
 
 
 def _fmul(d, nx: str, ny: str, n: str) -> Formula:
     """A fixed-point product (``_mul``): the scheme's ring product and the truncation of its output."""
-    return d.ring_mul.at(nx=nx, ny=ny, n=n) + _after_product(n)
+    return d.ring_mul.at(nx=nx, ny=ny, n=n) + d.after_product(n)
 
 
 def _fsquare(d, n: str) -> Formula:
-    return d.ring_square.at(n=n) + _after_product(n)
+    return d.ring_square.at(n=n) + d.after_product(n)
 
 
 def _goldschmidt_cost(d, iters: str, m: str) -> Formula:
@@ -31,8 +23,8 @@ def _goldschmidt_cost(d, iters: str, m: str) -> Formula:
 
 def _exp_cost(d, n: str = "n") -> Formula:
     """exp, composed from the scheme's cells (see ``exp``'s steps); lim, t, s, q, c as in its variables."""
-    limit = _trunc(n) + _fsquare(d, n) * Expr("t")
-    pade = (_trunc(n) + _fsquare(d, n) + _trunc(f"2*{n}") + _goldschmidt_cost(d, "q", n)
+    limit = d.trunc(n) + _fsquare(d, n) * Expr("t")
+    pade = (d.trunc(n) + _fsquare(d, n) + d.trunc(f"2*{n}") + _goldschmidt_cost(d, "q", n)
             + _fsquare(d, n) * Expr("s"))
     core = limit * Expr("lim") + pade * Expr("1 - lim")
     # clipping: the comparison runs beside the polynomial, then one selection
@@ -43,12 +35,12 @@ def _recip_cost(d, m: str = "m") -> Formula:
     """reciprocal on m elements (see its steps): the one-hot of the leading bit, normalisation, the iteration
     (Goldschmidt when gs, else Newton), rescaling."""
     onehot = d.msb.at(n=f"{m}*(P-1)")
-    select_truncate = d.bit_select.at(nb=f"{m}*P", ny=m, n=f"{m}*P") + _trunc(m)
+    select_truncate = d.bit_select.at(nb=f"{m}*P", ny=m, n=f"{m}*P") + d.trunc(m)
     goldschmidt = _fmul(d, m, m, m) + _goldschmidt_cost(d, "I", m)
     newton = _fmul(d, m, m, m) * Expr("2*I")
     iterate = select_truncate + (goldschmidt * Expr("gs") + newton * Expr("1 - gs"))
     # the rescaling selects by the one-hot again: any stage of it on the bits alone runs beside the iteration
-    return onehot + d.select_after(iterate, Formula.of(), nb=f"{m}*P", ny=m, n=f"{m}*P") + _trunc(m)
+    return onehot + d.select_after(iterate, Formula.of(), nb=f"{m}*P", ny=m, n=f"{m}*P") + d.trunc(m)
 
 
 def _softmax_cost(d) -> Formula:
@@ -56,7 +48,7 @@ def _softmax_cost(d) -> Formula:
     return d.max.at(rows="R") + d.exp.at(n="R*n") + d.reciprocal.at(m="R") + _fmul(d, "R*n", "R", "R*n")
 
 
-BOTH = ("additive", "aby3")
+BOTH = COMPOSED
 
 
 def _exp_vars(cfg: NonlinearConfig) -> dict:
@@ -83,10 +75,10 @@ def _rsqrt_cost(d, m: str = "m") -> Formula:
     y0 by one truncation, I Newton steps (a product of [x_n, y] by y, a ring product, one truncation), then
     rescaling."""
     onehot = d.msb.at(n=f"{m}*(P-1)")
-    select_truncate = d.bit_select.at(nb=f"{m}*P", ny=m, n=f"{m}*P") + _trunc(m)
-    newton = _fmul(d, f"2*{m}", m, f"2*{m}") + d.ring_mul.at(nx=m, ny=m, n=m) + _trunc(m)
-    iterate = select_truncate + _trunc(m) + newton * Expr("I")
-    return onehot + d.select_after(iterate, Formula.of(), nb=f"{m}*P", ny=m, n=f"{m}*P") + _trunc(m)
+    select_truncate = d.bit_select.at(nb=f"{m}*P", ny=m, n=f"{m}*P") + d.trunc(m)
+    newton = _fmul(d, f"2*{m}", m, f"2*{m}") + d.ring_mul.at(nx=m, ny=m, n=m) + d.trunc(m)
+    iterate = select_truncate + d.trunc(m) + newton * Expr("I")
+    return onehot + d.select_after(iterate, Formula.of(), nb=f"{m}*P", ny=m, n=f"{m}*P") + d.trunc(m)
 
 
 def _norm_cost(centre: bool):
@@ -95,9 +87,9 @@ def _norm_cost(centre: bool):
     the final product."""
 
     def cost(d) -> Formula:
-        mean = _trunc("R") * 2 if centre else Formula.of()
-        gamma = _fmul(d, "R*n", "ng", "R*n") * Expr("gs") + _trunc("R*n") * Expr("gp")
-        return (mean + _fsquare(d, "R*n") + _trunc("R") * 2 + (gamma | d.rsqrt.at(m="R"))
+        mean = d.trunc("R") * 2 if centre else Formula.of()
+        gamma = _fmul(d, "R*n", "ng", "R*n") * Expr("gs") + d.trunc("R*n") * Expr("gp")
+        return (mean + _fsquare(d, "R*n") + d.trunc("R") * 2 + (gamma | d.rsqrt.at(m="R"))
                 + _fmul(d, "R*n", "R", "R*n"))
 
     return cost
@@ -110,7 +102,7 @@ def _piecewise_cost(squares: int, stacked: int, plain: int):
 
     def cost(d) -> Formula:
         poly = (_fsquare(d, "n") * squares + _fmul(d, "2*n", "n", "2*n") * stacked + _fmul(d, "n", "n", "n") * plain
-                + _trunc("2*n"))
+                + d.trunc("2*n"))
         return d.select_after(poly, d.msb.at(n="3*n"), nb="3*n", ny="3*n", n="3*n")
 
     return cost

@@ -1,0 +1,82 @@
+"""The FSS suite's correlations: the dealer's function-secret-shared keys (``mpsim.fss``).
+
+The dealer of the additive scheme still gives Beaver triples, daBits and the rest (``session.dealer``);
+this source adds the keys, under the same accounting: a purely random component (the input mask r, the
+root seeds) is derived from the seed the dealer shares with each party and costs nothing to ship, each
+derived component is charged. A DCF key's correction words are derived and both parties need them, so
+each party receives its key: the declared key size of the AES-based construction (``mpsim.fss``), seed
+included, is charged to every party.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from mpsim import fss
+from mpsim.ledger import DEALER, OFFLINE
+
+
+def _numel(shape) -> int:
+    return int(np.prod(shape, dtype=np.int64))
+
+
+class FssKeys:
+    """``session.keys`` of an FSS session: one method per correlation, every random draw through
+    ``_random`` (so ``mpsim.transcript.disabled_mask`` can zero it)."""
+
+    def __init__(self, session):
+        self.backend = session.backend
+        self.ring = session.ring
+        self.ledger = session.ledger
+        self.profiler = session.profiler
+        self._watchers = []
+
+    @classmethod
+    def correlations(cls) -> tuple[str, ...]:
+        return ("msb_key",)
+
+    def watch(self, callback):
+        """Call ``callback(label, payload, kind, width)`` with every party's own key material from now on (for
+        the transcript tests: a party's key is part of its view); returns a function that stops it."""
+        self._watchers.append(callback)
+        return lambda: self._watchers.remove(callback) if callback in self._watchers else None
+
+    def _random(self, shape):
+        """Uniform ring values of ``shape`` (zeros under the ideal backend, None under count)."""
+        return self.backend.uniform(tuple(shape))
+
+    def _ship(self, op: str, bits_each: int, bits_first: int = 0) -> None:
+        """Record ``bits_each`` bits to every party, and ``bits_first`` more to party 0 (a correction word)."""
+        for party in range(self.backend.parties):
+            bits = bits_each + (bits_first if party == 0 else 0)
+            self.ledger.record(self.profiler.path, op, 0, -1, DEALER, party, int(bits), OFFLINE)
+
+    def msb_key(self, shape):
+        """For msb(x) by one masked opening: additive shares of a uniform r, XOR shares of its top bit, and
+        DCF keys for 1{y < r mod 2^(K-1)} on K - 1 input bits with output in Z_2 (XOR shares).
+
+        Offline per element: the DCF key (``fss.dcf_key_bits(K - 1, 1)`` bits) to each party, and the top
+        bit's correction (1 bit) to party 0. Returns (r shares, top-bit shares, keys or None).
+        """
+        shape = tuple(shape)
+        K, n = self.ring.bits, _numel(shape)
+        self._ship("msb_key", fss.dcf_key_bits(K - 1, 1) * n, n)
+        r = self._random(shape)
+        seeds = self._random((2, n, 2))
+        if r is None or self.backend.rows == 1:  # count: nothing; ideal: r = 0, the function itself
+            return (None, None, None) if r is None else (r[None].copy(), None, None)
+        low = np.uint64((1 << (K - 1)) - 1)
+        top = np.right_shift(r, np.uint64(K - 1))
+        keys = fss.gen("dcf", np.bitwise_and(r, low).reshape(-1), 1, K - 1, 1, _Seeds(seeds))
+        for callback in list(self._watchers):
+            callback("msb key seeds", keys.seed.reshape(2, -1), "A", None)
+        return self.backend.split(r), self.backend.split_xor(top), keys
+
+
+class _Seeds:
+    """Root seeds drawn through ``FssKeys._random`` handed to ``fss.gen`` (which asks its generator)."""
+
+    def __init__(self, seeds):
+        self.seeds = np.asarray(seeds, dtype=np.uint64)
+
+    def integers(self, low, high, size, dtype):
+        return self.seeds.reshape(size).astype(dtype)
