@@ -146,15 +146,17 @@ def _gen(alpha, beta, seeds, n, mask, comparison, scw, tl, tr, vcw, last):
 
 @numba.njit(cache=True)
 def _eval(party, seed, scw, tl, tr, vcw, last, x, n, mask, comparison, out):
-    """Party ``party``'s output share per element from its own seed, the correction words and public x."""
-    m = x.shape[0]
+    """Party ``party``'s output share per element and point from its own seed, the correction words and
+    public x of shape (elements, points): one key evaluated at each of its element's points."""
+    m, points = x.shape
     sign = mask if party else np.uint64(1)
-    for e in range(m):
+    for idx in range(m * points):
+        e, j = idx // points, idx % points
         sl, sh = seed[e, 0], seed[e, 1]
         t = np.uint64(party)
         v = np.uint64(0)
         for i in range(n):
-            bit = (x[e] >> np.uint64(n - 1 - i)) & np.uint64(1)
+            bit = (x[e, j] >> np.uint64(n - 1 - i)) & np.uint64(1)
             c = _word(sl, sh, 6)
             if bit == 0:
                 nl, nh, nt, val = _word(sl, sh, 0), _word(sl, sh, 1), c & np.uint64(1), _word(sl, sh, 4)
@@ -167,7 +169,7 @@ def _eval(party, seed, scw, tl, tr, vcw, last, x, n, mask, comparison, out):
             if comparison:
                 v = (v + sign * ((val & mask) + t * vcw[e, i])) & mask
             sl, sh, t = nl, nh, nt
-        out[e] = (v + sign * (_convert(sl, sh, mask) + t * last[e])) & mask
+        out[e, j] = (v + sign * (_convert(sl, sh, mask) + t * last[e])) & mask
 
 
 # -- validating wrappers --------------------------------------------------------------------------------------
@@ -206,15 +208,19 @@ def gen(kind: str, alpha, beta, n: int, K: int, rng: np.random.Generator) -> Key
 
 
 def eval_party(keys: Keys, party: int, x) -> np.ndarray:
-    """Party ``party``'s output shares (uint64, one per element) at public inputs x (n-bit unsigned), from
-    its own seed and the correction words only."""
+    """Party ``party``'s output shares (uint64) at public inputs x (n-bit unsigned), from its own seed and the
+    correction words only: x has one entry per key, or shape (keys, points) to evaluate each key at several
+    points (the output has x's shape). Evaluating a key at more points is local and reveals nothing more."""
     if party not in (0, 1):
         raise ValueError(f"FSS keys are for parties 0 and 1, got {party!r}")
     mask = _check(keys.n, keys.K)
-    x = _elements(x, keys.n, "x")
-    if x.size != keys.last.size:
-        raise ValueError(f"{x.size} inputs for {keys.last.size} keys")
-    out = np.empty(x.size, dtype=np.uint64)
-    _eval(party, np.ascontiguousarray(keys.seed[party]), keys.scw, keys.tl, keys.tr, keys.vcw, keys.last, x,
+    shape = np.shape(x)
+    m = keys.last.size
+    points = _elements(x, keys.n, "x")
+    if len(shape) > 2 or (shape[0] if shape else 1) != m or points.size % max(m, 1):
+        raise ValueError(f"inputs of shape {shape} for {m} keys: give one input per key, or (keys, points)")
+    points = points.reshape(m, -1)
+    out = np.empty(points.shape, dtype=np.uint64)
+    _eval(party, np.ascontiguousarray(keys.seed[party]), keys.scw, keys.tl, keys.tr, keys.vcw, keys.last, points,
           keys.n, mask, keys.kind == "dcf", out)
-    return out
+    return out.reshape(shape)

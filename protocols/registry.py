@@ -14,9 +14,10 @@ Per call a protocol declares
 * ``rounds``: critical-path rounds (communication depth), and ``calls``: channel calls (sequential rounds,
   defaults to ``rounds``);
 * ``comm``: online bits sent by party ``p``;
-* ``offline``: offline bits in total (the dealer's, all to party 0); in a scheme declared with
-  :func:`declare_offline_per_party` (correlations the parties make among themselves, as in ABY3) it is the
-  bits party ``p`` receives, and the total is their sum.
+* ``offline``: offline bits the dealer ships to party 0 (its correction words), and ``offline_each`` the
+  bits it ships to every party p besides (FSS keys); in a scheme declared with
+  :func:`declare_offline_per_party` (correlations the parties make among themselves, as in ABY3) ``offline``
+  is the bits party ``p`` receives. The declared total is the sum over the parties.
 
 ``kind="fixed"`` protocols must match exactly on every backend. ``kind="randomized"`` is for protocols that
 open values provably independent of the secrets (e.g. comparison outcomes after an oblivious shuffle) and
@@ -71,6 +72,8 @@ def lookup(scheme: str, name: str):
         if key in CELLS:
             return key
     return None
+
+
 # (scheme, session truncation mode) -> expressions of TR (rounds), TC (bits sent by party p per element) and
 # TO (offline bits per element) of one truncation, then TRp, TCp, TOp: what truncating a product's output
 # adds to the product (see ``declare_truncation``).
@@ -252,6 +255,8 @@ def cell(session, name: str) -> Protocol:
         raise NotImplementedError(f"the {scheme} scheme has no {name!r} protocol (yet); "
                                   f"schemes with one: {sorted(s for s, n in CELLS if n == name)}")
     return CELLS[key]
+
+
 LEAK_KINDS = ("output", "independent")
 SHARING_KINDS = ("A", "B", "AB")
 

@@ -83,3 +83,32 @@ def test_a_decode_step_runs_in_the_suite_with_fewer_rounds():
     fss = measure("mpcache-proxy", 512, "mpcache", scheme="fss")
     assert fss.rounds < beaver.rounds / 2
     assert max(fss.sent_bytes) < max(beaver.sent_bytes)
+
+
+@pytest.mark.parametrize("K", [32, 64])
+def test_exp_spline_against_its_twin_and_the_true_function(K):
+    """The FSS exp (protocols/fss/spline.py) twice: within one unit (its product's truncation) of its
+    plaintext twin on real shares, and the twin within its derived bound of e^x on [-16, 0] (0 below):
+    SPLINE_ERROR + (1/2 + 1/2 max u + 1) units, max u the widest piece (a rounded slope times u)."""
+    from protocols.fss.spline import SPLINE_ERROR, exp_pieces, twin_exp
+
+    s = session("share", K, seed=4)
+    f = s.frac_bits
+    v = np.concatenate([np.linspace(-16, 0, 4001), np.linspace(-20, -16.01, 50)])
+    got = s.reveal(protocols.exp(s.input(v)))
+    twin = twin_exp(v, f)
+    assert np.abs(got - twin).max() <= 2.0**-f
+    left, _, _ = exp_pieces()
+    widest = np.diff(np.concatenate([left, [0.0]])).max()
+    bound = SPLINE_ERROR + (0.5 + 0.5 * widest + 1) * 2.0**-f
+    inside = v >= -16
+    assert np.abs(twin[inside] - np.exp(v[inside])).max() <= bound
+    assert np.all(twin[~inside] == 0)
+
+
+def test_the_suite_meets_the_softmax_round_target():
+    s = session("count")
+    x = s.placeholder((32, 512))
+    mark = s.mark()
+    protocols.softmax(x)
+    assert s.cost(since=mark).rounds <= 30

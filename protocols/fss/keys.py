@@ -32,7 +32,7 @@ class FssKeys:
 
     @classmethod
     def correlations(cls) -> tuple[str, ...]:
-        return ("msb_key",)
+        return ("msb_key", "spline_key")
 
     def watch(self, callback):
         """Call ``callback(label, payload, kind, width)`` with every party's own key material from now on (for
@@ -70,6 +70,30 @@ class FssKeys:
         for callback in list(self._watchers):
             callback("msb key seeds", keys.seed.reshape(2, -1), "A", None)
         return self.backend.split(r), self.backend.split_xor(top), keys
+
+
+    def spline_key(self, shape):
+        """For a spline's piece selection: additive shares of a uniform r and of its top bit r_(K-1), and a
+        DCF key for 1{y < r mod 2^(K-1)} on K - 1 input bits with payload 1 - 2 r_(K-1) in Z_2^K, to be
+        evaluated at every knot (``protocols.fss.spline``).
+
+        Offline per element: the DCF key (``fss.dcf_key_bits(K - 1, K)`` bits) to each party, and the top
+        bit's correction (K bits) to party 0. Returns (r shares, top-bit shares, keys or None).
+        """
+        shape = tuple(shape)
+        K, n = self.ring.bits, _numel(shape)
+        self._ship("spline_key", fss.dcf_key_bits(K - 1, K) * n, K * n)
+        r = self._random(shape)
+        seeds = self._random((2, n, 2))
+        if r is None or self.backend.rows == 1:
+            return (None, None, None) if r is None else (r[None].copy(), None, None)
+        low = np.uint64((1 << (K - 1)) - 1)
+        top = np.right_shift(r, np.uint64(K - 1))
+        payload = self.ring.reduce(np.uint64(1) - np.uint64(2) * top)
+        keys = fss.gen("dcf", np.bitwise_and(r, low).reshape(-1), payload.reshape(-1), K - 1, K, _Seeds(seeds))
+        for callback in list(self._watchers):
+            callback("spline key seeds", keys.seed.reshape(2, -1), "A", None)
+        return self.backend.split(r), self.backend.split(top), keys
 
 
 class _Seeds:

@@ -29,7 +29,7 @@ def _check_exp_domain(x: SharedTensor, cfg: NonlinearConfig) -> None:
 
 @protocol(
     "exp",
-    scheme=BOTH,
+    scheme=tuple(s for s in BOTH if s != "fss"),  # the FSS suite's is a spline (protocols/fss/spline.py)
     cost=_exp_cost,
     ref="limit: CrypTen (Knott et al., NeurIPS 2021); Pade [2/2] with squaring: SPU fxp_exp_mode=1 / PUMA",
     dims=lambda x, config=None: {"n": x.size, **_exp_vars(_config(x.session, config))},
