@@ -312,7 +312,9 @@ def claim_f_fss(lines, seqs, compute, beaver: dict):
               "element; the DCF keys are offline bytes) and exp by a spline whose piece one DCF key chooses (2 "
               "rounds). Products, truncation and reusable operands stay Beaver; reciprocal, rsqrt and the "
               "activations are still the Beaver polynomials (issue 12 continues). A cheaper softmax cheapens full "
-              "attention most, so the communication ratios fall below the Beaver suite's."]
+              "attention most, so the communication ratios fall below the Beaver suite's. The suite's exp is the "
+              "one spline whatever the configuration (PUMA's clip and Pade exp are not used), so its two softmax "
+              "configurations give the same tables."]
     results = _ratio_tables(lines, seqs, compute, "fss", "FSS suite, ")
     ours = SOFTMAXES[1][0]
     llama, proxy = results[(ours, "llama2-7b")], results[(ours, "mpcache-proxy")]

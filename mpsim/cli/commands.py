@@ -559,8 +559,7 @@ def build_parser() -> argparse.ArgumentParser:
     op.add_argument("--n", type=_positive, default=None, help="positions for one-hot")
     op.add_argument("--method", default="auto", help="top-k method: auto, max, sort, shuffle")
     op.add_argument("--parties", type=_positive, default=None, help="parties (default 2; 3 with --scheme aby3)")
-    op.add_argument("--scheme", default="additive",
-                    help="sharing scheme: additive (N parties, dealer) or aby3 (3 parties, replicated)")
+    _scheme_option(op)
     op.add_argument("--backend", choices=("count", "ideal", "share"), default="count")
     op.add_argument("--ring", type=int, choices=(32, 64), default=64, help="ring bits K")
     op.add_argument("--frac", type=int, default=None, help="fractional bits f (default 16, or 8 with --ring 32)")
@@ -649,8 +648,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _scheme_option(p):
     p.add_argument("--scheme", default="additive",
-                   help="sharing scheme: additive (N parties, trusted dealer) or aby3 (3 parties, replicated; no "
-                        "reusable masks, so MPCache gathers by cluster)")
+                   help="sharing scheme: additive (N parties, trusted dealer), aby3 (3 parties, replicated; no "
+                        "reusable masks, so MPCache gathers by cluster) or fss (2 parties, the additive scheme with "
+                        "comparisons and exp by function secret sharing)")
 
 
 def _structured(p):
