@@ -365,6 +365,12 @@ def sample_size(n: int) -> int:
     return s if s >= 3 else 0
 
 
+def pair_wins(a, b, outcomes, size: int) -> np.ndarray:
+    """Per member of a set of ``size``, how many of the compared pairs (a[i], b[i]) it won, given the
+    outcomes [key_a > key_b]."""
+    return np.bincount(a, weights=outcomes, minlength=size) + np.bincount(b, weights=~outcomes, minlength=size)
+
+
 def select_positions(rows: int, n: int, k: int, compare):
     """Quickselect with sample pivots, all rows in lockstep; ``compare(rows_idx, i_idx, j_idx)`` runs one
     batch and returns [key_i > key_j] (keys distinct, positions in shuffled order).
@@ -388,9 +394,7 @@ def select_positions(rows: int, n: int, k: int, compare):
         out = compare(np.repeat(np.arange(rows), len(a)), np.tile(a, rows), np.tile(b, rows))
         batches, comparisons = 1, int(out.size)
         flat = out.reshape(rows, len(a))
-        wins = np.zeros((rows, s), np.int64)
-        for r in range(rows):
-            wins[r] = np.bincount(a, weights=flat[r], minlength=s) + np.bincount(b, weights=~flat[r], minlength=s)
+        wins = np.stack([pair_wins(a, b, flat[r], s) for r in range(rows)]).astype(np.int64)
         srank[:, :s] = np.argsort(np.argsort(-wins, axis=1, kind="stable"), axis=1)
     cands = [np.arange(n) for _ in range(rows)]
     need = [k] * rows
@@ -495,7 +499,7 @@ def select_positions_pivots(rows: int, n: int, k: int, compare, pivots: int = PI
             above = out[at + n_pivot_pairs : at + n_pivot_pairs + n_rest * p].reshape(n_rest, p)
             at += n_pivot_pairs + n_rest * p
             a, b = np.triu_indices(p, 1)
-            wins = np.bincount(a, weights=among, minlength=p) + np.bincount(b, weights=~among, minlength=p)
+            wins = pair_wins(a, b, among, p)
             greater = p - 1 - wins  # pivots above each pivot (keys distinct: 0 .. p - 1)
             if p == len(c):  # every pair compared: the order is known
                 chosen[r].append(c[np.argsort(greater, kind="stable")[:h]])
@@ -552,20 +556,27 @@ def _quicksort(session, keys: SharedTensor, chosen, sim_ranks):
     return [np.concatenate([p for _, p in seg]) if seg else np.array([], int) for seg in segments]
 
 
-@protocol(
-    "topk_shuffle",
+# The shuffle-then-select methods: one cost (the shuffle, I batches of Q comparisons, the one-hot), one
+# security argument (every opened outcome compares two shuffled distinct keys); they differ in the selection.
+_SHUFFLED = dict(
     scheme=BOTH,
     cost=_shuffle_cost,
     leaked={"open_outcomes": "independent"},
     kind="randomized",
     leaks="nothing: opened comparison outcomes of shuffled distinct keys are independent of the data",
-    ref="shuffle (Chase-Ghosh-Poburinnaya 2020) then quickselect (Hoare 1961) with sample pivots (cf. "
-        "Floyd-Rivest 1975) on opened outcomes",
     dims=_topk_dims,
     example=_topk_example,
+    observe=_observe_outcomes,
+)
+
+
+@protocol(
+    "topk_shuffle",
+    **_SHUFFLED,
+    ref="shuffle (Chase-Ghosh-Poburinnaya 2020) then quickselect (Hoare 1961) with sample pivots (cf. "
+        "Floyd-Rivest 1975) on opened outcomes",
     vars_doc="I = comparison batches (sample sort, quickselect), Q = comparisons (random, data-independent; read "
              "off the ledger); T as above",
-    observe=_observe_outcomes,
 )
 def topk_shuffle(x: SharedTensor, k: int, sorted: bool = False):
     """Top-k of each row of a (rows, n) tensor by shuffle-then-quickselect (randomized cost).
@@ -579,10 +590,10 @@ def topk_shuffle(x: SharedTensor, k: int, sorted: bool = False):
       4. Optionally (sorted=True) quicksort the k chosen the same way.
       5. Values from the shuffled x at the chosen (public, shuffled) positions; one-hot by rotation from
          the key (reduced mod 2^b = j); index = onehot @ (0..n-1) (local).
-    Rounds: 2 + I (2 + log2 K) + 1 (no one-hot round when n = 1), I = comparison batches (a random variable
-    independent of the data).
-    Comm: the shuffle moves (key, x) pairs, 2 K rows n bits per non-permuting pass; (N-1)(K + 2(2K-2-log2 K)
-    + 1) bits per comparison, Q comparisons in all (about 2.2-2.6 n per row); and the one-hot.
+    Rounds: the shuffle's + I (msb + 1) + 1 (no one-hot round when n = 1), I = comparison batches (a random
+    variable independent of the data); additive: 2 + I (2 + log2 K) + 1.
+    Comm: the shuffle moves (key, x) pairs (additive: 2 K rows n bits per non-permuting pass); an msb and one
+    opened bit per comparison, Q comparisons in all (about 2.2-2.6 n per row); and the one-hot.
     Leaks: nothing beyond the output (see the module docstring). Requires |x| < 2^(K-2-b-f).
     Ref: Chase-Ghosh-Poburinnaya, ASIACRYPT 2020; Hoare, "Algorithm 65: Find", CACM 1961.
     """
@@ -592,18 +603,11 @@ def topk_shuffle(x: SharedTensor, k: int, sorted: bool = False):
 
 @protocol(
     "topk_pivots",
-    scheme=BOTH,
-    cost=_shuffle_cost,
-    leaked={"open_outcomes": "independent"},
-    kind="randomized",
-    leaks="nothing: opened comparison outcomes of shuffled distinct keys are independent of the data",
+    **_SHUFFLED,
     ref="shuffle (Chase-Ghosh-Poburinnaya 2020) then selection by rounds of 16 sample pivots (cf. sample "
         "sort, Frazer-McKellar 1970) on opened outcomes",
-    dims=_topk_dims,
-    example=_topk_example,
     vars_doc="I = comparison batches (2 or 3 for rows of a few hundred), Q = comparisons (random, "
              "data-independent; read off the ledger); T as above",
-    observe=_observe_outcomes,
 )
 def topk_pivots(x: SharedTensor, k: int, sorted: bool = False):
     """Top-k of each row of a (rows, n) tensor in few comparison batches: ``topk_shuffle`` with the selection

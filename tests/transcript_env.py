@@ -18,7 +18,7 @@ import protocols
 from mpsim import SharedTensor
 from mpsim.transcript import independence_problems, record
 from protocols.reuse import MaskedOperand
-from protocols.registry import CELLS, REGISTRY, lookup, of
+from protocols.registry import CELLS, REGISTRY, lookup
 
 SEEDS = 40  # freshness false alarm 2^(1 - SEEDS) per cell (mpsim/transcript.py)
 SECRETS = ("example", "constant")
@@ -60,7 +60,7 @@ def secret_inputs(session, secret: str, inputs: list):
 
 def run_once(name, parties, ring_bits, seed, secret, mutation=None, scheme="additive"):
     """One seeded run of ``name``'s example on real shares; returns (transcript, session, output)."""
-    entry = of(scheme)[name]  # a suite's own cell, or the one of the scheme it overlays
+    entry = CELLS[lookup(scheme, name)]  # a suite's own cell, or the one of the scheme it overlays
     s = mpsim.Session(parties=parties, ring_bits=ring_bits, frac_bits=RINGS[ring_bits], seed=seed, scheme=scheme)
     inputs = []
     with secret_inputs(s, secret, inputs):
@@ -112,7 +112,7 @@ def transcript_problems(name, parties, ring_bits, seeds=SEEDS, mutation=None, sc
     runs ({secret: [Transcript]})."""
     runs = {secret: [run_once(name, parties, ring_bits, seed, secret, mutation, scheme)[0] for seed in range(seeds)]
             for secret in SECRETS}
-    randomized = of(scheme)[name].kind == "randomized"
+    randomized = CELLS[lookup(scheme, name)].kind == "randomized"
     return independence_problems(runs, leaks=leaks_of(scheme), randomized=randomized), runs
 
 

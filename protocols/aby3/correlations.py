@@ -44,6 +44,14 @@ def _bit(words, i: int):
     return np.bitwise_and(np.right_shift(words, np.uint64(i)), np.uint64(1))
 
 
+def _components(rho):
+    """rho_j alone, for each j: a sharing with component j set (free: its two holders know it)."""
+    out = [np.zeros_like(rho) for _ in range(PARTIES)]
+    for j in range(PARTIES):
+        out[j][j] = rho[j]
+    return out
+
+
 def _reshares(channel, op, bits, contents):
     channel.offline(op, [(i, (i - 1) % PARTIES, bits) for i in range(PARTIES)], contents)
 
@@ -65,9 +73,7 @@ def edabit(keys, shape):
     low = np.uint64((1 << (K - 1)) - 1)
     # Full adder: rho_0 + rho_1 + rho_2 = s + 2c with s = rho_0 ^ rho_1 ^ rho_2 (the components themselves)
     # and c = maj(rho_0, rho_1, rho_2) = (x ^ z)(y ^ z) ^ z, each rho_j a sharing with one component set.
-    one = [np.zeros_like(rho) for _ in range(PARTIES)]
-    for j in range(PARTIES):
-        one[j][j] = rho[j]
+    one = _components(rho)
     carry_raw = np.bitwise_and(_and(keys, np.bitwise_xor(one[0], one[2]), np.bitwise_xor(one[1], one[2]),
                                     zero_carry), low)
     contents = [(carry_raw, K - 1, tuple(range(PARTIES)))]
@@ -103,9 +109,7 @@ def dabit(keys, shape):
     if keys.backend.rows == 1:
         _reshares(keys.channel, "dabit", 2 * K * n, None)
         return rho[:1].copy(), rho[:1].copy()
-    one = [np.zeros_like(rho) for _ in range(PARTIES)]
-    for j in range(PARTIES):
-        one[j][j] = rho[j]
+    one = _components(rho)
 
     def xor_arith(a, b, zero):
         """[a ^ b] = [a] + [b] - 2 [a][b] for 0/1 sharings: one replicated product (its reshare sent)."""

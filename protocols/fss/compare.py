@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mpsim.fss import dcf_key_bits, eval_party
+from mpsim.fss import eval_party
 
 from ..boolean import _bool
 from ..registry import declare_truncation, protocol
@@ -18,6 +18,15 @@ declare_truncation("fss", "dealer", "1", "K*(N-1)", "2*K")
 
 _REF = ("DCF, Boyle et al., Eurocrypt 2021 (eprint 2020/1392); masked-input comparison as in Sigma (Gupta et "
         "al., PETS 2024)")
+
+
+def open_masked(x, r):
+    """Open c = x + r (r: the dealer's mask shares; K bits per element). Returns (c or None, depth)."""
+    session = x.session
+    masked = x._like(None if x.payload is None else session.backend.map(lambda u, v: u + v, x.payload, r),
+                     x.shape, frac=0)
+    (c,), depth = session.scheme.open(session, "open", [masked])
+    return c, depth
 
 
 @protocol(
@@ -54,9 +63,7 @@ def msb(x):
     session = x.session
     K = session.ring.bits
     r, top, keys = session.keys.msb_key(x.shape)
-    masked = x._like(None if x.payload is None else session.backend.map(lambda u, v: u + v, x.payload, r),
-                     x.shape, frac=0)
-    (c,), depth = session.scheme.open(session, "open", [masked])
+    c, depth = open_masked(x, r)
     session._work("dcf_eval", elems=2 * (K - 1) * x.size)
     if c is None:
         return _bool(session, None, x.shape, depth, 1)
@@ -69,6 +76,3 @@ def msb(x):
     shares = np.bitwise_xor(shares, top)
     shares[0] = np.bitwise_xor(shares[0], c_top)
     return _bool(session, shares, x.shape, depth, 1)
-
-
-assert dcf_key_bits(63, 1) == 128 + 63 * 131 + 1  # the declared formula's key size at K = 64

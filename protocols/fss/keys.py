@@ -50,6 +50,26 @@ class FssKeys:
             bits = bits_each + (bits_first if party == 0 else 0)
             self.ledger.record(self.profiler.path, op, 0, -1, DEALER, party, int(bits), OFFLINE)
 
+    def _borrow_key(self, op: str, shape, out_bits: int, first_bits: int, payload_of_top):
+        """The shared part of ``msb_key`` and ``spline_key``: ship the keys and the correction, draw r and the
+        root seeds, and make DCF keys for 1{y < r mod 2^(K-1)} on K - 1 input bits with payload
+        ``payload_of_top(r_(K-1))`` in Z_2^out_bits. Returns (r, r_(K-1), keys), or (None, None, None) under
+        count and (r's one row, None, None) under ideal (r = 0: the protocols compute the function)."""
+        shape = tuple(shape)
+        K, n = self.ring.bits, _numel(shape)
+        self._ship(op, fss.dcf_key_bits(K - 1, out_bits) * n, first_bits * n)
+        r = self._random(shape)
+        seeds = self._random((2, n, 2))
+        if r is None or self.backend.rows == 1:
+            return (None, None, None) if r is None else (r[None].copy(), None, None)
+        low = np.uint64((1 << (K - 1)) - 1)
+        top = np.right_shift(r, np.uint64(K - 1))
+        payload = np.broadcast_to(payload_of_top(top), top.shape).reshape(-1)
+        keys = fss.gen("dcf", np.bitwise_and(r, low).reshape(-1), payload, K - 1, out_bits, _Seeds(seeds))
+        for callback in list(self._watchers):
+            callback(f"{op} seeds", keys.seed.reshape(2, -1), "A", None)
+        return r, top, keys
+
     def msb_key(self, shape):
         """For msb(x) by one masked opening: additive shares of a uniform r, XOR shares of its top bit, and
         DCF keys for 1{y < r mod 2^(K-1)} on K - 1 input bits with output in Z_2 (XOR shares).
@@ -57,20 +77,10 @@ class FssKeys:
         Offline per element: the DCF key (``fss.dcf_key_bits(K - 1, 1)`` bits) to each party, and the top
         bit's correction (1 bit) to party 0. Returns (r shares, top-bit shares, keys or None).
         """
-        shape = tuple(shape)
-        K, n = self.ring.bits, _numel(shape)
-        self._ship("msb_key", fss.dcf_key_bits(K - 1, 1) * n, n)
-        r = self._random(shape)
-        seeds = self._random((2, n, 2))
-        if r is None or self.backend.rows == 1:  # count: nothing; ideal: r = 0, the function itself
-            return (None, None, None) if r is None else (r[None].copy(), None, None)
-        low = np.uint64((1 << (K - 1)) - 1)
-        top = np.right_shift(r, np.uint64(K - 1))
-        keys = fss.gen("dcf", np.bitwise_and(r, low).reshape(-1), 1, K - 1, 1, _Seeds(seeds))
-        for callback in list(self._watchers):
-            callback("msb key seeds", keys.seed.reshape(2, -1), "A", None)
+        r, top, keys = self._borrow_key("msb_key", shape, 1, 1, lambda top: np.uint64(1))
+        if keys is None:
+            return r, None, None
         return self.backend.split(r), self.backend.split_xor(top), keys
-
 
     def spline_key(self, shape):
         """For a spline's piece selection: additive shares of a uniform r and of its top bit r_(K-1), and a
@@ -80,19 +90,11 @@ class FssKeys:
         Offline per element: the DCF key (``fss.dcf_key_bits(K - 1, K)`` bits) to each party, and the top
         bit's correction (K bits) to party 0. Returns (r shares, top-bit shares, keys or None).
         """
-        shape = tuple(shape)
-        K, n = self.ring.bits, _numel(shape)
-        self._ship("spline_key", fss.dcf_key_bits(K - 1, K) * n, K * n)
-        r = self._random(shape)
-        seeds = self._random((2, n, 2))
-        if r is None or self.backend.rows == 1:
-            return (None, None, None) if r is None else (r[None].copy(), None, None)
-        low = np.uint64((1 << (K - 1)) - 1)
-        top = np.right_shift(r, np.uint64(K - 1))
-        payload = self.ring.reduce(np.uint64(1) - np.uint64(2) * top)
-        keys = fss.gen("dcf", np.bitwise_and(r, low).reshape(-1), payload.reshape(-1), K - 1, K, _Seeds(seeds))
-        for callback in list(self._watchers):
-            callback("spline key seeds", keys.seed.reshape(2, -1), "A", None)
+        K = self.ring.bits
+        r, top, keys = self._borrow_key("spline_key", shape, K, K,
+                                        lambda top: self.ring.reduce(np.uint64(1) - np.uint64(2) * top))
+        if keys is None:
+            return r, None, None
         return self.backend.split(r), self.backend.split(top), keys
 
 

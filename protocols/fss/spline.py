@@ -25,6 +25,7 @@ from ..cost import Formula
 from ..fxp import mul
 from ..nonlinear.config import _example_input
 from ..registry import protocol
+from .compare import open_masked
 
 SPLINE_ERROR = 2.0**-10  # the chords' error bound on [-16, 0]
 LOW = -16.0
@@ -47,22 +48,24 @@ def exp_pieces() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return left, np.exp(left), slope
 
 
+def _jumps() -> list[np.ndarray]:
+    """The jumps of the piece's (x_L, y_L, s) at each knot (0 below the first): their sums over the knots
+    at or below x are x's piece's constants."""
+    return [np.diff(np.concatenate([[0.0], v])) for v in exp_pieces()]
+
+
 def _constants(session, f: int):
     """Per knot t_j (the pieces' left ends), ring encodings of t_j and of the jumps of (x_L, y_L, s) there."""
-    left, value, slope = exp_pieces()
     ring = session.ring
-    jumps = [np.diff(np.concatenate([[0.0], v])) for v in (left, value, slope)]
-    return ring.encode(left, f), [ring.encode(j, f) for j in jumps]
+    return ring.encode(exp_pieces()[0], f), [ring.encode(j, f) for j in _jumps()]
 
 
 def twin_exp(values, f: int) -> np.ndarray:
     """The spline on plaintext fixed point, as the protocol computes it: the piece's constants as sums of the
     encoded jumps, the product floored (the protocol's truncation adds at most one unit)."""
-    left, value, slope = exp_pieces()
     scale = 1 << f
-    knots = np.round(left * scale).astype(np.int64)
-    sums = [np.cumsum(np.round(np.diff(np.concatenate([[0.0], v])) * scale).astype(np.int64))
-            for v in (left, value, slope)]
+    knots = np.round(exp_pieces()[0] * scale).astype(np.int64)
+    sums = [np.cumsum(np.round(j * scale).astype(np.int64)) for j in _jumps()]
     x = np.round(np.asarray(values, dtype=np.float64) * scale).astype(np.int64)
     piece = np.searchsorted(knots, x, side="right") - 1  # the last knot <= x; -1 below the lowest
     inside = piece >= 0
@@ -130,9 +133,7 @@ def exp(x: SharedTensor, config=None) -> SharedTensor:
     f = x.frac
     knots, (jump_x, jump_y, jump_s) = _constants(session, f)
     r, r_top, keys = session.keys.spline_key(x.shape)
-    masked = x._like(None if x.payload is None else session.backend.map(lambda u, v: u + v, x.payload, r),
-                     x.shape, frac=0)
-    (c,), depth = session.scheme.open(session, "open", [masked])
+    c, depth = open_masked(x, r)
     session._work("dcf_eval", elems=2 * (session.ring.bits - 1) * x.size * knots.size)
     bits = None if c is None else _piece_bits(session, np.asarray(c, dtype=np.uint64), r_top, keys, knots, x.shape)
     parts = []
