@@ -39,6 +39,26 @@ def test_every_4_bit_input_and_point(kind, K):
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_a_vector_payload_is_every_component_at_once(kind):
+    """beta in (Z_2^K)^3: one tree walk gives the three shares, each the scalar function of its component."""
+    rng = np.random.default_rng(5)
+    alpha, x = (a.reshape(-1).astype(np.uint64) for a in np.meshgrid(np.arange(16), np.arange(16)))
+    beta = rng.integers(0, 2**64, (alpha.size, 3), dtype=np.uint64)
+    keys = fss.gen(kind, alpha, beta, 4, 64, rng)
+    assert keys.d == 3 and keys.key_bits == (fss.dcf_key_bits if kind == "dcf" else fss.dpf_key_bits)(4, 64, d=3)
+    got = reconstruct(keys, x)
+    assert got.shape == (alpha.size, 3)
+    for k in range(3):
+        np.testing.assert_array_equal(got[:, k], reference(kind, alpha, beta[:, k], x, 64))
+    points = np.stack([x, x[::-1]], axis=1)  # two points per key
+    both = reconstruct(keys, points)
+    assert both.shape == (alpha.size, 2, 3)
+    np.testing.assert_array_equal(both[:, 1, 2], reference(kind, alpha, beta[:, 2], x[::-1], 64))
+    with pytest.raises(ValueError, match="vector payload"):
+        fss.gen(kind, alpha, beta[:5], 4, 64, rng)
+
+
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("K", [32, 64])
 def test_full_width_inputs_at_the_edges(kind, K):
     rng = np.random.default_rng(K)
@@ -60,6 +80,7 @@ def test_declared_key_sizes_are_the_aes_based_constructions():
     assert fss.dpf_key_bits(64, 64) == 128 + 64 * 130 + 64 == 8512
     assert fss.dcf_key_bits(64, 64) == 128 + 64 * 194 + 64 == 12608
     assert fss.dcf_key_bits(63, 1) == 128 + 63 * 131 + 1
+    assert fss.dcf_key_bits(63, 64, d=2) == 128 + 63 * (128 + 2 * 64 + 2) + 2 * 64
     keys = fss.gen("dcf", np.arange(3), 1, 16, 32, np.random.default_rng(0))
     assert keys.key_bits == fss.dcf_key_bits(16, 32)
 
