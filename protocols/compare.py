@@ -14,7 +14,7 @@ from . import boolean
 from .arith import _rng_values
 from .boolean import _bool, _masked_open, and_gates, not_, xor
 from .cost import Expr
-from .registry import COMPOSED, call, protocol
+from .registry import COMPOSED, call, composed_except, protocol
 
 BOTH = COMPOSED  # written once over the primitives: a cell per scheme
 
@@ -50,6 +50,8 @@ def _unary_example(s):
 _MSB = {"scheme": BOTH, "cost": lambda d: d.msb}
 # msb, then a bit_select of one element per bit
 _MSB_SELECT = {"scheme": BOTH, "cost": lambda d: d.msb + d.bit_select.at(nb="n", ny="n")}
+# relu, maximum and minimum: the FSS suite's are one-knot spline gates (protocols/fss/spline.py)
+_MSB_SELECT_NOT_FSS = {**_MSB_SELECT, "scheme": composed_except("fss")}
 _CMP_REF = "edaBits (Escudero et al., CRYPTO 2020); carry-only prefix tree (ABY3 Sec. 5.3; SPU msb_a2b)"
 
 
@@ -384,7 +386,7 @@ def abs_(x: SharedTensor) -> SharedTensor:
 
 @protocol(
     "relu",
-    **_MSB_SELECT,
+    **_MSB_SELECT_NOT_FSS,
     ref=_SELECT_REF,
     dims=lambda x: {"n": x.size},
     example=_unary_example,
@@ -404,7 +406,7 @@ def relu(x: SharedTensor) -> SharedTensor:
 
 @protocol(
     "maximum",
-    **_MSB_SELECT,
+    **_MSB_SELECT_NOT_FSS,
     ref=_SELECT_REF,
     dims=_pair_dims,
     example=_pair_example,
@@ -426,7 +428,7 @@ def maximum(x: SharedTensor, y) -> SharedTensor:
 
 @protocol(
     "minimum",
-    **_MSB_SELECT,
+    **_MSB_SELECT_NOT_FSS,
     ref=_SELECT_REF,
     dims=_pair_dims,
     example=_pair_example,

@@ -21,7 +21,7 @@ from .arith import _rng_values
 from .boolean import not_
 from .oblivious import onehot_rotation
 from .rotation import _pow2_at_least
-from .registry import COMPOSED, call, protocol
+from .registry import COMPOSED, call, composed_except, protocol
 
 
 def check_axis(x: SharedTensor, axis, what: str) -> None:
@@ -93,9 +93,10 @@ def _reduce_example(s):
 
 
 # Value only: per pair one msb and one bit_select of one element (rows (n - 1) pairs over L levels). ABY3
-# has its own max and min with fused round trips (protocols/aby3/reduce.py).
+# has its own max and min with fused round trips (protocols/aby3/reduce.py), the FSS suite one gate per
+# level (protocols/fss/reduce.py).
 _VALUE = {
-    "scheme": tuple(s for s in COMPOSED if s != "aby3"),
+    "scheme": composed_except("aby3", "fss"),
     "cost": lambda d: (d.msb + d.bit_select.at(nb="n", ny="n")).at(n="rows*(n-1)").levels("L"),
 }
 def arg_cost(d):

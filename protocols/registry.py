@@ -56,6 +56,12 @@ OVERLAYS = {"fss": "additive"}
 COMPOSED = SCHEMES
 
 
+def composed_except(*schemes: str) -> tuple[str, ...]:
+    """The schemes of a protocol written once, but for those with a protocol of their own under its name
+    (the FSS suite's splines and gates: ``protocols.fss``)."""
+    return tuple(s for s in COMPOSED if s not in schemes)
+
+
 def chain(scheme: str) -> list[str]:
     """``scheme`` and the schemes it overlays, nearest first."""
     out = [scheme]

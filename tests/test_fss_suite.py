@@ -59,8 +59,8 @@ def test_comparison_built_protocols_are_exact_and_take_one_round_per_comparison(
     np.testing.assert_array_equal(s.reveal(protocols.relu(x)), np.maximum(a, 0))
     np.testing.assert_array_equal(s.reveal(protocols.maximum(x, y)), np.maximum(a, b))
     mark = s.mark()
-    np.testing.assert_array_equal(s.reveal(protocols.max(x, axis=-1)), a.max(axis=-1))
-    assert s.cost(since=mark).rounds == 6 * 2 + 1  # 6 levels of (comparison, selection), then the reveal
+    np.testing.assert_array_equal(s.reveal(protocols.argmax(x, axis=-1)[0]), a.max(axis=-1))
+    assert s.cost(since=mark).rounds == 6 * 2 + 1  # 6 levels of (comparison, selection), the reveal (the one-hot beside it)
     values, onehot = protocols.topk(x, 3)
     np.testing.assert_array_equal(np.sort(s.reveal(values), axis=-1), np.sort(a, axis=-1)[:, -3:])
 
@@ -85,25 +85,88 @@ def test_a_decode_step_runs_in_the_suite_with_fewer_rounds():
     assert max(fss.sent_bytes) < max(beaver.sent_bytes)
 
 
-@pytest.mark.parametrize("K", [32, 64])
-def test_exp_spline_against_its_twin_and_the_true_function(K):
-    """The FSS exp (protocols/fss/spline.py) twice: within one unit (its product's truncation) of its
-    plaintext twin on real shares, and the twin within its derived bound of e^x on [-16, 0] (0 below):
-    SPLINE_ERROR + (1/2 + 1/2 max u + 1) units, max u the widest piece (a rounded slope times u)."""
-    from protocols.fss.spline import SPLINE_ERROR, exp_pieces, twin_exp
+CURVES = ("exp", "silu", "gelu")
 
+
+@pytest.mark.parametrize("K", [32, 64])
+@pytest.mark.parametrize("name", CURVES)
+def test_spline_gates_against_their_twins_and_the_true_functions(name, K):
+    """exp, SiLU and GeLU (protocols/fss/spline.py) twice: within one unit (the truncation) of the plaintext
+    twin on real shares, and the twin within ``pieces.bound`` (the chords' E, the coefficients' rounding, the
+    floor) of the true function at every grid point of the curve's domain, and 0 below it / the line above."""
+    from protocols.fss import pieces
+
+    curve = getattr(pieces, name.upper())
     s = session("share", K, seed=4)
     f = s.frac_bits
-    v = np.concatenate([np.linspace(-16, 0, 4001), np.linspace(-20, -16.01, 50)])
-    got = s.reveal(protocols.exp(s.input(v)))
-    twin = twin_exp(v, f)
+    grid = np.arange(round(curve.lo * 2**f), round(curve.hi * 2**f) + 1) / 2**f
+    twin = pieces.twin(curve, grid, f)
+    assert np.abs(twin - curve.fn(grid)).max() <= pieces.bound(curve, f)
+    # on real shares: every knot and its neighbours, random grid points, below the domain and above it
+    knots = pieces.pieces(curve, pieces.grid_of(curve, f))[0]
+    near = (knots.reshape(-1, 1) + np.array([-1, 0, 1]) * 2.0**-f).reshape(-1)
+    rng = np.random.default_rng(K)
+    below = np.linspace(curve.lo - 8, curve.lo - 2.0**-f, 64)
+    above = np.linspace(curve.hi, curve.hi + 40, 64) if curve.above else np.zeros(0)
+    v = np.concatenate([near, rng.choice(grid, 3000), below, above])
+    got = s.reveal(getattr(protocols, name)(s.input(v)))
+    twin = pieces.twin(curve, v, f)
     assert np.abs(got - twin).max() <= 2.0**-f
-    left, _, _ = exp_pieces()
-    widest = np.diff(np.concatenate([left, [0.0]])).max()
-    bound = SPLINE_ERROR + (0.5 + 0.5 * widest + 1) * 2.0**-f
-    inside = v >= -16
-    assert np.abs(twin[inside] - np.exp(v[inside])).max() <= bound
-    assert np.all(twin[~inside] == 0)
+    assert np.all(twin[v < curve.lo] == 0)
+    if curve.above:
+        assert np.abs(twin[v > curve.hi] - v[v > curve.hi]).max() <= 2.0**-f  # the identity, floored
+
+
+@pytest.mark.parametrize("K", [32, 64])
+@pytest.mark.parametrize("name", ["reciprocal", "rsqrt"])
+def test_reciprocal_and_rsqrt_against_their_twins_and_the_true_functions(name, K):
+    """The normalised FSS reciprocal and rsqrt (protocols/fss/recip.py) over their whole domain [2^-f, 2^D):
+    the protocol within its derived distance of the twin and the twin within its derived bound of the true
+    function, both per element (they scale with 2^(f-1-pos), pos the leading bit of x's ring integer)."""
+    from protocols.fss import pieces
+    from protocols.fss.recip import twin_inverse
+    from protocols.nonlinear.recip import _recip_weights, _rsqrt_weights
+
+    s = session("share", K, seed=5)
+    f, u = s.frac_bits, 2.0**-s.frac_bits
+    D = protocols.NonlinearConfig().log2_max(K, f)
+    rng = np.random.default_rng(K)
+    v = np.concatenate([2.0 ** rng.uniform(-f, D, 3000), 2.0 ** np.arange(-f, D), np.arange(1, 300) * u])
+    v = np.round(v * 2**f) / 2**f
+    pos = np.array([int(a).bit_length() - 1 for a in np.round(v * 2**f).astype(np.int64)])
+    got = s.reveal(getattr(protocols, name)(s.input(v)))
+    if name == "reciprocal":
+        curve, weights, true, scale, spline_extra, twin_extra, k = (
+            pieces.RECIP, _recip_weights, 1 / v, 2.0 ** (f - 1 - pos), 5, 1, 6)
+    else:
+        curve, weights, true, scale, spline_extra, twin_extra, k = (
+            pieces.RSQRT, _rsqrt_weights, v**-0.5, 2.0 ** ((f - 1 - pos) / 2), 3, 2, 4)
+    twin = twin_inverse(v, f, D, curve, weights)
+    assert np.all(np.abs(twin - true) <= scale * (pieces.bound(curve, f) + spline_extra * u) + twin_extra * u)
+    assert np.all(np.abs(got - twin) <= (k * scale + 2) * u)
+    if K == 64:  # what that means where a softmax's denominator lives: a few units
+        assert np.abs(got - true)[v >= 1].max() <= 5 * u
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_gates_are_exact_where_they_should_be(backend):
+    """relu, maximum, minimum and the max / min tournaments are exact (the one-knot gate with slope 1, no
+    truncation), one round each and one per level."""
+    s = session(backend)
+    rng = np.random.default_rng(9)
+    a = np.round(rng.uniform(-50, 50, (3, 37)) * 2**8) / 2**8
+    b = np.round(rng.uniform(-50, 50, (3, 37)) * 2**8) / 2**8
+    b[:, :5] = a[:, :5]  # ties
+    x, y = s.input(a), s.input(b, owner=1)
+    for fn, want in ((lambda: protocols.relu(x), np.maximum(a, 0)), (lambda: protocols.maximum(x, y), np.maximum(a, b)),
+                     (lambda: protocols.minimum(x, 2.5), np.minimum(a, 2.5))):
+        mark = s.mark()
+        np.testing.assert_array_equal(s.reveal(fn()), want)
+        assert s.cost(since=mark).rounds == 2  # the gate, then the reveal
+    for fn, want in ((protocols.max, a.max(axis=-1)), (protocols.min, a.min(axis=-1))):
+        mark = s.mark()
+        np.testing.assert_array_equal(s.reveal(fn(x, axis=-1)), want)
+        assert s.cost(since=mark).rounds == 6 + 1  # ceil(log2 37) levels, then the reveal
 
 
 def test_the_suite_meets_the_softmax_round_target():

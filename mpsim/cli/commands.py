@@ -492,6 +492,11 @@ def _quality(args) -> int:
     return 0
 
 
+_SUITES = {"additive": "Beaver products and edaBit comparisons, trusted dealer",
+           "fss": "function secret sharing for comparisons and non-linear functions: fewer rounds, larger keys",
+           "aby3": "3 parties, replicated sharing, no dealer"}
+
+
 def _demo(args) -> int:
     """The README's main job: MPCache vs full attention, one decode step of llama2-7b at 4096 tokens, LAN
     and WAN (count backend). ``--block`` prints the smaller attention-block breakdown instead."""
@@ -507,6 +512,8 @@ def _demo(args) -> int:
                 "[yellow]Note:[/] per-step cost after a prefilled cache; the one-off setup (sharing or masking "
                 "weights and cache, MPCache's look-once static eviction) is the last row. The MPCache paper's cost claims, "
                 "measured: docs/results.md; quality on a real model: docs/quality.md.")
+            _console().print(f"Suite: {args.scheme} ({_SUITES.get(args.scheme, '')}). Others: "
+                             + ", ".join(f"--scheme {k} ({v})" for k, v in _SUITES.items() if k != args.scheme) + ".")
         return code
     from .demo import attention_block_breakdown, breakdown_rows
 
@@ -650,7 +657,7 @@ def _scheme_option(p):
     p.add_argument("--scheme", default="additive",
                    help="sharing scheme: additive (N parties, trusted dealer), aby3 (3 parties, replicated; no "
                         "reusable masks, so MPCache gathers by cluster) or fss (2 parties, the additive scheme with "
-                        "comparisons and exp by function secret sharing)")
+                        "comparisons and non-linear functions by function secret sharing)")
 
 
 def _structured(p):

@@ -1,10 +1,14 @@
-"""The FSS suite: the two-party additive scheme whose comparisons use function secret sharing.
+"""The FSS suite: the two-party additive scheme whose comparisons and non-linear functions use function
+secret sharing.
 
 ``keys`` (the dealer's DCF keys), ``compare`` (the MSB by one masked opening and a DCF evaluation: 1 round),
-``spline`` (exp by a piecewise-linear spline chosen with one DCF key: 1 round and a product), ``scheme``
-(the engine's seam). Everything else is the additive scheme's (``registry.OVERLAYS``).
+``gate`` (the spline gate: one opening, one DCF key with a vector payload evaluated at every knot),
+``pieces`` (the splines' pieces, encoding, twins and bounds), ``spline`` (exp, SiLU, GeLU, ReLU, maximum,
+minimum: 1 gate each), ``reduce`` (max and min: 1 gate per tournament level), ``recip`` (reciprocal and
+rsqrt: normalisation by one gate, a spline gate, one product), ``scheme`` (the engine's seam). Everything
+else is the additive scheme's (``registry.OVERLAYS``).
 """
-from . import compare, spline
+from . import compare, recip, reduce, spline
 from .scheme import FssScheme
 
-__all__ = ["FssScheme", "compare", "spline"]
+__all__ = ["FssScheme", "compare", "recip", "reduce", "spline"]

@@ -32,7 +32,7 @@ class FssKeys:
 
     @classmethod
     def correlations(cls) -> tuple[str, ...]:
-        return ("msb_key", "spline_key")
+        return ("msb_key", "gate_key")
 
     def watch(self, callback):
         """Call ``callback(label, payload, kind, width)`` with every party's own key material from now on (for
@@ -50,25 +50,31 @@ class FssKeys:
             bits = bits_each + (bits_first if party == 0 else 0)
             self.ledger.record(self.profiler.path, op, 0, -1, DEALER, party, int(bits), OFFLINE)
 
-    def _borrow_key(self, op: str, shape, out_bits: int, first_bits: int, payload_of_top):
-        """The shared part of ``msb_key`` and ``spline_key``: ship the keys and the correction, draw r and the
+    def _borrow_key(self, op: str, shape, out_bits: int, first_bits: int, payload_of):
+        """The shared part of ``msb_key`` and ``gate_key``: ship the keys and the corrections, draw r and the
         root seeds, and make DCF keys for 1{y < r mod 2^(K-1)} on K - 1 input bits with payload
-        ``payload_of_top(r_(K-1))`` in Z_2^out_bits. Returns (r, r_(K-1), keys), or (None, None, None) under
-        count and (r's one row, None, None) under ideal (r = 0: the protocols compute the function)."""
+        ``payload_of(r, r_(K-1))`` in Z_2^out_bits (a vector where it returns (elements, d)). Returns
+        (r, r_(K-1), keys), or (None, None, None) under count and (r's one row, None, None) under ideal (r = 0:
+        the protocols compute the function)."""
         shape = tuple(shape)
         K, n = self.ring.bits, _numel(shape)
-        self._ship(op, fss.dcf_key_bits(K - 1, out_bits) * n, first_bits * n)
         r = self._random(shape)
         seeds = self._random((2, n, 2))
+        probe = np.zeros(1, dtype=np.uint64)
+        d = 1 if np.ndim(payload_of(probe, probe)) < 2 else np.shape(payload_of(probe, probe))[1]
+        self._ship(op, fss.dcf_key_bits(K - 1, out_bits, d=d) * n, first_bits * n)
         if r is None or self.backend.rows == 1:
             return (None, None, None) if r is None else (r[None].copy(), None, None)
         low = np.uint64((1 << (K - 1)) - 1)
-        top = np.right_shift(r, np.uint64(K - 1))
-        payload = np.broadcast_to(payload_of_top(top), top.shape).reshape(-1)
-        keys = fss.gen("dcf", np.bitwise_and(r, low).reshape(-1), payload, K - 1, out_bits, _Seeds(seeds))
+        flat = r.reshape(-1)
+        top = np.right_shift(flat, np.uint64(K - 1))
+        payload = payload_of(flat, top)
+        if np.ndim(payload) < 2:
+            payload = np.broadcast_to(payload, top.shape)
+        keys = fss.gen("dcf", np.bitwise_and(flat, low), payload, K - 1, out_bits, _Seeds(seeds))
         for callback in list(self._watchers):
             callback(f"{op} seeds", keys.seed.reshape(2, -1), "A", None)
-        return r, top, keys
+        return r, top.reshape(shape), keys
 
     def msb_key(self, shape):
         """For msb(x) by one masked opening: additive shares of a uniform r, XOR shares of its top bit, and
@@ -77,25 +83,30 @@ class FssKeys:
         Offline per element: the DCF key (``fss.dcf_key_bits(K - 1, 1)`` bits) to each party, and the top
         bit's correction (1 bit) to party 0. Returns (r shares, top-bit shares, keys or None).
         """
-        r, top, keys = self._borrow_key("msb_key", shape, 1, 1, lambda top: np.uint64(1))
+        r, top, keys = self._borrow_key("msb_key", shape, 1, 1, lambda r, top: np.uint64(1))
         if keys is None:
             return r, None, None
         return self.backend.split(r), self.backend.split_xor(top), keys
 
-    def spline_key(self, shape):
-        """For a spline's piece selection: additive shares of a uniform r and of its top bit r_(K-1), and a
-        DCF key for 1{y < r mod 2^(K-1)} on K - 1 input bits with payload 1 - 2 r_(K-1) in Z_2^K, to be
-        evaluated at every knot (``protocols.fss.spline``).
+    def gate_key(self, shape):
+        """For a spline gate (``protocols.fss.gate``): additive shares of a uniform r, of its top bit r_(K-1)
+        and of r_(K-1) r, and a DCF key for 1{y < r mod 2^(K-1)} on K - 1 input bits with the vector payload
+        (1 - 2 r_(K-1), (1 - 2 r_(K-1)) r) in (Z_2^K)^2, to be evaluated at every knot.
 
-        Offline per element: the DCF key (``fss.dcf_key_bits(K - 1, K)`` bits) to each party, and the top
-        bit's correction (K bits) to party 0. Returns (r shares, top-bit shares, keys or None).
+        Offline per element: the DCF key (``fss.dcf_key_bits(K - 1, K, d=2)`` bits) to each party, and the
+        corrections of r_(K-1) and r_(K-1) r (2K bits) to party 0. Returns (r shares, r_(K-1) shares,
+        r_(K-1) r shares, keys), or (r or None, None, None, None) under ideal and count.
         """
-        K = self.ring.bits
-        r, top, keys = self._borrow_key("spline_key", shape, K, K,
-                                        lambda top: self.ring.reduce(np.uint64(1) - np.uint64(2) * top))
+        ring = self.ring
+
+        def payload(r, top):
+            sign = ring.reduce(np.uint64(1) - np.uint64(2) * top)
+            return np.stack([sign, ring.reduce(sign * r)], axis=-1)
+
+        r, top, keys = self._borrow_key("gate_key", shape, ring.bits, 2 * ring.bits, payload)
         if keys is None:
-            return r, None, None
-        return self.backend.split(r), self.backend.split(top), keys
+            return r, None, None, None
+        return self.backend.split(r), self.backend.split(top), self.backend.split(ring.reduce(top * r)), keys
 
 
 class _Seeds:

@@ -1,144 +1,128 @@
-"""The FSS suite's exp: a piecewise-linear spline whose piece is chosen by one DCF key evaluated at every knot.
+"""The FSS suite's splines: exp, SiLU and GeLU as one spline gate each (1 round, no product), ReLU and the
+elementwise maximum and minimum as the one-knot gate (1 round, exact).
 
-One masked opening c = x + r tells each party, for every public knot t_j, the masked value of x - t_j, so a
-single DCF key for 1{y < r mod 2^(K-1)} (payload 1 - 2 r_(K-1), beside shares of r_(K-1)) evaluated at each
-(c - t_j) mod 2^(K-1) gives arithmetic shares of every msb(x - t_j) at once; the piece's constants (its left
-end x_L, its value y_L and its slope s) are then linear in those bits, and e^x = y_L + s (x - x_L) costs one
-product. Evaluating one key at many points is local and reveals nothing more (each party computes on its own
-key and public values). Cf. the spline gates of Sigma (Gupta et al., PETS 2024, eprint 2023/1269) and the
-interval-containment gate of Boyle et al. (Eurocrypt 2021, eprint 2020/1392).
-
-Pieces: chords of e^x, widths h = sqrt(8 E / e^(x_R)) from x_R = 0 down to -16 (E = 2^-10: the chord's error
-h^2 e^(x_R) / 8), knots on the 2^-8 grid (exact at every supported f), 0 below -16 (e^-16 < 2^-16).
+Each approximation's pieces, encoding, twin and bound are in ``pieces``; the gate in ``gate``. A gate's
+b + s x sits at scale 2f and is truncated by f with the session's truncation (local for K = 64: no round).
 """
 from __future__ import annotations
 
-import functools
-import math
-
 import numpy as np
 
-from mpsim.fss import eval_party
 from mpsim.tensor import SharedTensor
 
-from ..cost import Formula
-from ..fxp import mul
+from ..compare import _diff, _pair_dims, _pair_example, _unary_example
+from ..fxp import truncate
 from ..nonlinear.config import _example_input
 from ..registry import protocol
-from .compare import open_masked
-
-SPLINE_ERROR = 2.0**-10  # the chords' error bound on [-16, 0]
-LOW = -16.0
+from . import pieces
+from .gate import REF, gate_cost, spline_raw
 
 
-@functools.cache
-def exp_pieces() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(left ends x_L ascending, values e^x_L, chord slopes) of the pieces on [LOW, 0]; the last piece's chord
-    continues above 0 (outside the domain)."""
-    rights, x_r = [], 0.0
-    while x_r > LOW:
-        h = math.sqrt(8 * SPLINE_ERROR / math.exp(x_r))
-        x_l = max(LOW, math.floor((x_r - h) * 256) / 256)
-        rights.append((x_l, x_r))
-        x_r = x_l
-    pieces = sorted(rights)
-    left = np.array([a for a, _ in pieces])
-    right = np.array([b for _, b in pieces])
-    slope = (np.exp(right) - np.exp(left)) / (right - left)
-    return left, np.exp(left), slope
+def curve_gate(x: SharedTensor, curve: pieces.Curve) -> SharedTensor:
+    """The curve's spline at x (scale f in and out): one gate, then one truncation by f."""
+    f = x.frac
+    knots, ds, db = pieces.encode(curve, f, f)
+    return truncate(spline_raw(x, knots, ds, db, f), f)
 
 
-def _jumps() -> list[np.ndarray]:
-    """The jumps of the piece's (x_L, y_L, s) at each knot (0 below the first): their sums over the knots
-    at or below x are x's piece's constants."""
-    return [np.diff(np.concatenate([[0.0], v])) for v in exp_pieces()]
+def _curve_cost(d):
+    return gate_cost() + d.trunc("n")
 
 
-def _constants(session, f: int):
-    """Per knot t_j (the pieces' left ends), ring encodings of t_j and of the jumps of (x_L, y_L, s) there."""
-    ring = session.ring
-    return ring.encode(exp_pieces()[0], f), [ring.encode(j, f) for j in _jumps()]
+def _curve_doc(curve: pieces.Curve) -> str:
+    return (f"{len(pieces.pieces(curve, curve.grid)[0])} pieces on [{curve.lo:g}, {curve.hi:g}], error "
+            f"2^{int(np.log2(curve.error))} before fixed point")
 
 
-def twin_exp(values, f: int) -> np.ndarray:
-    """The spline on plaintext fixed point, as the protocol computes it: the piece's constants as sums of the
-    encoded jumps, the product floored (the protocol's truncation adds at most one unit)."""
-    scale = 1 << f
-    knots = np.round(exp_pieces()[0] * scale).astype(np.int64)
-    sums = [np.cumsum(np.round(j * scale).astype(np.int64)) for j in _jumps()]
-    x = np.round(np.asarray(values, dtype=np.float64) * scale).astype(np.int64)
-    piece = np.searchsorted(knots, x, side="right") - 1  # the last knot <= x; -1 below the lowest
-    inside = piece >= 0
-    x_left, y_left, s = (np.where(inside, c[np.maximum(piece, 0)], 0) for c in sums)
-    return (y_left + np.floor_divide(s * (x - x_left), scale)) / scale
+_CURVE = {"scheme": "fss", "cost": _curve_cost, "ref": REF, "dims": lambda x, config=None: {"n": x.size},
+          "parties": lambda n: n == 2}
 
 
-def _piece_bits(session, c, r_top, keys, knots, shape):
-    """Arithmetic shares (rows, *shape, J) of [x >= t_j] for every knot: 1 - msb(x - t_j), from the one key."""
-    ring, K = session.ring, session.ring.bits
-    mask_low = np.uint64((1 << (K - 1)) - 1)
-    shifted = ring.reduce(c.reshape(-1, 1) - knots.reshape(1, -1))  # (x - t_j) + r, public
-    top = np.right_shift(shifted, np.uint64(K - 1))
-    if keys is None:  # ideal: r = 0, so the bits are the function itself
-        return (np.uint64(1) - top).reshape((1,) + tuple(shape) + (knots.size,))
-    low = np.bitwise_and(shifted, mask_low)
-    coef = ring.reduce(np.uint64(1) - np.uint64(2) * top)  # msb = top ^ q = top + (1 - 2 top) q
-    rows = []
-    for party in (0, 1):
-        q = ring.reduce(eval_party(keys, party, low) + r_top[party].reshape(-1, 1))
-        msb = ring.reduce(q * coef + (top if party == 0 else np.uint64(0)))
-        ge = ring.reduce((np.uint64(1) if party == 0 else np.uint64(0)) - msb)
-        rows.append(ge.reshape(tuple(shape) + (knots.size,)))
-    return np.stack(rows)
-
-
-def _cost(d) -> Formula:
-    """The opening and the keys (one DCF key, K-bit payload, per element to each party; r's top bit's
-    correction to party 0), then one fixed-point product."""
-    opening = Formula.of("1", "K*(N-1)*n", "K*n", shipped="n*(128 + (K - 1)*(K + 130) + K)")
-    return opening + d.ring_mul.at(nx="n", ny="n", n="n") + d.after_product("n")
-
-
-@protocol(
-    "exp",
-    scheme="fss",
-    cost=_cost,
-    ref="spline by DCF at every knot (cf. Sigma, Gupta et al., PETS 2024; Boyle et al., eprint 2020/1392)",
-    dims=lambda x, config=None: {"n": x.size},
-    example=_example_input(np.linspace(-6.0, 0.0, 16).reshape(2, 8)),
-    parties=lambda n: n == 2,
-    vars_doc="n = elements (the configuration's exp method is the Beaver suite's; here: the spline)",
-)
+@protocol("exp", **_CURVE, example=_example_input(np.linspace(-6.0, 0.0, 16).reshape(2, 8)),
+          vars_doc="n = elements (the configuration's exp method is the Beaver suite's; here: "
+          + _curve_doc(pieces.EXP) + ")")
 def exp(x: SharedTensor, config=None) -> SharedTensor:
-    """e^x elementwise for x <= 0 (scale f in, scale f out), by a piecewise-linear spline.
+    """e^x elementwise for x <= 0 (scale f in, scale f out), by a piecewise-linear spline in one gate.
 
     Steps:
-      1. Dealer: r (seeded shares), shares of r_(K-1), one DCF key for 1{y < r mod 2^(K-1)} with payload
-         1 - 2 r_(K-1) (``FssKeys.spline_key``).
-      2. Open c = x + r (K bits per element).
-      3. Each party evaluates its key at (c - t_j) mod 2^(K-1) for every knot t_j: with its share of
-         r_(K-1), shares of msb(x - t_j) and so of [x >= t_j] (local).
-      4. x_L, y_L, s = the chosen piece's left end, value and slope: sums of the bits times public jumps.
-      5. e^x = y_L + s (x - x_L) (one fixed-point product).
-    Rounds: 1 + the product's. Comm: (N-1) K n bits for the opening, then the product's.
-    Offline: K n bits to party 0; a DCF key (128 + (K - 1)(K + 130) + K bits) per element to each party.
+      1. Gate (``gate.gate_terms``): open c = x + r; each party evaluates its DCF key at every knot: shares
+         of g_j = [x >= t_j] and g_j x.
+      2. b + s x = sum_j (db_j g_j + ds_j g_j x) with the pieces' public jumps (local), at scale 2f.
+      3. Truncate by f.
+    Rounds: 1 + TR. Comm: (N-1) K n bits, then the truncation's. Offline: 2K n bits to party 0; a DCF key
+    with a 2-element payload (128 + (K - 1)(2K + 130) + 2K bits) per element to each party.
     Leaks: nothing (c is padded by r; each key alone is pseudorandom).
-    Domain and error: x <= 0; within SPLINE_ERROR = 2^-10 of e^x on [-16, 0] before fixed point (the chord's
-    h^2 e^(x_R) / 8 per piece), plus the coefficients' rounding (half a unit each, times u < 0.1 for the slope)
-    and the product's truncation (one unit); 0 below -16 (e^-16 < 2^-16). Above 0 the last chord continues.
-    Ref: spline gates of Sigma (Gupta et al., PETS 2024, eprint 2023/1269); DCF and interval containment,
-    Boyle et al., Eurocrypt 2021 (eprint 2020/1392).
+    Domain and error: x <= 0; within ``pieces.bound(EXP, f)`` of e^x on [-16, 0] (the chords' 2^-10, the
+    slope's rounding times the widest piece, a floor), the protocol within one unit of its twin; 0 below
+    -16 (e^-16 < 2^-16). Above 0 the last chord continues.
+    Ref: spline gates of Sigma (Gupta et al., PETS 2024, eprint 2023/1269); DCF, Boyle et al., Eurocrypt 2021
+    (eprint 2020/1392).
     """
-    session = x.session
-    f = x.frac
-    knots, (jump_x, jump_y, jump_s) = _constants(session, f)
-    r, r_top, keys = session.keys.spline_key(x.shape)
-    c, depth = open_masked(x, r)
-    session._work("dcf_eval", elems=2 * (session.ring.bits - 1) * x.size * knots.size)
-    bits = None if c is None else _piece_bits(session, np.asarray(c, dtype=np.uint64), r_top, keys, knots, x.shape)
-    parts = []
-    for jump in (jump_x, jump_y, jump_s):
-        payload = None if bits is None else session.ring.reduce(np.sum(bits * jump, axis=-1, dtype=np.uint64))
-        parts.append(SharedTensor(session, payload, x.shape, f, depth))
-    x_left, y_left, slope = parts
-    return y_left + mul(slope, x - x_left)
+    return curve_gate(x, pieces.EXP)
+
+
+_ACT_EXAMPLE = _example_input(np.array([[-9.0, -3.5, -1.0, -0.25, 0.0, 0.5, 2.0, 17.0]] * 2))
+
+
+@protocol("silu", **_CURVE, example=_ACT_EXAMPLE, vars_doc="n = elements; " + _curve_doc(pieces.SILU))
+def silu(x: SharedTensor) -> SharedTensor:
+    """SiLU(x) = x sigmoid(x) elementwise by a spline in one gate (steps and costs as ``exp``).
+
+    Rounds: 1 + TR. Comm: as ``exp``; offline too. Leaks: nothing.
+    Domain and error: any x with |x| < 2^(K-2-2f) (the knots' differences stay in the ring); within
+    ``pieces.bound(SILU, f)`` of SiLU on [-16, 16], 0 below (|SiLU| < 2^-19 there), x above (off by less than
+    2^-19). Ref: as ``exp``.
+    """
+    return curve_gate(x, pieces.SILU)
+
+
+@protocol("gelu", **_CURVE, example=_ACT_EXAMPLE, vars_doc="n = elements; " + _curve_doc(pieces.GELU))
+def gelu(x: SharedTensor) -> SharedTensor:
+    """GeLU(x) = x Phi(x) (erf form) elementwise by a spline in one gate (steps and costs as ``exp``).
+
+    Rounds: 1 + TR. Comm: as ``exp``; offline too. Leaks: nothing.
+    Domain and error: any x with |x| < 2^(K-2-2f); within ``pieces.bound(GELU, f)`` of GeLU on [-8, 8], 0
+    below, x above (off by less than 2^-40). Ref: as ``exp``.
+    """
+    return curve_gate(x, pieces.GELU)
+
+
+def relu_raw(d: SharedTensor) -> SharedTensor:
+    """max(d, 0) exactly: the one-knot gate with slope 1 (at scale 0: no truncation)."""
+    return spline_raw(d, [0], [1], [0], 0)
+
+
+_EXACT = {"scheme": "fss", "cost": lambda d: gate_cost(), "ref": REF, "parties": lambda n: n == 2}
+
+
+@protocol("relu", **_EXACT, dims=lambda x: {"n": x.size}, example=_unary_example, vars_doc="n = elements")
+def relu(x: SharedTensor) -> SharedTensor:
+    """max(x, 0) by the one-knot gate: g = [x >= 0] and g x from one opening and one key; exact.
+
+    Rounds: 1. Comm: (N-1) K n bits. Offline: as ``exp``'s gate. Leaks: nothing.
+    Ref: the ReLU of Boyle et al. (eprint 2020/1392) as a spline gate.
+    """
+    return relu_raw(x)
+
+
+@protocol("maximum", **_EXACT, dims=_pair_dims, example=_pair_example,
+          vars_doc="n = elements of the broadcast difference")
+def maximum(x: SharedTensor, y) -> SharedTensor:
+    """Elementwise max: y + relu(x - y); either operand may be public. Exact.
+
+    Rounds: 1. Comm: (N-1) K n bits, n = |x - y|. Offline: the gate's. Leaks: nothing beyond the output
+    (|x - y| < 2^(K-1) ring units). Ref: as ``relu``.
+    """
+    d = _diff(x, y)
+    return relu_raw(d) + y
+
+
+@protocol("minimum", **_EXACT, dims=_pair_dims, example=_pair_example,
+          vars_doc="n = elements of the broadcast difference")
+def minimum(x: SharedTensor, y) -> SharedTensor:
+    """Elementwise min: x - relu(x - y); either operand may be public. Exact.
+
+    Rounds: 1. Comm: as ``maximum``; offline too. Leaks: nothing beyond the output. Ref: as ``relu``.
+    """
+    d = _diff(x, y)
+    return -relu_raw(d) + x

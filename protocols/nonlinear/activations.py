@@ -7,10 +7,10 @@ from mpsim.tensor import SharedTensor, stack
 
 from ..boolean import not_, xor
 from ..fxp import truncate
-from ..registry import call, protocol
+from ..registry import call, composed_except, protocol
 from .config import (GELU_LOW, GELU_MID, GELU_T0, GELU_T1, GELU_T2, POLY_SHIFT, SILU_SEG1, SILU_SEG2,
                      _check_ring_range, _enc, _example_input, _fixed, _lin_raw, _mul, _relabel)
-from .costs import BOTH, _piecewise_cost
+from .costs import _piecewise_cost
 
 def _segment_bits(x: SharedTensor, thresholds):
     """[x < t0], [x < t1], [x > t2] from one msb call on stacked differences."""
@@ -34,7 +34,7 @@ def _piecewise(x, b0, b1, b2, low, mid):
 
 @protocol(
     "gelu",
-    scheme=BOTH,
+    scheme=composed_except("fss"),  # the FSS suite's own: protocols/fss
     cost=_piecewise_cost(squares=1, stacked=2, plain=0),  # z^2; [z, z^2] z^2; [z^2, z^4] z^4
     ref="PUMA (Dong et al. 2023), piecewise polynomial GeLU; coefficients our own minimax fit",
     dims=lambda x: {"n": x.size},
@@ -99,7 +99,7 @@ def gelu(x: SharedTensor) -> SharedTensor:
 
 @protocol(
     "silu",
-    scheme=BOTH,
+    scheme=composed_except("fss"),  # the FSS suite's own: protocols/fss
     cost=_piecewise_cost(squares=2, stacked=0, plain=1),  # z^2, z^4 = (z^2)^2, z^6 = z^2 z^4
     ref="MPCache hack_silu (SPU scripts; mpcache.md 8.3), coefficients copied exactly",
     dims=lambda x: {"n": x.size},

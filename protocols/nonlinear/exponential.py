@@ -7,9 +7,9 @@ from mpsim.tensor import SharedTensor, stack
 
 from ..boolean import not_
 from ..fxp import truncate
-from ..registry import call, protocol
+from ..registry import call, composed_except, protocol
 from .config import PADE_C, NonlinearConfig, _config, _example_input, _fixed, _lin_raw, _mul, _relabel
-from .costs import _EXP_VARS_DOC, BOTH, _exp_cost, _exp_vars
+from .costs import _EXP_VARS_DOC, _exp_cost, _exp_vars
 from .recip import _goldschmidt
 
 def _check_exp_domain(x: SharedTensor, cfg: NonlinearConfig) -> None:
@@ -29,7 +29,7 @@ def _check_exp_domain(x: SharedTensor, cfg: NonlinearConfig) -> None:
 
 @protocol(
     "exp",
-    scheme=tuple(s for s in BOTH if s != "fss"),  # the FSS suite's is a spline (protocols/fss/spline.py)
+    scheme=composed_except("fss"),  # the FSS suite's is a spline (protocols/fss/spline.py)
     cost=_exp_cost,
     ref="limit: CrypTen (Knott et al., NeurIPS 2021); Pade [2/2] with squaring: SPU fxp_exp_mode=1 / PUMA",
     dims=lambda x, config=None: {"n": x.size, **_exp_vars(_config(x.session, config))},

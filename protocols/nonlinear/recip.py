@@ -8,10 +8,10 @@ from mpsim.tensor import SharedTensor, concatenate, stack
 
 from ..boolean import not_, xor
 from ..fxp import truncate
-from ..registry import call, protocol
+from ..registry import call, composed_except, protocol
 from .config import (RECIP_C, RECIP_E0, RSQRT_A, RSQRT_B, RSQRT_E0, NonlinearConfig, _config, _example_input,
                      _fixed, _lin_raw, _mul, _relabel)
-from .costs import _RECIP_VARS_DOC, BOTH, _norm_vars, _recip_cost, _recip_vars, _rsqrt_cost
+from .costs import _RECIP_VARS_DOC, _norm_vars, _recip_cost, _recip_vars, _rsqrt_cost
 
 def _goldschmidt(n: SharedTensor, d: SharedTensor, iters: int) -> SharedTensor:
     """n / d for d near 1: n, d <- n (2 - d), d (2 - d); both products share one Beaver call (d's factor is
@@ -94,7 +94,7 @@ def _check_domain(x: SharedTensor, P: int, D: int, what: str) -> None:
 
 @protocol(
     "reciprocal",
-    scheme=BOTH,
+    scheme=composed_except("fss"),  # the FSS suite's own: protocols/fss
     cost=_recip_cost,
     ref="MSB normalisation (Catrina-Saxena, FC 2010; SPU reciprocal) + Goldschmidt (1964) / Newton-Raphson",
     dims=lambda x, config=None: {"m": x.size, **_recip_vars(x.session, _config(x.session, config), x.frac)},
@@ -152,7 +152,7 @@ def reciprocal(x: SharedTensor, config: NonlinearConfig | None = None) -> Shared
 
 @protocol(
     "rsqrt",
-    scheme=BOTH,
+    scheme=composed_except("fss"),  # the FSS suite's own: protocols/fss
     cost=_rsqrt_cost,
     ref="MSB normalisation (Catrina-Saxena 2010; SPU rsqrt) + Newton-Raphson for 1/sqrt(x)",
     dims=lambda x, config=None: {"m": x.size, "I": _config(x.session, config).rsqrt_iters,
