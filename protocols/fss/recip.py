@@ -89,7 +89,7 @@ def reciprocal(x: SharedTensor, config: NonlinearConfig | None = None) -> Shared
     1/x, pos = floor(log2 of x's ring integer) (the spline's bound and x_n's floor through slopes below 4.2,
     scaled by the rescaling); the protocol within (6 2^(f-1-pos) + 2) units of the twin (x_n one unit off
     moves y_n's floor by at most 5 units, its truncation one more; the last floor and truncation two).
-    Measured at f = 16: within 2.8 units of 1/x for x >= 1 (the tests hold it to 5). At f = 16: within 2.3e-5 of 1/x for x >= 1 (measured in the tests).
+    Measured at f = 16: within 2.8 units of 1/x for x >= 1 (the tests hold it to 5).
     Leaks: nothing beyond the output.
     Ref: normalisation as Catrina-Saxena (FC 2010) with the thermometer and its products from one gate;
     the spline gates of Sigma (Gupta et al., PETS 2024, eprint 2023/1269).
