@@ -15,15 +15,18 @@ Truncation (after every fixed-point product):
   any N, never fails for |x| < 2^(K-2) at scale 2^(2f); the session warns when ``max_abs`` breaks that.
 * ``trunc="pair"``: the same truncation with its pair made by the parties themselves (ABY3, which has no
   dealer); ABY3's ``trunc="local"`` is its share truncation, with the local one's failure probability.
+* ``trunc="exact"``: the FSS suite's truncation (``scheme="fss"``; eprint 2020/1392): 1 round, a DCF key
+  per element, exactly floor(x / 2^d) for |x| < 2^(K-2).
 * ``trunc="auto"`` (default): local for N = 2 and K = 64, dealer otherwise (ABY3: local at K = 64, pair at
-  K = 32). Local truncation's failure
+  K = 32; FSS: local at K = 64, exact at K = 32). Local truncation's failure
   probability 2^(m + 2f + 1 - K) is negligible at K = 64 (2^-31 for |x| <= 1 with f = 16) but not at K = 32,
   where even |x| <= 1 with f = 8 fails with probability 2^-15 per element and a (16, 512) softmax has wrong
   rows; so K = 32 and N > 2 use dealer truncation. An explicit ``trunc="local"`` is honoured and warns
   (:class:`TruncationWarning`) whenever its failure probability, for values up to ``max_abs`` (for |x| <= 1
   when ``max_abs`` is not declared), exceeds 2^-20: always at K = 32 with the default f = 8.
 
-Both give a result within one unit in the last place (2^-f) of the exact floor of the product.
+Local, dealer and pair give a result within one unit in the last place (2^-f) of the exact floor of the
+product; exact gives the floor.
 """
 from __future__ import annotations
 
@@ -42,7 +45,7 @@ from .scheme import load_scheme
 from .ring import Ring
 from .tensor import SharedTensor
 
-TRUNC_MODES = ("auto", "local", "dealer", "pair")
+TRUNC_MODES = ("auto", "local", "dealer", "pair", "exact")
 DEFAULT_FRAC_BITS = {64: 16, 32: 8}
 LOCAL_TRUNC_WARN_LOG2 = -20  # warn when the per-element failure probability of local truncation exceeds this
 

@@ -25,6 +25,8 @@ class AdditiveScheme(FixedPointProducts, Scheme):
     def truncation_mode(self, parties, ring_bits, trunc):
         if trunc == "pair":
             raise ValueError("the additive scheme's truncation pairs come from its dealer: use trunc='dealer'")
+        if trunc == "exact":
+            raise ValueError("exact truncation uses FSS keys: Session(parties=2, scheme='fss', trunc='exact')")
         if trunc == "local" and parties != 2:
             raise ValueError("local (SecureML) truncation is only correct for 2 parties; use trunc='dealer'")
         # auto: local only where its failure probability is negligible (N = 2, K = 64; mpsim/session.py)

@@ -80,11 +80,12 @@ def lookup(scheme: str, name: str):
     return None
 
 
-# (scheme, session truncation mode) -> expressions of TR (rounds), TC (bits sent by party p per element) and
-# TO (offline bits per element) of one truncation, then TRp, TCp, TOp: what truncating a product's output
-# adds to the product (see ``declare_truncation``).
+# (scheme, session truncation mode) -> expressions of TR (rounds), TC (bits sent by party p per element), TO
+# (offline bits per element to party 0, or to party p where offline is per party) and TS (bits shipped to
+# every party besides: FSS keys) of one truncation, then TRp, TCp, TOp, TSp: what truncating a product's
+# output adds to the product (see ``declare_truncation``).
 TRUNCATION: dict[tuple[str, str], tuple[Expr, ...]] = {}
-TRUNCATION_TERMS = ("TR", "TC", "TO", "TRp", "TCp", "TOp")
+TRUNCATION_TERMS = ("TR", "TC", "TO", "TS", "TRp", "TCp", "TOp", "TSp")
 
 # Schemes whose offline formulas give the bits party p receives (correlations the parties make among
 # themselves); elsewhere an offline formula is what a dealer ships to party 0, and ``offline_each`` what it
@@ -96,13 +97,14 @@ def declare_offline_per_party(scheme: str) -> None:
     OFFLINE_PER_PARTY.add(scheme)
 
 
-def declare_truncation(scheme: str, mode: str, rounds, comm, offline, after_product=None) -> None:
-    """The per-element cost of ``scheme``'s truncation in session mode ``mode`` ("local" or "dealer"), which
-    composite formulas use as TR, TC and TO; ``after_product`` (rounds, comm, offline) is what truncating a
-    product's output adds to the product, TRp, TCp and TOp (a scheme that fuses the two pays less; default:
-    a truncation of its own)."""
-    after = (rounds, comm, offline) if after_product is None else after_product
-    TRUNCATION[(scheme, mode)] = tuple(Expr(e) for e in (rounds, comm, offline, *after))
+def declare_truncation(scheme: str, mode: str, rounds, comm, offline, after_product=None, shipped="0") -> None:
+    """The per-element cost of ``scheme``'s truncation in session mode ``mode`` ("local", "dealer", ...), which
+    composite formulas use as TR, TC, TO and TS (``shipped``: bits to every party, as FSS keys);
+    ``after_product`` (rounds, comm, offline[, shipped]) is what truncating a product's output adds to the
+    product, TRp, TCp, TOp and TSp (a scheme that fuses the two pays less; default: a truncation of its own)."""
+    after = (rounds, comm, offline, shipped) if after_product is None else tuple(after_product)
+    after = after + ("0",) * (4 - len(after))
+    TRUNCATION[(scheme, mode)] = tuple(Expr(e) for e in (rounds, comm, offline, shipped, *after))
 
 
 @dataclass
@@ -145,7 +147,8 @@ class Protocol:
 
     def declared(self, K: int, N: int, trunc: str = "local", **dims) -> Cost:
         """Declared cost; ``trunc`` ("local" or "dealer") sets the per-element truncation terms
-        TR (rounds), TC (bits sent by party p) and TO (offline bits) of this scheme that formulas may use."""
+        TR (rounds), TC (bits sent by party p), TO (offline bits) and TS (bits to each party) of this scheme
+        that formulas may use."""
         if (self.scheme, trunc) not in TRUNCATION:
             modes = sorted(m for s, m in TRUNCATION if s == self.scheme)
             raise ValueError(f"trunc must be one of {modes} for the {self.scheme} scheme, got {trunc!r}")
@@ -199,16 +202,20 @@ class Callees:
 
     __getattr__ = __getitem__
 
-    def _offline(self, bits: str) -> dict:
-        return {"shipped": bits} if self.scheme in OFFLINE_PER_PARTY else {"offline": bits}
+    def _offline(self, bits: str, shipped: str) -> dict:
+        # TS appears only in the formulas of a scheme that has a truncation shipping to every party
+        ships = any(s == self.scheme and terms[3] != Expr(0) for (s, _), terms in TRUNCATION.items())
+        if self.scheme in OFFLINE_PER_PARTY:
+            return {"shipped": f"{bits} + {shipped}" if ships else bits}
+        return {"offline": bits, "shipped": shipped if ships else "0"}
 
     def trunc(self, n) -> Formula:
-        """One truncation of each of n elements: the scheme's per-element terms TR, TC, TO."""
-        return Formula.of("TR", "TC*n", **self._offline("TO*n")).at(n=n)
+        """One truncation of each of n elements: the scheme's per-element terms TR, TC, TO, TS."""
+        return Formula.of("TR", "TC*n", **self._offline("TO*n", "TS*n")).at(n=n)
 
     def after_product(self, n) -> Formula:
-        """What truncating a product's n outputs adds to it: TRp, TCp, TOp (``declare_truncation``)."""
-        return Formula.of("TRp", "TCp*n", **self._offline("TOp*n")).at(n=n)
+        """What truncating a product's n outputs adds to it: TRp, TCp, TOp, TSp (``declare_truncation``)."""
+        return Formula.of("TRp", "TCp*n", **self._offline("TOp*n", "TSp*n")).at(n=n)
 
     def select_after(self, value: Formula, bit: Formula, nb, ny, n, times=1) -> Formula:
         """``bit_select`` (``times`` times) of a bit that ``bit`` makes on values that ``value`` makes, the
@@ -479,10 +486,13 @@ def markdown_table() -> str:
             "",
             "## fss (2 parties, the additive scheme with comparisons by function secret sharing)",
             "",
-            "The suite overlays the additive scheme: its own cells (the DCF msb) and every protocol written",
-            "once over the primitives, composed from them, are listed; every other protocol is the additive",
-            "scheme's, with the additive declaration. Offline: the dealer's corrections to party 0, then \"to",
-            "each party p\": its FSS keys (lambda = 128). TR, TC, TO as in the additive scheme.",
+            "The suite overlays the additive scheme: its own cells (the DCF msb, the spline gates, the DPF",
+            "one-hot, the exact truncation) and every protocol written once over the primitives, composed",
+            "from them, are listed; every other protocol is the additive scheme's, with the additive",
+            "declaration. Offline: the dealer's corrections to party 0, then \"to each party p\": its FSS keys",
+            "(lambda = 128). TR, TC, TO, TS: as in the additive scheme for `trunc=\"local\"` (K = 64's default)",
+            "and `\"dealer\"` (TS = 0); for `trunc=\"exact\"` (K = 32's default) `trunc_exact`'s 1, K, 2K and",
+            "a DCF key of 128 + (K - 2)(K + 130) + K bits to each party.",
             "",
             *_HEADER,
         ]

@@ -23,7 +23,8 @@ def session(backend="share", K=64, seed=2, **kw):
 def test_the_suite_is_two_party_and_overlays_the_additive_scheme():
     with pytest.raises(ValueError, match="two-party"):
         mpsim.Session(parties=3, scheme="fss")
-    assert set(of("fss")) == set(of("additive"))  # every additive protocol runs in the suite
+    # every additive protocol runs in the suite, which adds its exact truncation
+    assert set(of("fss")) == set(of("additive")) | {"trunc_exact"}
     assert ("fss", "msb") in CELLS and ("fss", "beaver_mul") not in CELLS  # products stay Beaver
     s = session()
     x = s.input(np.array([1.5, -2.0]))
@@ -146,6 +147,47 @@ def test_reciprocal_and_rsqrt_against_their_twins_and_the_true_functions(name, K
     assert np.all(np.abs(got - twin) <= (k * scale + 2) * u)
     if K == 64:  # what that means where a softmax's denominator lives: a few units
         assert np.abs(got - true)[v >= 1].max() <= 5 * u
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("K", [32, 64])
+def test_exact_truncation_is_the_floor_at_the_edges_of_its_domain(backend, K):
+    """trunc_exact (protocols/fss/trunc.py) is floor(x / 2^d) for every x in [-2^(K-2), 2^(K-2)), including
+    the ends, the powers of two around 0 and the shifts 1 and K - 2; K = 32's default truncation."""
+    from protocols.fss.trunc import trunc_exact
+
+    s = session(backend, K, seed=K)
+    assert s.trunc == ("local" if K == 64 else "exact")
+    rng = np.random.default_rng(K)
+    lim = 2 ** (K - 2)
+    edges = [0, 1, -1, lim - 1, -lim, -lim + 1, 2, -2, 2**10, -(2**10), 2**10 - 1, -(2**10) - 1]
+    v = np.concatenate([rng.integers(-lim, lim, 4000), edges]).astype(np.int64)
+    shared = s.input(v, frac_bits=0)
+    x = shared._like(shared.payload, shared.shape, frac=K - 2)  # a scale label that allows every shift
+    for d in (1, 3, 10, K - 2):
+        y = trunc_exact(x, d)
+        got = s.ring.to_signed(s.backend.open(y.payload)).astype(np.int64)
+        np.testing.assert_array_equal(got, np.floor_divide(v, 2**d))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_dpf_one_hot_is_exact_and_its_keys_are_small(backend):
+    """onehot_rotation in the suite (protocols/fss/onehot.py): every index of [0, n) gives its one-hot, in
+    one round, with a DPF key per index instead of the dealer's K T-bit rotated one-hot."""
+    s = session(backend)
+    n = 300
+    idx = np.arange(n).reshape(3, 100)
+    index = s.input(idx, frac_bits=0)
+    mark = s.mark()
+    oh = protocols.onehot(index, n)
+    c = s.cost(since=mark)
+    np.testing.assert_array_equal(s.reveal(oh), (np.arange(n) == idx[..., None]).astype(float))
+    key_bits = 128 + 9 * 130 + 64  # T = 512
+    assert c.rounds == 1 and c.offline_received_bits == (key_bits * n,) * 2
+    beaver = mpsim.Session(parties=2, backend="count")
+    mark = beaver.mark()
+    protocols.onehot(beaver.placeholder((3, 100), frac_bits=0), n)
+    assert beaver.cost(since=mark).offline_bits > 10 * c.offline_bits
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -32,6 +32,8 @@ class Aby3Scheme(FixedPointProducts, Scheme):
         if trunc == "dealer":
             raise ValueError("the aby3 scheme has no dealer; its truncations are ABY3's share truncation "
                              "(trunc='local') and pairs made by the parties (trunc='pair')")
+        if trunc == "exact":
+            raise ValueError("exact truncation uses two-party FSS keys (scheme='fss'); ABY3 has trunc='pair'")
         if trunc == "auto":
             return "local" if ring_bits == 64 else "pair"
         return trunc

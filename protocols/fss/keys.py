@@ -32,7 +32,7 @@ class FssKeys:
 
     @classmethod
     def correlations(cls) -> tuple[str, ...]:
-        return ("msb_key", "gate_key")
+        return ("msb_key", "gate_key", "onehot_key", "trunc_key")
 
     def watch(self, callback):
         """Call ``callback(label, payload, kind, width)`` with every party's own key material from now on (for
@@ -107,6 +107,59 @@ class FssKeys:
         if keys is None:
             return r, None, None, None
         return self.backend.split(r), self.backend.split(top), self.backend.split(ring.reduce(top * r)), keys
+
+
+    def onehot_key(self, shape, size: int):
+        """For a one-hot over ``size`` (a power of two >= 2) positions: per index a uniform r in [0, size)
+        (additive shares mod size, from the parties' seeds) and DPF keys for 1{y == r} on log2(size) bits with
+        output 1 in Z_2^K (``protocols.fss.onehot``).
+
+        Offline per index: the DPF key (``fss.dpf_key_bits(log2(size), K)`` bits) to each party; r's shares
+        come from the seeds and cost nothing. Returns (r shares, keys), (r's one row of zeros, None) under
+        ideal and (None, None) under count.
+        """
+        shape = tuple(shape)
+        bits, n = size.bit_length() - 1, _numel(shape)
+        self._ship("onehot_key", fss.dpf_key_bits(bits, self.ring.bits) * n)
+        drawn = self._random(shape)
+        seeds = self._random((2, n, 2))
+        if drawn is None:
+            return None, None
+        r = np.bitwise_and(drawn, np.uint64(size - 1))
+        if self.backend.rows == 1:
+            return r[None].copy(), None
+        keys = fss.gen("dpf", r.reshape(-1), 1, bits, self.ring.bits, _Seeds(seeds))
+        for callback in list(self._watchers):
+            callback("onehot_key seeds", keys.seed.reshape(2, -1), "A", None)
+        return self.backend.split(r), keys
+
+
+    def trunc_key(self, shape, shift: int):
+        """For exact truncation by ``shift`` (``protocols.fss.trunc``): additive shares of a uniform r, of
+        r >> shift and of r's top bit, and a DCF key for 1{y < (r mod 2^shift) 2^(K-2-shift)} on K - 2 bits
+        with output 1 in Z_2^K (the borrow of the low bits, compared at the top of a (K-2)-bit word so that the
+        key's size does not depend on the shift).
+
+        Offline per element: the DCF key (``fss.dcf_key_bits(K - 2, K)`` bits) to each party and the
+        corrections of r >> shift and r_(K-1) (2K bits) to party 0. Returns (r, r >> shift, r_(K-1), keys)
+        as shares, (r or None, None, None, None) under ideal and count.
+        """
+        shape = tuple(shape)
+        K, n = self.ring.bits, _numel(shape)
+        self._ship("trunc_key", fss.dcf_key_bits(K - 2, K) * n, 2 * K * n)
+        r = self._random(shape)
+        seeds = self._random((2, n, 2))
+        if r is None or self.backend.rows == 1:
+            return (None if r is None else r[None].copy()), None, None, None
+        flat = r.reshape(-1)
+        low = np.bitwise_and(flat, np.uint64((1 << shift) - 1))
+        alpha = np.left_shift(low, np.uint64(K - 2 - shift))
+        keys = fss.gen("dcf", alpha, 1, K - 2, K, _Seeds(seeds))
+        for callback in list(self._watchers):
+            callback("trunc_key seeds", keys.seed.reshape(2, -1), "A", None)
+        high = np.right_shift(r, np.uint64(shift))
+        top = np.right_shift(r, np.uint64(K - 1))
+        return self.backend.split(r), self.backend.split(high), self.backend.split(top), keys
 
 
 class _Seeds:

@@ -13,11 +13,25 @@ from .keys import FssKeys
 
 class FssScheme(AdditiveScheme):
     name = "fss"
+    truncation_advice = "use trunc='exact' (one round, never fails) or fewer fractional bits"
 
     def truncation_mode(self, parties, ring_bits, trunc):
+        """local (0 rounds) where its failure probability is negligible (K = 64), else the exact DCF
+        truncation (``protocols.fss.trunc``); "dealer" (trunc_pr) on request."""
         if parties != 2:
             raise ValueError(f"the fss suite is two-party (its keys are two-party FSS), got parties={parties}")
+        if trunc == "exact":
+            return trunc
+        if trunc == "auto":
+            return "local" if ring_bits == 64 else "exact"
         return super().truncation_mode(parties, ring_bits, trunc)
+
+    def truncate(self, x, shift):
+        if x.session.trunc == "exact":
+            from .trunc import trunc_exact
+
+            return trunc_exact(x, shift)
+        return super().truncate(x, shift)
 
     def setup(self, session):
         return FssKeys(session)
