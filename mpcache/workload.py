@@ -41,12 +41,14 @@ class StepSummary:
     setup: dict
     config: dict = field(default_factory=dict)
     network_latency_s: dict[str, float] = field(default_factory=dict)  # latency_s without the compute term
+    inventory: tuple = ()  # the step's correlations, ((kind, dims, units), ...) (``Cost.inventory``)
 
     def as_dict(self) -> dict:
         return {"name": self.name, "model": self.model, "seq_len": self.seq_len, "parties": self.parties,
                 "rounds": self.rounds, "sent_bytes": self.sent_bytes, "offline_bytes": self.offline_bytes,
                 "latency_s": self.latency_s, "network_latency_s": self.network_latency_s, "scopes": self.scopes,
-                "setup": self.setup, "config": self.config}
+                "setup": self.setup, "config": self.config,
+                "inventory": [{"kind": k, "dims": list(d), "units": u} for k, d, u in self.inventory]}
 
 
 def _scope_costs(session, since: int, profiles) -> dict[str, dict]:
@@ -96,6 +98,7 @@ def measure(model: ModelConfig | str, seq_len: int, policy: KVPolicy | str = "fu
         config={**session.config, "reuse": reuse, "attention_only": attention_only, "steps": steps,
                 "policy": {k: v for k, v in vars(policy).items()}, "compute": compute.as_dict() if compute else None},
         network_latency_s=network,
+        inventory=c.inventory,
     )
 
 

@@ -29,6 +29,12 @@ def _numel(shape) -> int:
     return int(np.prod(shape, dtype=np.int64))
 
 
+def _matrix_units(shape_a, out_shape) -> tuple[int, tuple]:
+    """(matrix products, (m, k, n)) of a batched (..., m, k) @ (..., k, n) triple."""
+    m, k, n = int(shape_a[-2]), int(shape_a[-1]), int(out_shape[-1])
+    return _numel(out_shape) // max(1, m * n), (m, k, n)
+
+
 def uniform_permutations(rng, rows: int, n: int) -> np.ndarray:
     """``rows`` independent uniform permutations of range(n) drawn from ``rng``, shape (rows, n)."""
     if not rows:
@@ -46,9 +52,11 @@ class Dealer:
         # protocol (shuffle-then-select) opens the same outcomes under share and ideal.
         self.perm_rng = np.random.default_rng([backend.prg.key, 0x5EED])
 
-    def _charge(self, op: str, derived_elements: int) -> None:
-        """Record the corrections of ``derived_elements`` ring elements, sent to party 0."""
-        self.ledger.record(self.profiler.path, op, 0, -1, DEALER, 0, self.ring.bits * derived_elements, OFFLINE)
+    def _charge(self, op: str, derived_elements: int, units: int, dims: tuple = ()) -> None:
+        """Record the corrections of ``derived_elements`` ring elements, sent to party 0: ``units``
+        correlations of kind ``op`` with parameters ``dims`` (the inventory, ``Cost.correlations``)."""
+        self.ledger.record(self.profiler.path, op, 0, -1, DEALER, 0, self.ring.bits * derived_elements, OFFLINE,
+                           units, dims)
 
     def _has_data(self) -> bool:
         return self.backend.has_data
@@ -76,7 +84,7 @@ class Dealer:
         Offline: K * numel(broadcast(shape_a, shape_b)) bits (c is the only derived component).
         """
         out_shape = np.broadcast_shapes(tuple(shape_a), tuple(shape_b))
-        self._charge("beaver_triple", _numel(out_shape))
+        self._charge("beaver_triple", _numel(out_shape), _numel(out_shape))
         a = self._random(shape_a)
         b = self._random(shape_b)
         c = self.ring.reduce(kernels.ring_mul(a, b)) if self._has_data() else None
@@ -84,7 +92,7 @@ class Dealer:
 
     def square_pair(self, shape):
         """Square pair (a, a^2) for x*x (as in CrypTen's ``square`` provider). Offline: K * numel bits."""
-        self._charge("square_pair", _numel(shape))
+        self._charge("square_pair", _numel(shape), _numel(shape))
         a = self._random(shape)
         c = self.ring.reduce(kernels.ring_mul(a, a)) if self._has_data() else None
         return self.backend.split(a), self.backend.split(c)
@@ -94,7 +102,7 @@ class Dealer:
 
         Offline: K * numel(out_shape) bits (C is the only derived component).
         """
-        self._charge("matmul_triple", _numel(out_shape))
+        self._charge("matmul_triple", _numel(out_shape), *_matrix_units(shape_a, out_shape))
         a = self._random(shape_a)
         b = self._random(shape_b)
         c = self.ring.reduce(kernels.ring_matmul(a, b)) if self._has_data() else None
@@ -106,7 +114,7 @@ class Dealer:
         Returns shares of r (uniform in Z_2^K), of r' = (r mod 2^(K-1)) >> shift and of the top bit
         r_{K-1}, all arithmetic. Offline: 2 * K * numel bits (r' and r_{K-1} are derived).
         """
-        self._charge("trunc_pair", 2 * _numel(shape))
+        self._charge("trunc_pair", 2 * _numel(shape), _numel(shape))
         r = self._random(shape)
         if self._has_data():
             low_mask = self.ring.const((1 << (self.ring.bits - 1)) - 1)
@@ -129,14 +137,14 @@ class Dealer:
 
         Offline: K * numel(out_shape) bits (C_t is derived; A_t is seeded).
         """
-        self._charge("reuse_triple", _numel(out_shape))
+        self._charge("reuse_triple", _numel(out_shape), *_matrix_units(shape_a, out_shape))
         a = self._random(shape_a)
         c = self.ring.reduce(kernels.ring_matmul(a, dealer_mask)) if self._has_data() else None
         return self.backend.split(a), self.backend.split(c)
 
     # -- boolean and mixed correlations ---------------------------------------------------------------------
-    def _charge_bits(self, op: str, bits: int) -> None:
-        self.ledger.record(self.profiler.path, op, 0, -1, DEALER, 0, int(bits), OFFLINE)
+    def _charge_bits(self, op: str, bits: int, units: int, dims: tuple = ()) -> None:
+        self.ledger.record(self.profiler.path, op, 0, -1, DEALER, 0, int(bits), OFFLINE, units, dims)
 
     def and_triple(self, shape, gates: int):
         """Boolean Beaver triple on words (c = a & b, bit-parallel), XOR-shared.
@@ -144,7 +152,7 @@ class Dealer:
         Only ``gates`` bit positions per word are used by the caller, so only those bits of c need a
         correction: offline ``gates * numel`` bits (a and b are seeded).
         """
-        self._charge_bits("and_triple", gates * _numel(shape))
+        self._charge_bits("and_triple", gates * _numel(shape), gates * _numel(shape))  # one per AND gate
         a = self._random(shape)
         b = self._random(shape)
         c = np.bitwise_and(a, b) if self._has_data() else None
@@ -156,7 +164,7 @@ class Dealer:
         Ref: Escudero et al., CRYPTO 2020 (edaBits). Offline: K * numel bits (the boolean sharing is derived
         from the seeded arithmetic one by one correction word).
         """
-        self._charge("edabit", _numel(shape))
+        self._charge("edabit", _numel(shape), _numel(shape))
         r = self._random(shape)
         return self.backend.split(r), self.backend.split_xor(r)
 
@@ -165,7 +173,7 @@ class Dealer:
 
         Offline: K * numel bits (the arithmetic sharing is derived from the seeded boolean one).
         """
-        self._charge("dabit", _numel(shape))
+        self._charge("dabit", _numel(shape), _numel(shape))
         r = np.bitwise_and(self._random(shape), np.uint64(1)) if self._has_data() else None
         return self.backend.split(r), self.backend.split_xor(r)
 
@@ -175,7 +183,9 @@ class Dealer:
         Offline: K * numel(b) + K * numel(broadcast(b, y)) bits (the daBit's arithmetic part and r*a).
         """
         out_shape = np.broadcast_shapes(tuple(shape_bit), tuple(shape_value))
-        self._charge("bit_select_triple", _numel(shape_bit) + _numel(out_shape))
+        # the daBits and the products, itemised apart (a generator prices them apart)
+        self._charge("dabit", _numel(shape_bit), _numel(shape_bit))
+        self._charge("bit_select_triple", _numel(out_shape), _numel(out_shape))
         r = np.bitwise_and(self._random(shape_bit), np.uint64(1)) if self._has_data() else None
         a = self._random(shape_value)
         ra = self.ring.reduce(kernels.ring_mul(r, a)) if self._has_data() else None
@@ -188,7 +198,8 @@ class Dealer:
         (only r mod size is ever used).
         """
         log_size = size.bit_length() - 1
-        self._charge_bits("rotation_onehot", (self.ring.bits * size + log_size) * _numel(shape))
+        self._charge_bits("rotation_onehot", (self.ring.bits * size + log_size) * _numel(shape), _numel(shape),
+                          (size,))
         if not self._has_data():
             return None, None
         if self.backend.name == "ideal":
@@ -211,7 +222,8 @@ class Dealer:
         """
         log_size = size.bit_length() - 1
         w = int(np.shape(table)[-1])
-        self._charge_bits("rotation_table", (self.ring.bits * size * (w + 1) + log_size) * _numel(index_shape))
+        self._charge_bits("rotation_table", (self.ring.bits * size * (w + 1) + log_size) * _numel(index_shape),
+                          _numel(index_shape), (size, w))
         if not self._has_data():
             return None, None, None
         if self.backend.name == "ideal":
@@ -235,7 +247,7 @@ class Dealer:
         permuter's rows zero) or None where the backend holds no data.
         """
         rows, n = shape[0], shape[1]
-        self._charge("shuffle_pass", _numel(shape))
+        self._charge("shuffle_pass", _numel(shape), rows, tuple(shape[1:]))  # per row: (n, w)
         perm = self._permutations(rows, n)
         if not self._has_data() or self.backend.name != "share":
             return perm, None, None, None

@@ -43,6 +43,8 @@ class Message:
     dst: int
     bits: int
     phase: str
+    units: int = 0  # offline: how many correlations of kind ``op`` this message delivers (0: a part of one)
+    dims: tuple = ()  # offline: what one of them is (its parameters; see ``Cost.inventory``)
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,9 @@ class Cost:
     sent_bits: tuple[int, ...] = ()
     offline_bits: int = 0
     offline_received_bits: tuple[int, ...] = field(default=())
+    # ((kind, dims, units), ...) sorted: the correlated randomness consumed (``correlations``); not compared,
+    # since declarations price bits, not the dealer's itemisation
+    inventory: tuple = field(default=(), compare=False)
 
     # -- derived views -------------------------------------------------------------------------------
     @property
@@ -80,6 +85,22 @@ class Cost:
         """Bytes the dealer sent in total."""
         return self.offline_bits / 8
 
+    @property
+    def correlations(self) -> dict[tuple[str, tuple], int]:
+        """The inventory as {(kind, dims): units}: e.g. ("beaver_triple", ()) -> elementwise triples,
+        ("matmul_triple", (m, k, n)) -> matrix triples of those dimensions, ("gate_key", ("dcf", K - 1, K, 2))
+        -> FSS keys (``mpsim.dealer``, ``protocols.fss.keys`` document each kind's units and dims)."""
+        return {(kind, dims): units for kind, dims, units in self.inventory}
+
+    @staticmethod
+    def _merge(a: tuple, b: tuple, sign: int = 1, scale: int = 1) -> tuple:
+        out: dict = {}
+        for kind, dims, units in a:
+            out[(kind, dims)] = out.get((kind, dims), 0) + units * scale
+        for kind, dims, units in b:
+            out[(kind, dims)] = out.get((kind, dims), 0) + sign * units
+        return _inventory(out)
+
     # -- algebra ---------------------------------------------------------------------------------------
     def _check(self, other: "Cost") -> None:
         if not isinstance(other, Cost):
@@ -102,6 +123,7 @@ class Cost:
             self._zip(self.sent_bits, other.sent_bits, 1),
             self.offline_bits + other.offline_bits,
             self._zip(self.offline_received_bits, other.offline_received_bits, 1),
+            self._merge(self.inventory, other.inventory),
         )
 
     def __sub__(self, other: "Cost") -> "Cost":
@@ -112,6 +134,7 @@ class Cost:
             self._zip(self.sent_bits, other.sent_bits, -1),
             self.offline_bits - other.offline_bits,
             self._zip(self.offline_received_bits, other.offline_received_bits, -1),
+            self._merge(self.inventory, other.inventory, sign=-1),
         )
 
     def __mul__(self, k: int) -> "Cost":
@@ -123,6 +146,7 @@ class Cost:
             tuple(b * k for b in self.sent_bits),
             self.offline_bits * k,
             tuple(b * k for b in self.offline_received_bits),
+            self._merge(self.inventory, (), scale=k),
         )
 
     __rmul__ = __mul__
@@ -135,6 +159,7 @@ class Cost:
             self._zip(self.sent_bits, other.sent_bits, 1),
             self.offline_bits + other.offline_bits,
             self._zip(self.offline_received_bits, other.offline_received_bits, 1),
+            self._merge(self.inventory, other.inventory),
         )
 
     def __str__(self) -> str:
@@ -151,6 +176,7 @@ class Cost:
             "sent_bits": list(self.sent_bits),
             "offline_bits": self.offline_bits,
             "offline_received_bits": list(self.offline_received_bits),
+            "inventory": [{"kind": kind, "dims": list(dims), "units": units} for kind, dims, units in self.inventory],
         }
 
 
@@ -201,12 +227,15 @@ class Ledger:
         if macs or elems:
             self.work.append(Work(scope, op, int(macs), int(elems), len(self.messages)))
 
-    def record(self, scope: str, op: str, depth: int, call: int, src: int, dst: int, bits: int, phase: str):
+    def record(self, scope: str, op: str, depth: int, call: int, src: int, dst: int, bits: int, phase: str,
+               units: int = 0, dims: tuple = ()):
+        """One message; an offline one delivering whole correlations says how many (``units``) of what
+        (``dims``), which ``Cost.inventory`` sums."""
         if bits < 0:
             raise ValueError("a message cannot carry a negative number of bits")
         if bits == 0:
             return
-        self.messages.append(Message(scope, op, depth, call, src, dst, int(bits), phase))
+        self.messages.append(Message(scope, op, depth, call, src, dst, int(bits), phase, int(units), tuple(dims)))
 
     def __len__(self) -> int:
         return len(self.messages)
@@ -227,12 +256,18 @@ class Ledger:
         return list(seen)
 
 
+def _inventory(counts: dict) -> tuple:
+    return tuple(sorted(((kind, dims, units) for (kind, dims), units in counts.items() if units),
+                        key=lambda item: (item[0], repr(item[1]))))
+
+
 def cost_of(messages: Iterable[Message], parties: int) -> Cost:
     depths: set[int] = set()
     calls: set[int] = set()
     sent = [0] * parties
     offline = 0
     offline_recv = [0] * parties
+    counts: dict = {}
     for m in messages:
         if m.phase == ONLINE:
             depths.add(m.depth)
@@ -241,4 +276,6 @@ def cost_of(messages: Iterable[Message], parties: int) -> Cost:
         else:
             offline += m.bits
             offline_recv[m.dst] += m.bits
-    return Cost(len(depths), len(calls), tuple(sent), offline, tuple(offline_recv))
+            if m.units:
+                counts[(m.op, m.dims)] = counts.get((m.op, m.dims), 0) + m.units
+    return Cost(len(depths), len(calls), tuple(sent), offline, tuple(offline_recv), _inventory(counts))

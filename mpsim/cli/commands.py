@@ -355,7 +355,41 @@ def _decode(args) -> int:
         ratios = ", ".join(f"{prof} {base.latency_s[prof] / s_.latency_s[prof]:.2f}x" for prof in base.latency_s)
         console.print(f"{base.name} / {s_.name}: communication {max(base.sent_bytes) / max(s_.sent_bytes):.2f}x, "
                       f"latency {ratios} (above 1: {base.name} costs more)")
+    if getattr(args, "inventory", False):
+        console.print(_inventory_table(summaries, args))
     return 0
+
+
+def _short_count(n: int) -> str:
+    """1,234 / 12.3k / 5.43M / 2.1G: counts that fit a narrow column."""
+    for suffix, size in (("G", 1e9), ("M", 1e6), ("k", 1e4)):
+        if n >= size:
+            return f"{n / (size if suffix != 'k' else 1e3):.3g}{suffix}"
+    return f"{n:,}"
+
+
+def _inventory_table(summaries, args):
+    """The step's correlations per policy: kind, one unit's parameters, units, and the dealer's bytes."""
+    from rich.table import Table
+
+    from costmodel.preprocessing import dealer_bits
+
+    K = summaries[0].config.get("ring_bits", 64)
+    kinds = sorted({(k, d) for s_ in summaries for k, d, _ in s_.inventory}, key=lambda kd: (kd[0], repr(kd[1])))
+    table = Table(title=f"Correlations consumed by the step ({args.scheme}; dealer MB: to all parties)")
+    table.add_column("correlation", no_wrap=True)
+    table.add_column("one unit", no_wrap=True)
+    for s_ in summaries:
+        table.add_column(f"{s_.name}\nunits", justify="right")
+        table.add_column(f"{s_.name}\ndealer MB", justify="right")
+    for kind, dims in kinds:
+        cells = []
+        for s_ in summaries:
+            units = {(k, d): u for k, d, u in s_.inventory}.get((kind, dims), 0)
+            mb = sum(dealer_bits({(kind, dims): units}, K, s_.parties)) / 8e6
+            cells += [_short_count(units) if units else "-", f"{mb:,.2f}" if units else "-"]
+        table.add_row(kind, " x ".join(str(v) for v in dims) or "-", *cells)
+    return table
 
 
 def _sweep_decode(args) -> int:
@@ -601,6 +635,9 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_argument("--softmax", choices=("exact", "puma"), default="exact",
                         help="every softmax of the run (attention, prefill selections): exact (default) or puma (the "
                              "MPCache scripts' hack_softmax)")
+    decode.add_argument("--inventory", action="store_true",
+                        help="also list the correlations the step consumes (kind, parameters, units, dealer bytes); "
+                             "the JSON always has them")
     _structured(decode)
     decode.set_defaults(run=_decode)
 

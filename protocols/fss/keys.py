@@ -44,11 +44,14 @@ class FssKeys:
         """Uniform ring values of ``shape`` (zeros under the ideal backend, None under count)."""
         return self.backend.uniform(tuple(shape))
 
-    def _ship(self, op: str, bits_each: int, bits_first: int = 0) -> None:
-        """Record ``bits_each`` bits to every party, and ``bits_first`` more to party 0 (a correction word)."""
+    def _ship(self, op: str, bits_each: int, bits_first: int, units: int, dims: tuple) -> None:
+        """Record ``bits_each`` bits to every party, and ``bits_first`` more to party 0 (a correction word):
+        ``units`` keys of kind ``op`` with parameters ``dims`` = (family, input bits, output bits, outputs),
+        itemised once, on party 0's message (the inventory, ``Cost.correlations``)."""
         for party in range(self.backend.parties):
             bits = bits_each + (bits_first if party == 0 else 0)
-            self.ledger.record(self.profiler.path, op, 0, -1, DEALER, party, int(bits), OFFLINE)
+            self.ledger.record(self.profiler.path, op, 0, -1, DEALER, party, int(bits), OFFLINE,
+                               units if party == 0 else 0, dims)
 
     def _borrow_key(self, op: str, shape, out_bits: int, first_bits: int, payload_of):
         """The shared part of ``msb_key`` and ``gate_key``: ship the keys and the corrections, draw r and the
@@ -62,7 +65,7 @@ class FssKeys:
         seeds = self._random((2, n, 2))
         probe = np.zeros(1, dtype=np.uint64)
         d = 1 if np.ndim(payload_of(probe, probe)) < 2 else np.shape(payload_of(probe, probe))[1]
-        self._ship(op, fss.dcf_key_bits(K - 1, out_bits, d=d) * n, first_bits * n)
+        self._ship(op, fss.dcf_key_bits(K - 1, out_bits, d=d) * n, first_bits * n, n, ("dcf", K - 1, out_bits, d))
         if r is None or self.backend.rows == 1:
             return (None, None, None) if r is None else (r[None].copy(), None, None)
         low = np.uint64((1 << (K - 1)) - 1)
@@ -120,7 +123,7 @@ class FssKeys:
         """
         shape = tuple(shape)
         bits, n = size.bit_length() - 1, _numel(shape)
-        self._ship("onehot_key", fss.dpf_key_bits(bits, self.ring.bits) * n)
+        self._ship("onehot_key", fss.dpf_key_bits(bits, self.ring.bits) * n, 0, n, ("dpf", bits, self.ring.bits, 1))
         drawn = self._random(shape)
         seeds = self._random((2, n, 2))
         if drawn is None:
@@ -146,7 +149,7 @@ class FssKeys:
         """
         shape = tuple(shape)
         K, n = self.ring.bits, _numel(shape)
-        self._ship("trunc_key", fss.dcf_key_bits(K - 2, K) * n, 2 * K * n)
+        self._ship("trunc_key", fss.dcf_key_bits(K - 2, K) * n, 2 * K * n, n, ("dcf", K - 2, K, 1))
         r = self._random(shape)
         seeds = self._random((2, n, 2))
         if r is None or self.backend.rows == 1:
