@@ -286,6 +286,9 @@ def fss_targets() -> None:
 
     target(f"ltz, ({ROWS}, {WIDTH})", run_ltz, 1, 16, n, "/elem")
     target(f"max over {WIDTH}, ({ROWS}, {WIDTH})", run_max, 20)
+    levels = (WIDTH - 1).bit_length()
+    target(f"argmax over {WIDTH} with its one-hot, ({ROWS}, {WIDTH})", with_setup(
+        lambda s: (s.placeholder((ROWS, WIDTH)),))(lambda s, x: protocols.argmax(x)), 2 * levels + 1)
     target(f"softmax (default, exact), ({ROWS}, {WIDTH})", run_softmax("exact"), 30)
     target(f"top-k {ROWS}x{WIDTH}, k={TOPK_K} (auto; worst of {TOPK_SEEDS} seeds)", run_topk("auto"), 40,
            seeds=TOPK_SEEDS)

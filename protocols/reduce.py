@@ -21,7 +21,7 @@ from .arith import _rng_values
 from .boolean import not_
 from .oblivious import onehot_rotation
 from .rotation import _pow2_at_least
-from .registry import COMPOSED, call, composed_except, protocol
+from .registry import call, composed_except, protocol
 
 
 def check_axis(x: SharedTensor, axis, what: str) -> None:
@@ -105,7 +105,7 @@ def arg_cost(d):
     return pairs + d.onehot_rotation.at(m="rows")
 
 
-_ARG = {"scheme": COMPOSED, "cost": arg_cost}
+_ARG = {"scheme": composed_except("fss"), "cost": arg_cost}  # the FSS suite's: protocols/fss/reduce.py
 _REF = "log-depth tournament of msb + bit_select (cf. CrypTen/SPU max), batched over rows"
 _ARG_REF = _REF + "; one-hot by dealer rotation (onehot_rotation)"
 _VARS = "rows = elements / n; n = reduced axis length; L = ceil(log2 n) levels"

@@ -60,8 +60,12 @@ def test_comparison_built_protocols_are_exact_and_take_one_round_per_comparison(
     np.testing.assert_array_equal(s.reveal(protocols.relu(x)), np.maximum(a, 0))
     np.testing.assert_array_equal(s.reveal(protocols.maximum(x, y)), np.maximum(a, b))
     mark = s.mark()
-    np.testing.assert_array_equal(s.reveal(protocols.argmax(x, axis=-1)[0]), a.max(axis=-1))
-    assert s.cost(since=mark).rounds == 6 * 2 + 1  # 6 levels of (comparison, selection), the reveal (the one-hot beside it)
+    values, onehot, index = protocols.argmax(x, axis=-1, return_index=True)
+    np.testing.assert_array_equal(s.reveal(values), a.max(axis=-1))
+    np.testing.assert_array_equal(s.reveal(index), a.argmax(axis=-1))
+    np.testing.assert_array_equal(s.reveal(onehot), np.eye(33)[a.argmax(axis=-1)])
+    # 6 gate levels, the last index product, the one-hot, its reveal
+    assert s.cost(since=mark).rounds == 6 + 1 + 1 + 1
     values, onehot = protocols.topk(x, 3)
     np.testing.assert_array_equal(np.sort(s.reveal(values), axis=-1), np.sort(a, axis=-1)[:, -3:])
 
@@ -193,7 +197,7 @@ def test_the_dpf_one_hot_is_exact_and_its_keys_are_small(backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_gates_are_exact_where_they_should_be(backend):
     """relu, maximum, minimum and the max / min tournaments are exact (the one-knot gate with slope 1, no
-    truncation), one round each and one per level."""
+    truncation), one round each and one per level; argmax and argmin give the first extreme's index."""
     s = session(backend)
     rng = np.random.default_rng(9)
     a = np.round(rng.uniform(-50, 50, (3, 37)) * 2**8) / 2**8
@@ -209,6 +213,10 @@ def test_gates_are_exact_where_they_should_be(backend):
         mark = s.mark()
         np.testing.assert_array_equal(s.reveal(fn(x, axis=-1)), want)
         assert s.cost(since=mark).rounds == 6 + 1  # ceil(log2 37) levels, then the reveal
+    for fn, pick in ((protocols.argmin, np.argmin), (protocols.argmax, np.argmax)):  # ties: the lower index
+        _, onehot, index = fn(x, axis=0, return_index=True)
+        np.testing.assert_array_equal(s.reveal(index), pick(a, axis=0))
+        np.testing.assert_array_equal(s.reveal(onehot), (np.arange(3)[:, None] == pick(a, axis=0)).astype(float))
 
 
 def test_the_suite_meets_the_softmax_round_target():
