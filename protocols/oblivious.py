@@ -27,6 +27,16 @@ from .reuse import MaskedOperand, matmul_reused
 from .rotation import _check_index_domain, _index_example, _open_rotation, _pow2_at_least, _rotate, check_size
 
 
+def rotation_range(index: SharedTensor, n, check_domain) -> tuple[int, int]:
+    """A rotation one-hot's checks (an integer-encoded arithmetic index in [0, n)): (n, T = n rounded up to a
+    power of two)."""
+    if index.kind != "A" or index.frac != 0:
+        raise ValueError("rotation one-hot needs an integer-encoded arithmetic index (frac_bits=0)")
+    n = check_size(n, "one-hot range n")
+    _check_index_domain(index, n, check_domain)
+    return n, _pow2_at_least(n)
+
+
 @protocol(
     "onehot_rotation",
     rounds="int(T > 1)",
@@ -49,12 +59,8 @@ def onehot_rotation(index: SharedTensor, n: int, check_domain: bool | None = Non
     Offline: m (K T + log2 T) bits.
     Leaks: nothing (c is uniform). Ref: the module docstring (correctness and security argument).
     """
-    if index.kind != "A" or index.frac != 0:
-        raise ValueError("rotation one-hot needs an integer-encoded arithmetic index (frac_bits=0)")
-    n = check_size(n, "one-hot range n")
-    _check_index_domain(index, n, check_domain)
+    n, T = rotation_range(index, n, check_domain)
     session = index.session
-    T = _pow2_at_least(n)
     if T == 1:  # a range of one position: the one-hot is the constant 1
         return session.zeros(index.shape + (1,), frac_bits=0) + 1
     r, e_r = session.scheme.rotation_onehot(session, index.shape, T)  # additive: the dealer's

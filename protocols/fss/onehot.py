@@ -13,8 +13,9 @@ import numpy as np
 from mpsim.fss import eval_party
 from mpsim.tensor import SharedTensor
 
-from ..rotation import _check_index_domain, _index_example, _open_rotation, _pow2_at_least, check_size
+from ..oblivious import rotation_range
 from ..registry import protocol
+from ..rotation import _index_example, _open_rotation, _pow2_at_least
 
 
 @protocol(
@@ -43,12 +44,8 @@ def onehot_rotation(index: SharedTensor, n: int, check_domain: bool | None = Non
     Offline: a DPF key of 128 + 130 log2 T + K bits per index to each party.
     Leaks: nothing (c is uniform). Ref: the module docstring.
     """
-    if index.kind != "A" or index.frac != 0:
-        raise ValueError("rotation one-hot needs an integer-encoded arithmetic index (frac_bits=0)")
-    n = check_size(n, "one-hot range n")
-    _check_index_domain(index, n, check_domain)
+    n, T = rotation_range(index, n, check_domain)
     session = index.session
-    T = _pow2_at_least(n)
     if T == 1:  # a range of one position: the one-hot is the constant 1
         return session.zeros(index.shape + (1,), frac_bits=0) + 1
     r, keys = session.keys.onehot_key(index.shape, T)

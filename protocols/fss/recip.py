@@ -22,8 +22,8 @@ import numpy as np
 from mpsim.tensor import SharedTensor
 
 from ..fxp import truncate
-from ..nonlinear.config import NonlinearConfig, _config, _example_input, _fixed, _relabel
-from ..nonlinear.recip import _check_domain, _recip_weights, _rsqrt_weights
+from ..nonlinear.config import NonlinearConfig, _example_input, _relabel
+from ..nonlinear.recip import _normalised_input, _recip_weights, _rsqrt_weights
 from ..registry import call, protocol
 from . import pieces
 from .gate import REF, gate_cost, gate_terms, spline_raw
@@ -51,13 +51,7 @@ def _normalise(x: SharedTensor, P: int, D: int):
 
 
 def _inverse(x: SharedTensor, config, curve: pieces.Curve, weights_of, what: str) -> SharedTensor:
-    x = _fixed(x)
-    cfg = _config(x.session, config)
-    f = x.frac
-    D = cfg.log2_max(x.session.ring.bits, f)
-    P = f + D
-    _check_domain(x, P, D, what)
-    h, xn = _normalise(x, P, D)
+    _, f, P, h, xn = _normalised_input(x, config, what, normalise=_normalise)
     knots, ds, db = pieces.encode(curve, f, f)
     yn = truncate(spline_raw(xn, knots, ds, db, f), f)
     S = f + 1

@@ -55,16 +55,17 @@ def _rescale(h: SharedTensor, y: SharedTensor, weights: np.ndarray, S: int) -> S
     return truncate(_relabel(z, y.frac + S), S)
 
 
-def _normalised_input(x: SharedTensor, config, what: str):
+def _normalised_input(x: SharedTensor, config, what: str, normalise=None):
     """reciprocal's and rsqrt's first steps: (configuration, f, P = f + D, one-hot h of the leading bit,
-    x_n = x 2^(f-1-pos) in [0.5, 1)), after the domain check."""
+    x_n = x 2^(f-1-pos) in [0.5, 1)), after the domain check; ``normalise(x, P, D)`` makes (h, x_n) (default:
+    ``_normalise``; the FSS suite's is one gate)."""
     x = _fixed(x)
     cfg = _config(x.session, config)
     f = x.frac
     D = cfg.log2_max(x.session.ring.bits, f)
     P = f + D
     _check_domain(x, P, D, what)
-    h, xn = _normalise(x, P, D)
+    h, xn = (normalise or _normalise)(x, P, D)
     return cfg, f, P, h, xn
 
 
