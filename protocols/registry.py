@@ -422,7 +422,9 @@ def _offline_text(f: Formula) -> str:
     return f"{f.offline}; to each party p: {f.shipped}"
 
 
-def _cells_row(entry: Protocol) -> str:
+def cell_declaration(entry: Protocol) -> dict:
+    """One cell's declaration as text: scheme, protocol, rounds, calls, comm, offline (party 0's; then
+    "to each party p" where it ships keys), variables, leaks, ref (``mpsim table --json``)."""
     if entry.compose is None:
         rounds, calls, comm, offline = entry.rounds, entry.calls, entry.comm, entry.offline
         if entry.offline_each != "0":
@@ -430,9 +432,20 @@ def _cells_row(entry: Protocol) -> str:
     else:
         f = entry.formula
         rounds, calls, comm, offline = str(f.rounds), str(f.calls), str(f.comm), _offline_text(f)
-    if calls not in (None, rounds):
-        rounds = f"{rounds} ({calls} calls)"
-    cells = [f"`{entry.name}`", rounds, f"`{comm}`", f"`{offline}`", entry.vars_doc, entry.leaks, entry.ref]
+    return {"scheme": entry.scheme, "protocol": entry.name, "rounds": rounds, "calls": calls or rounds,
+            "comm": comm, "offline": offline, "variables": entry.vars_doc, "leaks": entry.leaks, "ref": entry.ref}
+
+
+def declarations() -> list[dict]:
+    """Every cell's ``cell_declaration``, by scheme (additive, aby3, fss) and protocol name."""
+    order = {scheme: i for i, scheme in enumerate(SCHEMES)}
+    return [cell_declaration(e) for e in sorted(CELLS.values(), key=lambda e: (order[e.scheme], e.name))]
+
+
+def _cells_row(entry: Protocol) -> str:
+    d = cell_declaration(entry)
+    rounds = d["rounds"] if d["calls"] == d["rounds"] else f"{d['rounds']} ({d['calls']} calls)"
+    cells = [f"`{entry.name}`", rounds, f"`{d['comm']}`", f"`{d['offline']}`", entry.vars_doc, entry.leaks, entry.ref]
     return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
 

@@ -185,3 +185,26 @@ def test_demo_is_mpcache_vs_full_on_llama2(capsys):
     assert (full["name"], mpcache["name"]) == ("full", "mpcache")
     # the softmax over the selected tokens is far smaller than over the whole cache
     assert mpcache["scopes"]["attention/softmax"]["sent_bytes"][0] < full["scopes"]["attention/softmax"]["sent_bytes"][0]
+
+
+def test_table_takes_json_and_csv_with_one_row_per_scheme_and_protocol(capsys):
+    from protocols.registry import CELLS
+
+    code, out, _ = run(["table", "--json"], capsys)
+    rows = json.loads(out)["declarations"]
+    assert code == 0 and {(r["scheme"], r["protocol"]) for r in rows} == set(CELLS)
+    fss_msb = next(r for r in rows if (r["scheme"], r["protocol"]) == ("fss", "msb"))
+    assert fss_msb["rounds"] == "1" and "to each party p" in fss_msb["offline"]
+    code, out, _ = run(["table", "--csv"], capsys)
+    lines = out.strip().splitlines()
+    assert code == 0 and lines[0].startswith("scheme,protocol,rounds") and len(lines) == len(rows) + 1
+
+
+def test_op_lists_and_runs_every_comparison_protocol(capsys):
+    code, out, _ = run(["op", "--list"], capsys)
+    listed = {line.split()[0] for line in out.splitlines() if line.strip()}
+    for name in ("lt", "gt", "le", "ge", "eq", "ltz", "eqz", "sign", "maximum", "minimum", "relu", "abs"):
+        assert name in listed, name
+    for name in ("sign", "minimum", "gt", "ge", "le"):
+        code, out, _ = run(["op", name, "--shape", "2x4", "--json"], capsys)
+        assert code == 0 and json.loads(out)["totals"]["rounds"] >= 1, name

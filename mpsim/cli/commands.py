@@ -18,7 +18,9 @@ before any work is done. ``python -m mpsim`` is the same command line.
 from __future__ import annotations
 
 import argparse
+import csv
 import importlib.util
+import io
 import json
 import sys
 from pathlib import Path
@@ -68,8 +70,16 @@ def _emit_structured(args, payload_json: str | None, payload_csv: str | None) ->
 
 # -- commands ---------------------------------------------------------------------------------------------------
 def _table(args) -> int:
-    from protocols.registry import markdown_table
+    from protocols.registry import declarations, markdown_table
 
+    rows = declarations()
+    fields = list(rows[0])
+    csv_text = io.StringIO()
+    writer = csv.DictWriter(csv_text, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    if _emit_structured(args, json.dumps({"declarations": rows}, indent=2), csv_text.getvalue()):
+        return 0
     sys.stdout.write(markdown_table())
     return 0
 
@@ -584,7 +594,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="mpsim", description="MPC protocol simulator with an exact cost model")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    table = sub.add_parser("table", help="print the declared-cost table (markdown)")
+    table = sub.add_parser("table", help="print the declared-cost table (markdown; --json or --csv: one row per "
+                                         "scheme and protocol)")
+    _structured(table)
     table.set_defaults(run=_table)
 
     profiles = sub.add_parser("profiles", help="the network presets")
