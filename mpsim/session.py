@@ -200,14 +200,15 @@ class Session:
         return self.ledger.cost(scope=scope, since=since)
 
     def cost_tree(self) -> "ScopeNode":
-        """The per-scope tree: every node's cost includes its sub-scopes."""
+        """The per-scope tree: every node's cost includes its sub-scopes; siblings in execution order (the
+        order of their first message), so layer10 follows layer9 and a step reads as it ran."""
         root = ScopeNode("", "", [])
         by_path: dict[str, list] = {}
         for m in self.ledger.messages:
             parts = m.scope.split("/") if m.scope else []
             for i in range(len(parts) + 1):
                 by_path.setdefault("/".join(parts[:i]), []).append(m)
-        for path in sorted(by_path, key=lambda p: (p.count("/"), p)):
+        for path in sorted(by_path, key=lambda p: p.count("/")):  # stable: first appearance within a depth
             if not path:
                 continue
             parent = root.find(path.rsplit("/", 1)[0] if "/" in path else "")

@@ -338,7 +338,7 @@ def test_report_tree_content_and_provenance():
         3, 3, [270848.0, 270848.0], 4608.0, 1.0)
     assert root.seconds["wan"] == pytest.approx(0.06541696, **APPROX)
     layer = root.children[0]
-    assert layer.path == "layer" and [c.name for c in layer.children] == ["beaver_matmul", "beaver_square"]
+    assert layer.path == "layer" and [c.name for c in layer.children] == ["beaver_square", "beaver_matmul"]  # as they ran
     assert layer.share == pytest.approx(540672 / 541696, **APPROX)
     # per-scope time: the layer's two rounds on wan, with its own bits.
     assert layer.seconds["wan"] == pytest.approx(0.04 + (32_768 + 2_129_920) / 400e6, **APPROX)
@@ -393,7 +393,7 @@ def test_csv_rows_per_scope():
     assert rows[0] == csv_header(r) == [
         "path", "name", "level", "rounds", "sequential_rounds", "sent_bytes_p0", "sent_bytes_p1",
         "max_sent_bytes", "total_bytes", "offline_bytes", "share", "seconds_lan", "seconds_wan"]
-    assert [row[0] for row in rows[1:]] == ["", "layer", "layer/beaver_matmul", "layer/beaver_square", "reveal"]
+    assert [row[0] for row in rows[1:]] == ["", "layer", "layer/beaver_square", "layer/beaver_matmul", "reveal"]
     root = dict(zip(rows[0], rows[1]))
     assert root["name"] == "(session)" and root["level"] == "0" and root["rounds"] == "3"
     assert float(root["sent_bytes_p0"]) == 270848.0 and float(root["total_bytes"]) == 541696.0
@@ -431,3 +431,20 @@ def test_report_on_count_backend_workload():
     assert len(r.tree.sent_bytes) == 3 and r.provenance["config"]["backend"] == "count"
     assert sum(c.share for c in r.tree.children) == pytest.approx(1.0, **APPROX)
     assert from_json(to_json(r)) == r
+
+
+def test_the_scope_tree_lists_siblings_in_execution_order():
+    """layer10 after layer9, attention before linear when it ran first: not alphabetical (issue 17)."""
+    s = mpsim.Session(parties=2, backend="count")
+    x = s.placeholder((4, 8))
+    for i in range(12):
+        with s.scope(f"layer{i}"):
+            with s.scope("attention"):
+                _ = x * x
+            with s.scope("linear"):
+                _ = x * x
+    tree = s.cost_tree()
+    assert [c.name for c in tree.children] == [f"layer{i}" for i in range(12)]
+    assert [c.name for c in tree.children[10].children] == ["attention", "linear"]
+    report = Report.from_session(s, "lan")
+    assert [c.name for c in report.tree.children][9:] == ["layer9", "layer10", "layer11"]
