@@ -111,7 +111,6 @@ class FssKeys:
             return r, None, None, None
         return self.backend.split(r), self.backend.split(top), self.backend.split(ring.reduce(top * r)), keys
 
-
     def onehot_key(self, shape, size: int):
         """For a one-hot over ``size`` (a power of two >= 2) positions: per index a uniform r in [0, size)
         (additive shares mod size, from the parties' seeds) and DPF keys for 1{y == r} on log2(size) bits with
@@ -135,7 +134,6 @@ class FssKeys:
         for callback in list(self._watchers):
             callback("onehot_key seeds", keys.seed.reshape(2, -1), "A", None)
         return self.backend.split(r), keys
-
 
     def trunc_key(self, shape, shift: int):
         """For exact truncation by ``shift`` (``protocols.fss.trunc``): additive shares of a uniform r, of
