@@ -371,6 +371,28 @@ def pair_wins(a, b, outcomes, size: int) -> np.ndarray:
     return np.bincount(a, weights=outcomes, minlength=size) + np.bincount(b, weights=~outcomes, minlength=size)
 
 
+class _Lockstep:
+    """The per-row state of a selection run on all rows in lockstep: candidates left (positions), how many
+    of them each row still needs, and the parts chosen so far."""
+
+    def __init__(self, rows: int, n: int, k: int):
+        self.cands = [np.arange(n) for _ in range(rows)]
+        self.need = [k] * rows
+        self.chosen: list[list[np.ndarray]] = [[] for _ in range(rows)]
+
+    def settle(self) -> list[int]:
+        """Take every row whose candidates are exactly what it needs; return the rows still selecting."""
+        for r, (c, h) in enumerate(zip(self.cands, self.need)):
+            if h > 0 and len(c) == h:
+                self.chosen[r].append(c)
+                self.need[r] = 0
+        return [r for r, h in enumerate(self.need) if h > 0]
+
+    def positions(self) -> list[np.ndarray]:
+        """The chosen positions per row."""
+        return [np.concatenate(ch).astype(np.int64) if ch else np.zeros(0, np.int64) for ch in self.chosen]
+
+
 def select_positions(rows: int, n: int, k: int, compare):
     """Quickselect with sample pivots, all rows in lockstep; ``compare(rows_idx, i_idx, j_idx)`` runs one
     batch and returns [key_i > key_j] (keys distinct, positions in shuffled order).
@@ -396,16 +418,11 @@ def select_positions(rows: int, n: int, k: int, compare):
         flat = out.reshape(rows, len(a))
         wins = np.stack([pair_wins(a, b, flat[r], s) for r in range(rows)]).astype(np.int64)
         srank[:, :s] = np.argsort(np.argsort(-wins, axis=1, kind="stable"), axis=1)
-    cands = [np.arange(n) for _ in range(rows)]
-    need = [k] * rows
-    chosen: list[list[np.ndarray]] = [[] for _ in range(rows)]
+    rows_state = _Lockstep(rows, n, k)
+    cands, need, chosen = rows_state.cands, rows_state.need, rows_state.chosen
     greater = np.zeros(n, bool)
     while True:
-        for r in range(rows):
-            if need[r] > 0 and len(cands[r]) == need[r]:
-                chosen[r].append(cands[r])
-                need[r] = 0
-        active = [r for r in range(rows) if need[r] > 0]
+        active = rows_state.settle()
         if not active:
             break
         plans = []
@@ -447,7 +464,7 @@ def select_positions(rows: int, n: int, k: int, compare):
                 chosen[r] += [up, np.array([p])]
                 need[r] -= len(up) + 1
                 cands[r] = down
-    return batches, comparisons, [np.concatenate(ch).astype(np.int64) if ch else np.zeros(0, np.int64) for ch in chosen]
+    return batches, comparisons, rows_state.positions()
 
 
 PIVOTS, ALL_PAIRS = 16, 64  # pivots per round of topk_pivots; candidate sets this small are ranked at once
@@ -465,16 +482,11 @@ def select_positions_pivots(rows: int, n: int, k: int, compare, pivots: int = PI
     Cf. sample sort (Frazer-McKellar, JACM 1970) and multi-pivot selection. Returns (batches, comparisons,
     chosen positions per row).
     """
-    cands = [np.arange(n) for _ in range(rows)]
-    need = [k] * rows
-    chosen: list[list[np.ndarray]] = [[] for _ in range(rows)]
+    rows_state = _Lockstep(rows, n, k)
+    cands, need, chosen = rows_state.cands, rows_state.need, rows_state.chosen
     batches = comparisons = 0
     while True:
-        for r in range(rows):
-            if need[r] > 0 and len(cands[r]) == need[r]:
-                chosen[r].append(cands[r])
-                need[r] = 0
-        active = [r for r in range(rows) if need[r] > 0]
+        active = rows_state.settle()
         if not active:
             break
         plans, ri, ii, jj = [], [], [], []
@@ -516,7 +528,7 @@ def select_positions_pivots(rows: int, n: int, k: int, compare, pivots: int = PI
             chosen[r].append(c[group < g])
             need[r] = h - int(before[g])
             cands[r] = c[group == g]
-    return batches, comparisons, [np.concatenate(parts) if parts else np.zeros(0, np.int64) for parts in chosen]
+    return batches, comparisons, rows_state.positions()
 
 
 def quickselect_plan(ranks: np.ndarray, k: int):
