@@ -53,18 +53,16 @@ class FssKeys:
             self.ledger.record(self.profiler.path, op, 0, -1, DEALER, party, int(bits), OFFLINE,
                                units if party == 0 else 0, dims)
 
-    def _borrow_key(self, op: str, shape, out_bits: int, first_bits: int, payload_of):
+    def _borrow_key(self, op: str, shape, out_bits: int, first_bits: int, payload_of, d: int = 1):
         """The shared part of ``msb_key`` and ``gate_key``: ship the keys and the corrections, draw r and the
         root seeds, and make DCF keys for 1{y < r mod 2^(K-1)} on K - 1 input bits with payload
-        ``payload_of(r, r_(K-1))`` in Z_2^out_bits (a vector where it returns (elements, d)). Returns
+        ``payload_of(r, r_(K-1))`` in Z_2^out_bits (d > 1: a vector, (elements, d)). Returns
         (r, r_(K-1), keys), or (None, None, None) under count and (r's one row, None, None) under ideal (r = 0:
         the protocols compute the function)."""
         shape = tuple(shape)
         K, n = self.ring.bits, _numel(shape)
         r = self._random(shape)
         seeds = self._random((2, n, 2))
-        probe = np.zeros(1, dtype=np.uint64)
-        d = 1 if np.ndim(payload_of(probe, probe)) < 2 else np.shape(payload_of(probe, probe))[1]
         self._ship(op, fss.dcf_key_bits(K - 1, out_bits, d=d) * n, first_bits * n, n, ("dcf", K - 1, out_bits, d))
         if r is None or self.backend.rows == 1:
             return (None, None, None) if r is None else (r[None].copy(), None, None)
@@ -72,7 +70,7 @@ class FssKeys:
         flat = r.reshape(-1)
         top = np.right_shift(flat, np.uint64(K - 1))
         payload = payload_of(flat, top)
-        if np.ndim(payload) < 2:
+        if d == 1:
             payload = np.broadcast_to(payload, top.shape)
         keys = fss.gen("dcf", np.bitwise_and(flat, low), payload, K - 1, out_bits, _Seeds(seeds))
         for callback in list(self._watchers):
@@ -106,7 +104,7 @@ class FssKeys:
             sign = ring.reduce(np.uint64(1) - np.uint64(2) * top)
             return np.stack([sign, ring.reduce(sign * r)], axis=-1)
 
-        r, top, keys = self._borrow_key("gate_key", shape, ring.bits, 2 * ring.bits, payload)
+        r, top, keys = self._borrow_key("gate_key", shape, ring.bits, 2 * ring.bits, payload, d=2)
         if keys is None:
             return r, None, None, None
         return self.backend.split(r), self.backend.split(top), self.backend.split(ring.reduce(top * r)), keys
