@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from mpsim.fss import eval_party
+from mpsim.tensor import SharedTensor
 
 from ..cost import Formula
 from .compare import open_masked
@@ -73,16 +74,22 @@ def gate_terms(x, knots: np.ndarray):
 
 def spline_raw(x, knots, slope_jumps, intercept_jumps, F: int):
     """The pieces' b + s x at scale f + F, untruncated (one gate): knots at x's scale, slope jumps at scale F
-    and intercept jumps at scale f + F (Python or numpy integers; ring-encoded here)."""
-    from mpsim.tensor import SharedTensor
-
+    and intercept jumps at scale f + F (Python integers; ring-encoded here)."""
     session = x.session
     ring = session.ring
-    enc = lambda v: np.array([int(a) % (1 << ring.bits) for a in v], dtype=np.uint64)  # noqa: E731
-    g, gx, depth = gate_terms(x, enc(knots))
+    g, gx, depth = gate_terms(x, ring.from_ints(list(knots)))
     payload = None
     if g is not None:
-        ds, db = enc(slope_jumps), enc(intercept_jumps)
+        ds, db = ring.from_ints(list(slope_jumps)), ring.from_ints(list(intercept_jumps))
         payload = ring.reduce(np.sum(ring.reduce(g * db), axis=-1, dtype=np.uint64)
                               + np.sum(ring.reduce(gx * ds), axis=-1, dtype=np.uint64))
     return SharedTensor(session, payload, x.shape, x.frac + F, depth)
+
+
+def gate_at_zero(d):
+    """(g, g d) for g = [d >= 0], as tensors (g integer, g d at d's scale): the one-knot gate's two terms
+    (ReLU is g d; the argmax tournament also needs g)."""
+    g, gd, depth = gate_terms(d, np.zeros(1, dtype=np.uint64))
+    first = (lambda t: None if t is None else t[..., 0])  # noqa: E731
+    return (SharedTensor(d.session, first(g), d.shape, 0, depth),
+            SharedTensor(d.session, first(gd), d.shape, d.frac, depth))

@@ -17,7 +17,7 @@ from ..cost import Expr, Formula
 from ..oblivious import onehot_rotation
 from ..reduce import _reduce_dims, _reduce_example, check_axis, reduced_last
 from ..registry import call, protocol
-from .gate import REF, gate_cost, gate_terms
+from .gate import REF, gate_at_zero, gate_cost
 from .spline import relu_raw
 
 
@@ -73,7 +73,7 @@ def _arg_tournament(x: SharedTensor, axis: int, largest: bool):
         a, b = values[..., 0 : 2 * m : 2], values[..., 1 : 2 * m : 2]
         ia, ib = index[..., 0 : 2 * m : 2], index[..., 1 : 2 * m : 2]
         d = a - b if largest else b - a  # keep a when d >= 0: ties keep the lower index
-        g, gd = _gate_bit(d)
+        g, gd = gate_at_zero(d)
         winners = b + gd if largest else b - gd
         chosen = ib + call("ring_mul", g, ia - ib)
         if values.shape[-1] % 2:
@@ -81,14 +81,6 @@ def _arg_tournament(x: SharedTensor, axis: int, largest: bool):
             chosen = concatenate([chosen, index[..., -1:]], axis=-1)
         values, index = winners, chosen
     return values[..., 0], index[..., 0]
-
-
-def _gate_bit(d: SharedTensor):
-    """(g, g d) for g = [d >= 0]: the one-knot gate's two terms as tensors (g integer, g d at d's scale)."""
-    g, gd, depth = gate_terms(d, np.zeros(1, dtype=np.uint64))
-    session = d.session
-    take = (lambda t: None if t is None else t[..., 0])  # noqa: E731
-    return (SharedTensor(session, take(g), d.shape, 0, depth), SharedTensor(session, take(gd), d.shape, d.frac, depth))
 
 
 def _arg_cost(d):

@@ -15,7 +15,7 @@ from ..fxp import truncate
 from ..nonlinear.config import _example_input
 from ..registry import protocol
 from . import pieces
-from .gate import REF, gate_cost, spline_raw
+from .gate import REF, gate_at_zero, gate_cost, spline_raw
 
 
 def curve_gate(x: SharedTensor, curve: pieces.Curve) -> SharedTensor:
@@ -88,8 +88,8 @@ def gelu(x: SharedTensor) -> SharedTensor:
 
 
 def relu_raw(d: SharedTensor) -> SharedTensor:
-    """max(d, 0) exactly: the one-knot gate with slope 1 (at scale 0: no truncation)."""
-    return spline_raw(d, [0], [1], [0], 0)
+    """max(d, 0) exactly: the one-knot gate's [d >= 0] d (no truncation)."""
+    return gate_at_zero(d)[1]
 
 
 _EXACT = {"scheme": "fss", "cost": lambda d: gate_cost(), "ref": REF, "parties": lambda n: n == 2}
