@@ -208,3 +208,17 @@ def test_op_lists_and_runs_every_comparison_protocol(capsys):
     for name in ("sign", "minimum", "gt", "ge", "le"):
         code, out, _ = run(["op", name, "--shape", "2x4", "--json"], capsys)
         assert code == 0 and json.loads(out)["totals"]["rounds"] >= 1, name
+
+
+def test_decode_lists_the_correlations_and_its_json_prices_to_the_offline_bytes(capsys):
+    from costmodel.preprocessing import dealer_bits
+
+    code, out, _ = run(["decode", "--model", "mpcache-proxy", "--seq", "512", "--compare", "mpcache",
+                        "--inventory"], capsys)
+    assert code == 0 and "Correlations consumed by the step" in out and "reuse_triple" in out
+    code, out, _ = run(["decode", "--model", "mpcache-proxy", "--seq", "512", "--compare", "mpcache",
+                        "--scheme", "fss", "--json"], capsys)
+    for policy in json.loads(out)["policies"]:
+        inventory = {(i["kind"], tuple(i["dims"])): i["units"] for i in policy["inventory"]}
+        assert any(kind == "gate_key" for kind, _ in inventory)
+        assert sum(dealer_bits(inventory, 64, 2)) == policy["offline_bytes"] * 8

@@ -385,7 +385,8 @@ def _inventory_table(summaries, args):
     from costmodel.preprocessing import dealer_bits
 
     K = summaries[0].config.get("ring_bits", 64)
-    kinds = sorted({(k, d) for s_ in summaries for k, d, _ in s_.inventory}, key=lambda kd: (kd[0], repr(kd[1])))
+    counts = [{(k, d): u for k, d, u in s_.inventory} for s_ in summaries]
+    kinds = sorted({kd for c in counts for kd in c}, key=lambda kd: (kd[0], repr(kd[1])))
     table = Table(title=f"Correlations consumed by the step ({args.scheme}; dealer MB: to all parties)")
     table.add_column("correlation", no_wrap=True)
     table.add_column("one unit", no_wrap=True)
@@ -394,8 +395,8 @@ def _inventory_table(summaries, args):
         table.add_column(f"{s_.name}\ndealer MB", justify="right")
     for kind, dims in kinds:
         cells = []
-        for s_ in summaries:
-            units = {(k, d): u for k, d, u in s_.inventory}.get((kind, dims), 0)
+        for s_, count in zip(summaries, counts):
+            units = count.get((kind, dims), 0)
             mb = sum(dealer_bits({(kind, dims): units}, K, s_.parties)) / 8e6
             cells += [_short_count(units) if units else "-", f"{mb:,.2f}" if units else "-"]
         table.add_row(kind, " x ".join(str(v) for v in dims) or "-", *cells)
