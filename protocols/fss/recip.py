@@ -26,7 +26,8 @@ from ..nonlinear.config import NonlinearConfig, _example_input, _relabel
 from ..nonlinear.recip import _normalised_input, _recip_weights, _rsqrt_weights
 from ..registry import call, protocol
 from . import pieces
-from .gate import REF, gate_cost, gate_terms, spline_raw
+from .gate import REF, gate_cost, gate_terms
+from .spline import curve_gate
 
 
 def _normalise(x: SharedTensor, P: int, D: int):
@@ -36,11 +37,11 @@ def _normalise(x: SharedTensor, P: int, D: int):
     g, gx, depth = gate_terms(x, np.array([1 << j for j in range(1, P)], dtype=np.uint64))
     h = z = None
     if g is not None:
-        one = np.zeros((g.shape[0],) + (1,) * (g.ndim - 1), dtype=np.uint64)
-        one[0] = 1  # g_0 = [x >= 2^-f] = 1 on the domain (party 0's share; 1 under ideal)
-        rows_x = np.asarray(x.payload, dtype=np.uint64)[..., None]
         zeros = np.zeros(g.shape[:-1] + (1,), dtype=np.uint64)
-        g_all = np.concatenate([np.broadcast_to(one, zeros.shape), g, zeros], axis=-1)
+        first = zeros.copy()
+        first[0] = 1  # g_0 = [x >= 2^-f] = 1 on the domain (party 0's share; 1 under ideal)
+        rows_x = np.asarray(x.payload, dtype=np.uint64)[..., None]
+        g_all = np.concatenate([first, g, zeros], axis=-1)
         gx_all = np.concatenate([rows_x, gx, zeros], axis=-1)
         h = ring.reduce(g_all[..., :-1] - g_all[..., 1:])
         hx = ring.reduce(gx_all[..., :-1] - gx_all[..., 1:])
@@ -52,8 +53,7 @@ def _normalise(x: SharedTensor, P: int, D: int):
 
 def _inverse(x: SharedTensor, config, curve: pieces.Curve, weights_of, what: str) -> SharedTensor:
     _, f, P, h, xn = _normalised_input(x, config, what, normalise=_normalise)
-    knots, ds, db = pieces.encode(curve, f, f)
-    yn = truncate(spline_raw(xn, knots, ds, db, f), f)
+    yn = curve_gate(xn, curve)
     S = f + 1
     w = (h * weights_of(f, P)).sum(axis=-1)  # public integers times the one-hot: local
     return truncate(_relabel(call("ring_mul", _relabel(w, 0), yn), f + S), S)
