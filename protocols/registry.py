@@ -203,8 +203,9 @@ class Callees:
     __getattr__ = __getitem__
 
     def _offline(self, bits: str, shipped: str) -> dict:
-        # TS appears only in the formulas of a scheme that has a truncation shipping to every party
-        ships = any(s == self.scheme and terms[3] != Expr(0) for (s, _), terms in TRUNCATION.items())
+        # TS / TSp appear only in the formulas of a scheme that has a truncation shipping to every party
+        ships = any(s == self.scheme and (terms[3] != Expr(0) or terms[7] != Expr(0))
+                    for (s, _), terms in TRUNCATION.items())
         if self.scheme in OFFLINE_PER_PARTY:
             return {"shipped": f"{bits} + {shipped}" if ships else bits}
         return {"offline": bits, "shipped": shipped if ships else "0"}
