@@ -1,0 +1,114 @@
+"""Shared pieces of the command line: the parser class, consoles, output checks, structured output and the
+options several commands take."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one readable line, no usage dump
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        raise SystemExit(2)
+
+
+def _console():
+    from rich.console import Console
+
+    return Console()
+
+
+def _stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _check_output(path: str | None, option: str) -> None:
+    """Refuse an output file that cannot be written before any work is done (one-line ValueError)."""
+    if path is None:
+        return
+    target = Path(path)
+    parent = target.parent  # Path(".") for a bare file name
+    if target.is_dir():
+        raise ValueError(f"{option} {path}: is a directory; give a file name")
+    if not parent.is_dir():
+        raise ValueError(f"{option} {path}: {str(parent)!r} is not a directory (create it first)")
+
+
+def _write_output(path: str, write, option: str) -> None:
+    """Run ``write(path)``; an OS error (permissions, a vanished directory) becomes a one-line ValueError."""
+    try:
+        write(path)
+    except OSError as err:
+        raise ValueError(f"{option} {path}: cannot write: {err.strerror or err}") from None
+
+
+def _emit_structured(args, payload_json: str | None, payload_csv: str | None) -> bool:
+    if getattr(args, "json", False):
+        sys.stdout.write(payload_json + "\n")
+        return True
+    if getattr(args, "csv", False):
+        sys.stdout.write(payload_csv)
+        return True
+    return False
+
+
+def _fmt_s(seconds: float) -> str:
+    return f"{seconds * 1e3:,.2f} ms" if seconds < 1 else f"{seconds:,.3f} s"
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _structured(p):
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--json", action="store_true", help="print JSON")
+    group.add_argument("--csv", action="store_true", help="print CSV")
+
+
+def _scheme_option(p):
+    p.add_argument("--scheme", default="additive",
+                   help="sharing scheme: additive (N parties, trusted dealer), aby3 (3 parties, replicated; no "
+                        "reusable masks, so MPCache gathers by cluster) or fss (2 parties, the additive scheme with "
+                        "comparisons and non-linear functions by function secret sharing)")
+
+
+def _default_parties(args) -> None:
+    """--parties left out: the scheme's party count (3 for aby3, else 2)."""
+    if args.parties is None:
+        args.parties = 3 if args.scheme == "aby3" else 2
+
+
+def _session_for(args):
+    from mpsim.session import Session
+
+    _default_parties(args)
+    return Session(parties=args.parties, ring_bits=args.ring, frac_bits=args.frac, seed=args.seed,
+                   backend=args.backend, scheme=args.scheme)
+
+
+def _compute_model(args):
+    """The compute-time term: calibrated on this machine's kernels with --compute, else not modelled."""
+    if not args.compute:
+        return None
+    from costmodel.latency import calibrate
+
+    return calibrate()
+
+
+def _approx(args):
+    """The non-linear configuration the --softmax flag asks for (None: the defaults)."""
+    if getattr(args, "softmax", "exact") == "exact":
+        return None
+    from protocols import NonlinearConfig
+
+    return NonlinearConfig(softmax_method=args.softmax)
