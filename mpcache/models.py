@@ -5,6 +5,8 @@ grouped-query attention), head dimension, hidden and MLP widths, the MLP activat
 """
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass, replace
 
 ACTIVATIONS = ("gelu", "silu")
@@ -85,4 +87,107 @@ def get_model(name: str) -> ModelConfig:
     try:
         return MODELS[name]
     except KeyError:
-        raise ValueError(f"unknown model {name!r}; built in: {', '.join(MODELS)}") from None
+        raise ValueError(f"unknown model {name!r}; built in: {', '.join(MODELS)}; for another model pass its "
+                         "Hugging Face config.json with --model-config (load_model_config)") from None
+
+
+LLAMA_LIKE = ("llama", "mistral", "qwen2")
+SUPPORTED_MODEL_TYPES = LLAMA_LIKE + ("gpt2",)
+# Keys whose presence means a block our cost model cannot price (checked before the model_type).
+_UNPRICEABLE = {
+    "num_local_experts": "a mixture-of-experts MLP (routing and experts are not priced)",
+    "num_experts": "a mixture-of-experts MLP (routing and experts are not priced)",
+    "n_routed_experts": "a mixture-of-experts MLP (routing and experts are not priced)",
+    "kv_lora_rank": "multi-head latent attention (a compressed KV cache is not priced)",
+    "q_lora_rank": "multi-head latent attention (a compressed KV cache is not priced)",
+}
+
+
+def load_model_config(path_or_dict, name: str | None = None) -> ModelConfig:
+    """A :class:`ModelConfig` from a Hugging Face ``config.json``.
+
+    ``path_or_dict`` is the file, a directory holding ``config.json``, or the parsed dict. Supported
+    ``model_type``: ``llama``, ``mistral`` and ``qwen2`` (pre-norm RMSNorm, gated MLP ``act(x W_gate) *
+    (x W_up)``, grouped-query attention via ``num_key_value_heads``, which defaults to the number of heads
+    as in ``transformers``; ``head_dim`` if given, else ``hidden_size // num_attention_heads``; ``hidden_act``
+    ``silu``/``swish`` or ``gelu*``) and ``gpt2`` (LayerNorm, ungated MLP of ``n_inner`` or ``4 * n_embd``,
+    ``activation_function`` ``gelu*``).
+
+    Ignored, because one decode step's cost in ``decode_step`` does not depend on them: the vocabulary,
+    embeddings and LM head (not in the per-layer step), ``rope_theta``/``rope_scaling`` (rotation of the
+    query and key by public angles), biases such as Qwen2's Q/K/V bias or ``attention_bias``/``mlp_bias``
+    (adding a shared bias is local), norm epsilons, and ``sliding_window``/``use_sliding_window``/
+    ``max_window_layers`` (with a cache shorter than the window the model attends to the whole cache, which
+    is what is priced; for a longer cache the priced step over-counts the real one).
+
+    Refused with a ValueError: other model types (e.g. ``qwen3``, whose per-head Q/K RMSNorm is not
+    priced), mixture-of-experts and multi-head latent attention configs, GPT-2 cross-attention, a missing
+    required key, an activation other than SiLU/GELU, and sizes that do not fit (hidden not divisible by
+    heads without ``head_dim``, heads not divisible by KV heads).
+    """
+    if isinstance(path_or_dict, dict):
+        cfg, where, default_name = path_or_dict, "(dict)", None
+    else:
+        file = os.fspath(path_or_dict)
+        if os.path.isdir(file):
+            file = os.path.join(file, "config.json")
+        if not os.path.isfile(file):
+            raise ValueError(f"Hugging Face config {file}: no such file")
+        with open(file, encoding="utf-8") as f:
+            try:
+                cfg = json.load(f)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"Hugging Face config {file}: not valid JSON ({e})") from None
+        if not isinstance(cfg, dict):
+            raise ValueError(f"Hugging Face config {file}: expected a JSON object")
+        where, default_name = file, os.path.basename(os.path.dirname(os.path.abspath(file)))
+    model_type = cfg.get("model_type")
+
+    def fail(message: str) -> ValueError:
+        return ValueError(f"Hugging Face config {where} (model_type {model_type!r}): {message}")
+
+    for key, what in _UNPRICEABLE.items():
+        if cfg.get(key):
+            raise fail(f"{key} means {what}; supported: dense {', '.join(SUPPORTED_MODEL_TYPES)} models")
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        raise fail(f"unsupported model_type; supported: {', '.join(SUPPORTED_MODEL_TYPES)}")
+
+    def need(*keys: str) -> list:
+        missing = [k for k in keys if cfg.get(k) is None]
+        if missing:
+            raise fail(f"missing required key(s) {', '.join(missing)}")
+        return [cfg[k] for k in keys]
+
+    def activation(key: str) -> str:
+        act = need(key)[0]
+        if act in ("silu", "swish"):
+            return "silu"
+        if isinstance(act, str) and act.startswith("gelu"):
+            return "gelu"
+        raise fail(f"{key} {act!r} cannot be priced; supported: silu, swish, gelu*")
+
+    if model_type == "gpt2":
+        layers, heads, hidden = need("n_layer", "n_head", "n_embd")
+        if cfg.get("add_cross_attention"):
+            raise fail("add_cross_attention: cross-attention is not priced")
+        mlp = cfg.get("n_inner") or 4 * hidden
+        act, norm, gated, kv_heads, head_dim = activation("activation_function"), "layernorm", False, None, None
+    else:
+        layers, heads, hidden, mlp = need("num_hidden_layers", "num_attention_heads", "hidden_size",
+                                          "intermediate_size")
+        act, norm, gated = activation("hidden_act"), "rmsnorm", True
+        kv_heads, head_dim = cfg.get("num_key_value_heads"), cfg.get("head_dim")
+    if head_dim is None:
+        if not isinstance(hidden, int) or not isinstance(heads, int) or heads <= 0 or hidden % heads:
+            raise fail(f"hidden size {hidden!r} is not divisible by {heads!r} heads and no head_dim is given")
+        head_dim = hidden // heads
+    if kv_heads == heads:
+        kv_heads = None
+    name = name or cfg.get("_name_or_path") or default_name
+    if not name:
+        raise fail("no name: the dict has no _name_or_path, pass name=")
+    try:
+        return ModelConfig(name, layers, heads, head_dim, hidden, mlp, act, norm, kv_heads=kv_heads,
+                           gated_mlp=gated, source=f"Hugging Face config {where}")
+    except ValueError as e:
+        raise fail(str(e)) from None
