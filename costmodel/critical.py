@@ -15,7 +15,8 @@ import networkx as nx
 
 from mpsim.ledger import ONLINE, cost_of
 
-__all__ = ["CriticalPath", "MergeSavings", "call_graph", "critical_path", "merge_savings"]
+__all__ = ["CriticalPath", "MergeSavings", "call_graph", "compress", "critical_path", "format_runs",
+           "merge_savings"]
 
 ROOT_SCOPE = "(root)"  # label of messages sent outside any scope
 
@@ -65,7 +66,46 @@ class CriticalPath:
         return len(self.steps)
 
     def format(self) -> str:
-        return " -> ".join(f"{scope or ROOT_SCOPE} x{n}" for scope, n in self.runs)
+        return format_runs(self.runs)
+
+
+def compress(tokens: list, max_period: int = 64) -> list:
+    """``tokens`` with tandem repeats folded: a block of p consecutive tokens repeated r >= 2 times becomes
+    ``("repeat", block, r)`` (block compressed again), the block covering the most tokens chosen first,
+    the shortest block among equals; other tokens stay as they are. Blocks of more than ``max_period``
+    tokens are not searched (a long critical path stays linear-time in practice)."""
+    out, i, n = [], 0, len(tokens)
+    while i < n:
+        best_p, best_r = 1, 1
+        for p in range(1, min(max_period, (n - i) // 2) + 1):
+            r = 1
+            while i + (r + 1) * p <= n and tokens[i + r * p:i + (r + 1) * p] == tokens[i:i + p]:
+                r += 1
+            if r >= 2 and p * r > best_p * best_r:
+                best_p, best_r = p, r
+        if best_r >= 2:
+            out.append(("repeat", compress(tokens[i:i + best_p], max_period), best_r))
+            i += best_p * best_r
+        else:
+            out.append(tokens[i])
+            i += 1
+    return out
+
+
+def format_runs(runs) -> str:
+    """A critical path's runs as text, repeated groups folded: ``a x7 -> [b x1 -> c x2] x15 -> d x1``."""
+    def text(items):
+        parts = []
+        for item in items:
+            if isinstance(item, tuple) and item and item[0] == "repeat":
+                inner = text(item[1])
+                parts.append(f"[{inner}] x{item[2]}" if len(item[1]) > 1 else f"({inner}) x{item[2]}")
+            else:
+                scope, calls = item
+                parts.append(f"{scope or ROOT_SCOPE} x{calls}")
+        return " -> ".join(parts)
+
+    return text(compress([tuple(r) for r in runs]))
 
 
 def critical_path(session) -> CriticalPath:

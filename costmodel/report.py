@@ -52,12 +52,12 @@ from rich.tree import Tree
 
 from mpsim.ledger import Ledger
 
-from .critical import critical_path, merge_savings
+from .critical import critical_path, format_runs, merge_savings
 from .latency import ComputeModel, estimate
 from .profiles import NetworkProfile, format_time, parse_profile, parse_profiles
 
-__all__ = ["SCHEMA_VERSION", "Report", "ScopeEntry", "from_json", "render", "render_comparison", "to_csv",
-           "to_json"]
+__all__ = ["SCHEMA_VERSION", "Report", "ScopeEntry", "breakdown_csv", "from_json", "render", "render_breakdown",
+           "render_comparison", "to_csv", "to_json"]
 
 SCHEMA_VERSION = 1
 ROOT_LABEL = "(session)"
@@ -295,7 +295,7 @@ def _label(node: ScopeEntry, profiles: list[NetworkProfile], title: str) -> str:
     times = "  ".join(f"{escape(p.name)} {format_time(node.seconds[p.name])}" for p in profiles)
     return (f"[bold]{escape(title)}[/]  rounds {node.rounds} ({node.sequential_rounds} seq)  "
             f"sent {_per_party(node.sent_bytes)}  offline {format_bytes(node.offline_bytes)}  "
-            f"{times}  [cyan]{node.share:.1%}[/]")
+            f"{times}  [cyan]{node.share:.1%} of online bytes[/]")
 
 
 def _provenance_line(report: Report) -> str:
@@ -311,18 +311,50 @@ def _provenance_line(report: Report) -> str:
             f"{'modelled' if model.get('compute') else 'not modelled'}; {prov.get('timestamp')}")
 
 
-def render(report: Report, console: Console | None = None) -> None:
-    """Print the scope tree (rounds, sent bytes per party, offline bytes, estimated time per profile, share of
-    the online bytes), the per-profile breakdown of the total, the critical path and provenance."""
+def breakdown_csv(rows: list[dict], profiles) -> str:
+    """``costmodel.breakdown`` rows as CSV: group, rounds, sent bytes per party, the busiest party's, offline
+    bytes, messages, then seconds per profile."""
+    parties = len(rows[0]["sent_bytes"]) if rows else 0
+    names = [p if isinstance(p, str) else p.name for p in profiles]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["group", "rounds", *[f"sent_bytes_p{i}" for i in range(parties)], "max_sent_bytes",
+                     "offline_bytes", "messages", *[f"seconds_{n}" for n in names]])
+    for r in rows:
+        writer.writerow([r["group"], r["rounds"], *r["sent_bytes"], max(r["sent_bytes"]), r["offline_bytes"],
+                         r["messages"], *(r["latency_s"][n] for n in names)])
+    return buf.getvalue()
+
+
+def render_breakdown(rows: list[dict], profiles, by: str, title: str, console: Console | None = None) -> None:
+    """A table of ``costmodel.breakdown`` rows (execution order), with what its columns mean."""
     console = console or Console()
-    tree = Tree(_label(report.tree, report.profiles, report.name))
+    names = [p if isinstance(p, str) else p.name for p in profiles]
+    table = Table(title=escape(title), caption="sent: online bytes of the busiest party (the maximum over "
+                  "parties); a row's rounds and time are its messages' alone (rows at the same depth share rounds)")
+    for col in [by, "rounds", "sent", "offline", "messages"] + [f"time {n}" for n in names]:
+        table.add_column(col, justify="left" if col == by else "right", no_wrap=col == by)
+    for r in rows:
+        table.add_row(escape(r["group"]), f"{r['rounds']:,}", format_bytes(max(r["sent_bytes"], default=0)),
+                      format_bytes(r["offline_bytes"]), f"{r['messages']:,}",
+                      *[format_time(r["latency_s"][n]) for n in names])
+    console.print(table)
 
-    def add(branch, node):
-        for child in node.children:
-            add(branch.add(_label(child, report.profiles, child.name)), child)
 
-    add(tree, report.tree)
-    console.print(tree)
+def render(report: Report, console: Console | None = None, tree: bool = True) -> None:
+    """Print the scope tree (rounds, sent bytes per party, offline bytes, estimated time per profile, share of
+    the online bytes), the per-profile breakdown of the total, the critical path and provenance; ``tree=False``
+    leaves the tree out (when a flat breakdown is printed instead)."""
+    console = console or Console()
+    if tree:
+        root = Tree(_label(report.tree, report.profiles, report.name))
+
+        def add(branch, node):
+            for child in node.children:
+                add(branch.add(_label(child, report.profiles, child.name)), child)
+
+        add(root, report.tree)
+        console.print(root)
     totals = report.totals
     for p in report.profiles:
         est = totals["estimates"][p.name]
@@ -333,8 +365,9 @@ def render(report: Report, console: Console | None = None) -> None:
             parts.append(f"offline {format_time(est['offline_s'])}")
         console.print(f"  {escape(p.name)} ({escape(p.describe())}): {format_time(est['total_s'])} = "
                       f"{' + '.join(parts)}  (dominant: {est['dominant']})")
-    runs = " -> ".join(f"{escape(scope or '(root)')} x{n}" for scope, n in totals["critical_path"])
-    console.print(f"  critical path: {runs or '(no communication)'}")
+    runs = escape(format_runs(totals["critical_path"]))
+    folded = "  ([...] xN: that run of exchanges N times in a row)" if "] x" in runs or ") x" in runs else ""
+    console.print(f"  critical path: {runs or '(no communication)'}{folded}")
     saving = totals["merge_savings"]["total"]
     console.print(f"  merging independent opens would save {saving} of {totals['sequential_rounds']} "
                   "sequential rounds")

@@ -13,8 +13,9 @@ import dataclasses
 from dataclasses import dataclass, field
 
 import mpsim
+from costmodel.breakdown import breakdown
 from costmodel.latency import ComputeModel, estimate
-from costmodel.profiles import NetworkProfile, parse_profiles
+from costmodel.profiles import parse_profiles
 
 from .decode import decode_step, prepare
 from .models import ModelConfig, get_model
@@ -42,13 +43,15 @@ class StepSummary:
     config: dict = field(default_factory=dict)
     network_latency_s: dict[str, float] = field(default_factory=dict)  # latency_s without the compute term
     inventory: tuple = ()  # the step's correlations, ((kind, dims, units), ...) (``Cost.inventory``)
+    breakdown: dict | None = None  # {"by": grouping, "rows": [...]} (``costmodel.breakdown``) when asked for
 
     def as_dict(self) -> dict:
         return {"name": self.name, "model": self.model, "seq_len": self.seq_len, "parties": self.parties,
                 "rounds": self.rounds, "sent_bytes": self.sent_bytes, "offline_bytes": self.offline_bytes,
                 "latency_s": self.latency_s, "network_latency_s": self.network_latency_s, "scopes": self.scopes,
                 "setup": self.setup, "config": self.config,
-                "inventory": [{"kind": k, "dims": list(d), "units": u} for k, d, u in self.inventory]}
+                "inventory": [{"kind": k, "dims": list(d), "units": u} for k, d, u in self.inventory],
+                **({"breakdown": self.breakdown} if self.breakdown is not None else {})}
 
 
 def _scope_costs(session, since: int, profiles) -> dict[str, dict]:
@@ -66,16 +69,20 @@ def _scope_costs(session, since: int, profiles) -> dict[str, dict]:
 def measure(model: ModelConfig | str, seq_len: int, policy: KVPolicy | str = "full", *, parties: int = 2,
             backend: str = "count", reuse: bool = True, attention_only: bool = False, steps: int = 1,
             profiles="lan,wan", compute: ComputeModel | None = None, seed: int = 0,
-            approx=None, scheme: str = "additive") -> StepSummary:
+            approx=None, scheme: str = "additive", ring_bits: int = 64, by: str | None = None,
+            after_step=None) -> StepSummary:
     """One private decode step's costs. A scheme without reusable masked operands (``aby3``) runs with
     ``reuse=False`` and MPCache's cluster gather (one-hot @ scores), since its default rotated gather masks
-    the scores once as a reusable operand."""
+    the scores once as a reusable operand. ``by`` (layer, protocol or scope) adds the step's flat breakdown
+    (``costmodel.breakdown``); ``after_step(session, mark)`` is called after the reported step, with the
+    ledger position where it began (e.g. to export a trace of it)."""
     model = get_model(model) if isinstance(model, str) else model
     policy = get_policy(policy) if isinstance(policy, str) else policy
     profiles = parse_profiles(profiles) if isinstance(profiles, str) else list(profiles)
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    session = mpsim.Session(parties=parties, backend=backend, seed=seed, approx=approx, scheme=scheme)
+    session = mpsim.Session(parties=parties, backend=backend, seed=seed, approx=approx, scheme=scheme,
+                            ring_bits=ring_bits)
     if not session.scheme.reusable_operands:
         reuse = False
         if getattr(policy, "gather", None) == "rotated":
@@ -89,6 +96,8 @@ def measure(model: ModelConfig | str, seq_len: int, policy: KVPolicy | str = "fu
     c = session.cost(since=mark)
     setup = session.ledger.cost(until=setup_end)
     latency = {p.name: estimate(session, p, since=mark, compute=compute).total_s for p in profiles}
+    if after_step is not None:
+        after_step(session, mark)
     network = latency if compute is None else {p.name: estimate(session, p, since=mark).total_s for p in profiles}
     return StepSummary(
         name=policy.name, model=model.name, seq_len=seq_len, parties=parties, rounds=c.rounds,
@@ -99,6 +108,7 @@ def measure(model: ModelConfig | str, seq_len: int, policy: KVPolicy | str = "fu
                 "policy": {k: v for k, v in vars(policy).items()}, "compute": compute.as_dict() if compute else None},
         network_latency_s=network,
         inventory=c.inventory,
+        breakdown=None if by is None else {"by": by, "rows": breakdown(session, by, profiles, since=mark)},
     )
 
 

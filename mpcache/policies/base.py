@@ -26,7 +26,7 @@ operands or plain sharings, the public original positions of the T entries when 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import ClassVar
 
 import numpy as np
@@ -111,6 +111,74 @@ def register(cls: type[KVPolicy]) -> type[KVPolicy]:
         raise ValueError(f"policy {cls.name!r} registered twice")
     POLICIES[cls.name] = cls
     return cls
+
+
+def split_specs(text: str) -> list[str]:
+    """``"full,mpcache:keep_ratio=0.3,cluster_sizes=16/8"`` -> ``["full", "mpcache:keep_ratio=0.3,cluster_sizes=16/8"]``:
+    commas separate policies, and a piece with ``=`` but no ``:`` is one more parameter of the policy before it."""
+    specs: list[str] = []
+    for piece in (p.strip() for p in text.split(",")):
+        if not piece:
+            continue
+        if "=" in piece and ":" not in piece:
+            if not specs or ":" not in specs[-1]:
+                raise ValueError(f"bad policy list {text!r}: parameter {piece!r} follows no policy:NAME=VALUE")
+            specs[-1] += "," + piece
+        else:
+            specs.append(piece)
+    return specs
+
+
+def _parse_value(name: str, text: str, default):
+    """``text`` read as the type of the field's default: bool, int, float, str, tuple (``16/8``) or None."""
+    low = text.strip().lower()
+    if low == "none":
+        return None
+    if isinstance(default, bool):
+        if low in ("true", "1", "on", "yes"):
+            return True
+        if low in ("false", "0", "off", "no"):
+            return False
+        raise ValueError(f"{name}={text!r}: expected true or false")
+    if isinstance(default, tuple):
+        return tuple(_parse_value(name, part, default[0] if default else 0.0) for part in text.split("/"))
+    if default is None:  # an optional field: an int if it reads as one, else a float
+        for kind in (int, float):
+            try:
+                return kind(text)
+            except ValueError:
+                pass
+        raise ValueError(f"{name}={text!r}: expected a number or none")
+    try:
+        if isinstance(default, (int, float)):
+            return type(default)(text)
+    except ValueError:
+        raise ValueError(f"{name}={text!r}: expected {'an integer' if isinstance(default, int) else 'a number'}") from None
+    return text.strip()
+
+
+def policy_from_spec(spec: str) -> KVPolicy:
+    """A policy from ``NAME`` or ``NAME:FIELD=VALUE,FIELD=VALUE`` (tuples as ``32/16``), e.g.
+    ``mpcache:keep_ratio=0.2,cluster_sizes=16/8``; unknown fields and bad values are one-line errors that
+    list the policy's fields."""
+    name, _, params_text = spec.partition(":")
+    name = name.strip()
+    if name not in POLICIES:
+        raise ValueError(f"unknown policy {name!r}; registered: {', '.join(sorted(POLICIES))}")
+    cls = POLICIES[name]
+    defaults = {f.name: f.default for f in fields(cls) if f.init}
+    params = {}
+    for item in filter(None, (i.strip() for i in params_text.split(","))):
+        key, eq, value = item.partition("=")
+        key = key.strip()
+        if not eq or key not in defaults:
+            listed = ", ".join(f"{k}={v!r}" for k, v in defaults.items()) or "(none)"
+            raise ValueError(f"policy {name}: bad parameter {item!r}; its parameters (defaults): {listed}")
+        try:
+            params[key] = _parse_value(key, value, defaults[key])
+        except ValueError as err:
+            raise ValueError(f"policy {name}: {err}") from None
+    return cls(**params)
 
 
 def get_policy(name: str, **params) -> KVPolicy:

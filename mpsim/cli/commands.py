@@ -26,9 +26,10 @@ import sys
 from pathlib import Path
 
 from .common import _Parser, _check_output, _compute_model, _console, _default_parties, _emit_structured, _fmt_s, \
-    _positive, _scheme_option, _session_for, _stderr_console, _structured, _write_output
-from .decode import _decode, _sweep_decode
-from .plots import _plot
+    _by_option, _positive, _run_options, _scheme_option, _session_for, _stderr_console, _structured, \
+    _write_output
+from .decode import DECODE_SCHEMA, SWEEP_SCHEMA, _decode, _sweep_decode
+from .op_sweep import _sweep, seed_summary
 
 
 
@@ -72,7 +73,7 @@ def _profiles(args) -> int:
         table.add_column(col)
     for r in rows:
         table.add_row(r["name"], f"{r['bandwidth_bps'] / 1e6:g} Mbit/s", f"{r['rtt_s'] * 1e3:g} ms", r["source"])
-    _console().print(table)
+    _console(args).print(table)
     return 0
 
 
@@ -104,7 +105,7 @@ def _op(args) -> int:
     shape = parse_shape(args.shape)
     session = _session_for(args)
     quiet = args.json or args.csv
-    with (_stderr_console() if quiet else _console()).status(f"running {args.name} on {args.backend}"):
+    with (_stderr_console() if quiet else _console(args)).status(f"running {args.name} on {args.backend}"):
         run_op(session, args.name, shape, axis=args.axis, k=args.k, n=args.n, method=args.method, seed=args.seed)
     compute = _compute_model(args)
     label = " ".join([args.name, args.shape] + ([f"method={args.method}"] if args.method != "auto" else [])
@@ -112,144 +113,168 @@ def _op(args) -> int:
     report = Report.from_session(session, profiles=profiles, name=label, compute=compute,
                                  extra_config={"op": args.name, "shape": list(shape), "axis": args.axis,
                                                "k": args.k, "n": args.n, "method": args.method})
+    if args.trace:
+        from costmodel.trace import write_trace
+
+        _write_output(args.trace, lambda path: write_trace(session, path, profiles[0]), "--trace")
+    payload = to_json(report)
+    rows = stats = None
+    if args.by:
+        from costmodel.breakdown import breakdown
+
+        rows = breakdown(session, args.by, profiles)
+    if args.seeds > 1:
+        stats = _seed_stats(args, shape, profiles, compute)
+    if rows is not None or stats is not None:
+        extra = {"breakdown": {"by": args.by, "rows": rows}} if rows is not None else {}
+        extra.update({"seed_stats": stats} if stats is not None else {})
+        payload = json.dumps({**report.as_dict(), **extra}, indent=2) + "\n"
     if args.save:
-        _write_output(args.save, lambda path: Path(path).write_text(to_json(report)), "--save")
-    if _emit_structured(args, to_json(report) if args.json else None, to_csv(report) if args.csv else None):
+        _write_output(args.save, lambda path: Path(path).write_text(payload), "--save")
+    csv_text = None
+    if args.csv:
+        from costmodel.report import breakdown_csv
+
+        csv_text = breakdown_csv(rows, profiles) if rows is not None else to_csv(report)
+    if _emit_structured(args, payload, csv_text):
         return 0
-    render(report, _console())
+    console = _console(args)
+    if rows is not None:
+        from costmodel.report import render_breakdown
+
+        render_breakdown(rows, profiles, args.by, f"{label}: by {args.by}", console)
+    render(report, console, tree=rows is None)
+    if stats is not None:
+        def show(st, fmt):
+            return f"mean {fmt(st['mean'])} [{fmt(st['lo'])}, {fmt(st['hi'])}]"
+
+        times = ", ".join(f"{p} {show(st, _fmt_s)}" for p, st in stats["latency_s"].items())
+        console.print(f"  over seeds {args.seed}..{args.seed + args.seeds - 1} (95% interval): rounds "
+                      f"{show(stats['rounds'], lambda v: f'{v:,.1f}')}; time {times}")
+    if args.trace:
+        console.print(f"trace written to {args.trace} (open it in https://ui.perfetto.dev or chrome://tracing)")
     if args.save:
-        _console().print(f"saved to {args.save}")
+        console.print(f"saved to {args.save}")
     return 0
 
 
 
 
-def _parse_sweep(text: str) -> tuple[str, list[int]]:
-    if "=" not in text:
-        raise ValueError(f"bad --sweep {text!r}: use NAME=V1,V2,... e.g. N=128,256,512")
-    name, values = text.split("=", 1)
-    name = name.strip().upper()
-    if not name.isalpha():
-        raise ValueError(f"bad --sweep variable {name!r}: use a letter such as N")
+def _seed_stats(args, shape, profiles, compute) -> dict:
+    """The op's rounds and latency over --seeds sessions (the report above is the first seed's)."""
+    from .op_sweep import _run
+
+    runs = [_run(args, shape, profiles, compute, seed)[0] for seed in range(args.seed, args.seed + args.seeds)]
+    return seed_summary(runs)["seed_stats"]
+
+
+def _runs_of(path: str) -> list[dict]:
+    """The runs a saved file holds: a report (``mpsim op --save``) is one run; a decode JSON is one run per
+    policy, a decode sweep's one per point (``mpsim decode/sweep --save`` or ``--json``)."""
+    from costmodel.report import from_json
+
     try:
-        points = [int(v) for v in values.split(",") if v.strip()]
-    except ValueError:
-        raise ValueError(f"bad --sweep values {values!r}: use positive integers separated by commas") from None
-    if not points or min(points) <= 0:
-        raise ValueError(f"bad --sweep values {values!r}: use positive integers separated by commas")
-    return name, points
+        text = Path(path).read_text()
+    except OSError as err:
+        raise ValueError(f"cannot read {path}: {err.strerror}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not a saved mpsim result (invalid JSON: {err})") from None
+    schema = data.get("schema") if isinstance(data, dict) else None
+    try:
+        if schema == DECODE_SCHEMA:
+            return [_decode_run(f"{p['label']} ({data['model']}, {data['seq_len']} tokens)", p)
+                    for p in data["policies"]]
+        if schema == SWEEP_SCHEMA:
+            return [_decode_run(f"{p['policy']} ({data['model']}, {p['seq_len']} tokens)", p) for p in data["points"]]
+        report = from_json(text)
+    except (KeyError, TypeError) as err:
+        raise ValueError(f"{path} is not a saved mpsim result (missing {err})") from None
+    except ValueError as err:
+        raise ValueError(f"{path} is not a saved mpsim result (mpsim op/decode/sweep ... --save FILE): {err}") from None
+    t = report.totals
+    return [{"name": report.name, "rounds": t["rounds"], "max_sent_bytes": max(t["sent_bytes"]),
+             "offline_bytes": t["offline_bytes"], "seconds": {n: e["total_s"] for n, e in t["estimates"].items()}}]
 
 
-def _sweep(args, profiles) -> int:
-    from rich.progress import Progress
-
-    from costmodel.latency import estimate
-
-    from .ops import parse_shape, run_op
-
-    var, points = _parse_sweep(args.sweep)
-    compute = _compute_model(args)
-    if var not in args.shape.upper():
-        raise ValueError(f"--sweep variable {var} does not appear in --shape {args.shape}")
-    rows = []
-    with Progress(transient=True, console=None if not (args.json or args.csv) else _stderr_console()) as bar:
-        task = bar.add_task(f"{args.name} over {var}", total=len(points))
-        for value in points:
-            shape = parse_shape(args.shape, {var: value})
-            session = _session_for(args)
-            run_op(session, args.name, shape, axis=args.axis, k=args.k, n=args.n, method=args.method, seed=args.seed)
-            c = session.cost()
-            row = {var: value, "shape": list(shape), "rounds": c.rounds, "sequential_rounds": c.sequential_rounds,
-                   "sent_bytes": list(c.sent), "offline_bytes": c.offline_bytes,
-                   "latency_s": {p.name: estimate(session, p, compute=compute).total_s for p in profiles}}
-            rows.append(row)
-            bar.advance(task)
-    result = {"op": args.name, "shape": args.shape, "variable": var, "parties": args.parties,
-              "backend": args.backend, "points": rows}
-    csv_lines = [",".join([var, "rounds", "sequential_rounds", "max_sent_bytes", "offline_bytes"]
-                          + [f"latency_s_{p.name}" for p in profiles])]
-    for r in rows:
-        csv_lines.append(",".join(str(v) for v in [r[var], r["rounds"], r["sequential_rounds"], max(r["sent_bytes"]),
-                                                    r["offline_bytes"]] + [r["latency_s"][p.name] for p in profiles]))
-    if args.plot:
-        _write_output(args.plot, lambda path: _plot(result, profiles, path), "--plot")
-    if _emit_structured(args, json.dumps(result, indent=2), "\n".join(csv_lines) + "\n"):
-        return 0
-    from rich.table import Table
-
-    table = Table(title=f"{args.name}, shape {args.shape}, {args.parties} parties, {args.backend} backend")
-    for col in [var, "rounds", "bytes / party", "offline bytes"] + [f"time {p.name}" for p in profiles]:
-        table.add_column(col, justify="right")
-    for r in rows:
-        table.add_row(str(r[var]), str(r["rounds"]), f"{max(r['sent_bytes']):,.0f}", f"{r['offline_bytes']:,.0f}",
-                      *[_fmt_s(r["latency_s"][p.name]) for p in profiles])
-    console = _console()
-    console.print(table)
-    if args.plot:
-        console.print(f"plot written to {args.plot}")
-    return 0
-
-
-
-
-
-
+def _decode_run(name: str, entry: dict) -> dict:
+    return {"name": name, "rounds": entry["rounds"], "max_sent_bytes": max(entry["sent_bytes"]),
+            "offline_bytes": entry["offline_bytes"], "seconds": dict(entry["latency_s"])}
 
 
 def _compare(args) -> int:
-    from costmodel.report import from_json, render_comparison, to_csv
-
-    reports = []
-    for path in args.reports:
-        try:
-            reports.append(from_json(Path(path).read_text()))
-        except OSError as err:
-            raise ValueError(f"cannot read {path}: {err.strerror}") from None
-        except (KeyError, TypeError, json.JSONDecodeError) as err:
-            raise ValueError(f"{path} is not a saved mpsim report (mpsim op ... --save FILE): {err}") from None
+    runs = [run for path in args.reports for run in _runs_of(path)]
+    data = _comparison_dict(runs)
     if args.json:
-        sys.stdout.write(json.dumps(_comparison_dict(reports), indent=2) + "\n")
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
         return 0
+    metrics = _comparison_metrics(data["runs"])
     if args.csv:
-        sys.stdout.write("".join(to_csv(r) for r in reports))
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        base = data["runs"][0]["name"]
+        writer.writerow(["metric"] + [c for r in data["runs"] for c in
+                                      ([r["name"]] if r is data["runs"][0] else [r["name"], f"{r['name']} / {base}"])])
+        for label, values, ratios in metrics:
+            writer.writerow([label] + [c for i, v in enumerate(values) for c in
+                                       ([v] if i == 0 else [v, ratios[i]])])
+        sys.stdout.write(out.getvalue())
         return 0
-    render_comparison(reports, _console())
+    from rich.markup import escape
+    from rich.table import Table
+
+    from costmodel.profiles import format_time
+    from costmodel.report import format_bytes
+
+    base = data["runs"][0]["name"]
+    table = Table(title=f"Comparison (ratios against {escape(base)})",
+                  caption="bytes/party: the busiest party's online bytes (the maximum over parties)")
+    table.add_column("metric")
+    for i, r in enumerate(data["runs"]):
+        table.add_column(escape(r["name"]), justify="right")
+        if i:
+            table.add_column(f"{escape(r['name'])} / {escape(base)}", justify="right")
+    for label, values, ratios in metrics:
+        fmt = format_time if label.startswith("time") else format_bytes if "bytes" in label else (lambda v: f"{v:,.4g}")
+        cells = []
+        for i, v in enumerate(values):
+            cells.append("-" if v is None else fmt(v))
+            if i:
+                cells.append("-" if ratios[i] is None else f"{ratios[i]:.2f}x")
+        table.add_row(label, *cells)
+    _console(args).print(table)
     return 0
 
 
-def _comparison_dict(reports) -> dict:
-    """Totals of each run and their ratios against the first (what `compare` prints, as data)."""
-    runs = []
-    for r in reports:
-        t = r.as_dict()["totals"]
-        runs.append({"name": r.name, "rounds": t["rounds"], "max_sent_bytes": max(t["sent_bytes"]),
-                     "offline_bytes": t["offline_bytes"],
-                     "seconds": {name: e["total_s"] for name, e in t["estimates"].items()}})
+def _comparison_metrics(runs) -> list:
+    """(label, value per run, ratio per run against the first) for every metric of the comparison."""
+    profiles = list(dict.fromkeys(n for r in runs for n in r["seconds"]))
+    rows = [("rounds", [r["rounds"] for r in runs], [r["ratio_vs_first"]["rounds"] for r in runs]),
+            ("bytes/party (max)", [r["max_sent_bytes"] for r in runs],
+             [r["ratio_vs_first"]["max_sent_bytes"] for r in runs]),
+            ("offline bytes", [r["offline_bytes"] for r in runs], [r["ratio_vs_first"]["offline_bytes"] for r in runs])]
+    for n in profiles:
+        rows.append((f"time on {n}", [r["seconds"].get(n) for r in runs],
+                     [r["ratio_vs_first"]["seconds"].get(n) for r in runs]))
+    return rows
+
+
+def _comparison_dict(runs: list[dict]) -> dict:
+    """The runs' totals and their ratios against the first (what `compare` prints, as data)."""
     base = runs[0]
 
     def ratio(a, b):
-        return a / b if b else None
+        return None if a is None or not b else a / b
 
     for run in runs:
         run["ratio_vs_first"] = {
             "rounds": ratio(run["rounds"], base["rounds"]),
             "max_sent_bytes": ratio(run["max_sent_bytes"], base["max_sent_bytes"]),
             "offline_bytes": ratio(run["offline_bytes"], base["offline_bytes"]),
-            "seconds": {k: ratio(v, base["seconds"].get(k, 0)) for k, v in run["seconds"].items()},
+            "seconds": {k: ratio(v, base["seconds"].get(k)) for k, v in run["seconds"].items()},
         }
     return {"runs": runs}
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 def _floats(text: str, what: str) -> tuple:
@@ -298,9 +323,7 @@ def _quality(args) -> int:
         _write_output(args.plot, lambda path: report.plot(result, path), "--plot")
     if _emit_structured(args, json.dumps(result, indent=2), None):
         return 0
-    console = _console()
-    if not console.is_terminal:  # a pipe or a file: no terminal width to respect, keep the 11 columns legible
-        console.width = 160
+    console = _console(args)
     report.render(result, console)
     if args.plot:
         console.print(f"plot written to {args.plot}")
@@ -317,17 +340,19 @@ def _demo(args) -> int:
     and WAN (count backend). ``--block`` prints the smaller attention-block breakdown instead."""
     if not args.block:
         seq = args.seq or 4096
-        decode_args = argparse.Namespace(
-            model=args.model, seq=seq, policy="full", compare="mpcache", parties=args.parties,
-            backend=args.backend, no_reuse=False, attention_only=False, steps=1, net="lan,wan", compute=False,
-            json=args.json, csv=args.csv, scheme=args.scheme)
+        decode_args = build_parser().parse_args(
+            ["decode", "--model", args.model, "--seq", str(seq), "--policy", "full", "--compare", "mpcache",
+             "--backend", args.backend, "--scheme", args.scheme, "--net", "lan,wan"]
+            + (["--parties", str(args.parties)] if args.parties else [])
+            + (["--width", str(args.width)] if args.width else [])
+            + (["--json"] if args.json else ["--csv"] if args.csv else []))
         code = _decode(decode_args)
         if not (args.json or args.csv):
-            _console().print(
+            _console(args).print(
                 "[yellow]Note:[/] per-step cost after a prefilled cache; the one-off setup (sharing or masking "
                 "weights and cache, MPCache's look-once static eviction) is the last row. The MPCache paper's cost claims, "
                 "measured: docs/results.md; quality on a real model: docs/quality.md.")
-            _console().print(f"Suite: {args.scheme} ({_SUITES.get(args.scheme, '')}). Others: "
+            _console(args).print(f"Suite: {args.scheme} ({_SUITES.get(args.scheme, '')}). Others: "
                              + ", ".join(f"--scheme {k} ({v})" for k, v in _SUITES.items() if k != args.scheme) + ".")
         return code
     from .demo import attention_block_breakdown, breakdown_rows
@@ -380,55 +405,49 @@ def build_parser() -> argparse.ArgumentParser:
     op.add_argument("--ring", type=int, choices=(32, 64), default=64, help="ring bits K")
     op.add_argument("--frac", type=int, default=None, help="fractional bits f (default 16, or 8 with --ring 32)")
     op.add_argument("--seed", type=int, default=0)
+    op.add_argument("--seeds", type=_positive, default=1,
+                    help="run seeds --seed .. --seed+N-1: means and 95%% intervals (randomized protocols)")
     op.add_argument("--net", default="lan,wan", help="profiles: names or BANDWIDTH/PING, comma-separated")
     op.add_argument("--sweep", default=None, help="VAR=V1,V2,... with VAR in --shape, e.g. N=128,256,512")
     op.add_argument("--plot", default=None, help="with --sweep: write the curves to this PNG")
     op.add_argument("--save", default=None, help="write the report as JSON to this file")
     op.add_argument("--compute", action="store_true",
                     help="add local compute time, calibrated on this machine's kernels")
+    op.add_argument("--trace", default=None, metavar="TRACE.json",
+                    help="write the run as a Chrome/Perfetto trace (durations on the first --net profile)")
+    _by_option(op)
     _structured(op)
     op.set_defaults(run=_op)
 
     compare = sub.add_parser("compare", help="saved reports side by side")
-    compare.add_argument("reports", nargs="+", help="JSON reports (mpsim op ... --save FILE)")
+    compare.add_argument("reports", nargs="+", help="saved results: mpsim op/decode/sweep ... --save FILE (or --json)")
     _structured(compare)
     compare.set_defaults(run=_compare)
 
     decode = sub.add_parser("decode", help="per-step cost of KV-cache policies in private decoding")
-    decode.add_argument("--model", default="llama2-7b", help="built-in model (gpt2, mpcache-proxy, llama2-7b, ...)")
-    decode.add_argument("--seq", type=_positive, default=2048, help="tokens in the KV cache before the step")
-    decode.add_argument("--policy", default="full", help="policy (full, streaming, ...)")
+    _run_options(decode, "tokens in the KV cache before the step", 2048)
+    decode.add_argument("--policy", default="full",
+                        help="policy, with hyperparameters as NAME:FIELD=VALUE,... (e.g. mpcache:keep_ratio=0.2,"
+                             "cluster_sizes=16/8)")
     decode.add_argument("--compare", default="", help="more policies, comma-separated, for side-by-side ratios")
-    decode.add_argument("--parties", type=_positive, default=None, help="parties (default 2; 3 with --scheme aby3)")
-    _scheme_option(decode)
-    decode.add_argument("--backend", choices=("count", "ideal", "share"), default="count")
     decode.add_argument("--steps", type=_positive, default=1, help="decode steps; the last one is reported")
     decode.add_argument("--no-reuse", action="store_true", help="plain Beaver products (no reusable masks)")
     decode.add_argument("--attention-only", action="store_true", help="skip the MLP")
-    decode.add_argument("--net", default="lan,wan")
-    decode.add_argument("--compute", action="store_true", help="add calibrated local compute time")
-    decode.add_argument("--softmax", choices=("exact", "puma"), default="exact",
-                        help="every softmax of the run (attention, prefill selections): exact (default) or puma (the "
-                             "MPCache scripts' hack_softmax)")
     decode.add_argument("--inventory", action="store_true",
                         help="also list the correlations the step consumes (kind, parameters, units, dealer bytes); "
                              "the JSON always has them")
+    decode.add_argument("--trace", default=None, metavar="TRACE.json",
+                        help="write the step (first seed) as a Chrome/Perfetto trace: a process per policy, a "
+                             "track per party, a slice per round")
+    decode.add_argument("--trace-net", default=None, help="the profile the trace's durations use (default: the "
+                                                          "first of --net)")
     _structured(decode)
     decode.set_defaults(run=_decode)
 
     sweep = sub.add_parser("sweep", help="per-step latency and communication of policies over sequence lengths")
-    sweep.add_argument("--model", default="llama2-7b")
-    sweep.add_argument("--seq", default="512,1024,2048,4096", help="comma-separated sequence lengths")
-    sweep.add_argument("--policy", default="full", help="comma-separated policies")
-    sweep.add_argument("--parties", type=_positive, default=None, help="parties (default 2; 3 with --scheme aby3)")
-    _scheme_option(sweep)
-    sweep.add_argument("--backend", choices=("count", "ideal", "share"), default="count")
-    sweep.add_argument("--net", default="lan,wan")
-    sweep.add_argument("--compute", action="store_true", help="add calibrated local compute time")
-    sweep.add_argument("--softmax", choices=("exact", "puma"), default="exact",
-                       help="every softmax of the run (attention, prefill selections): exact (default) or puma (the "
-                             "MPCache scripts' hack_softmax)")
-    sweep.add_argument("--plot", default=None, help="write latency and communication curves to this PNG")
+    _run_options(sweep, "comma-separated sequence lengths", "512,1024,2048,4096")
+    sweep.add_argument("--policy", default="full", help="comma-separated policies (NAME:FIELD=VALUE,... as decode)")
+    sweep.add_argument("--plot", default=None, help="write latency and communication curves (PNG, PDF or SVG)")
     _structured(sweep)
     sweep.set_defaults(run=_sweep_decode)
 
@@ -447,7 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
     quality.add_argument("--seed", type=int, default=0)
     quality.add_argument("--no-cost", action="store_true", help="skip the MPC cost column")
     quality.add_argument("--plot", default=None, help="write the accuracy-cost plot to this PNG")
-    quality.add_argument("--json", action="store_true", help="print JSON")
+    _structured(quality, csv=False)
     quality.set_defaults(run=_quality)
 
     demo = sub.add_parser("demo", help="MPCache vs full attention: one private decode step of llama2-7b")

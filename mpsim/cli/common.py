@@ -13,10 +13,18 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def _console():
+PIPED_WIDTH = 200  # a pipe or a file has no width to respect: wide enough that tables never wrap
+
+
+def _console(args=None):
+    """The output console: ``--width`` when given, else the terminal's width, or PIPED_WIDTH when piped."""
     from rich.console import Console
 
-    return Console()
+    width = getattr(args, "width", None)
+    console = Console(width=width) if width else Console()
+    if not width and not console.is_terminal:
+        console.width = PIPED_WIDTH
+    return console
 
 
 def _stderr_console():
@@ -69,10 +77,44 @@ def _positive(text: str) -> int:
     return value
 
 
-def _structured(p):
+def _structured(p, csv: bool = True):
+    """--json / --csv (exclusive), and --width for the text output."""
     group = p.add_mutually_exclusive_group()
     group.add_argument("--json", action="store_true", help="print JSON")
-    group.add_argument("--csv", action="store_true", help="print CSV")
+    if csv:
+        group.add_argument("--csv", action="store_true", help="print CSV")
+    p.add_argument("--width", type=_positive, default=None,
+                   help=f"text width in columns (default: the terminal's; {PIPED_WIDTH} when piped)")
+
+
+def _by_option(p):
+    p.add_argument("--by", choices=("layer", "protocol", "scope"), default=None,
+                   help="flat breakdown per layer (layerN scopes), per protocol (the innermost scope: the protocol "
+                        "that sent) or per scope path; in text, JSON and CSV")
+
+
+def _run_options(p, seq_help: str, seq_default):
+    """The options decode and sweep share: model, policies' run, ring, seeds, outputs."""
+    p.add_argument("--model", default="llama2-7b", help="built-in model (gpt2, mpcache-proxy, llama2-7b, ...)")
+    p.add_argument("--model-config", default=None, metavar="CONFIG.json",
+                   help="a Hugging Face config.json (or its directory) instead of --model: LLaMA, Mistral/Qwen-style "
+                        "GQA, GPT-2")
+    p.add_argument("--seq", type=str if isinstance(seq_default, str) else _positive, default=seq_default,
+                   help=seq_help)
+    p.add_argument("--parties", type=_positive, default=None, help="parties (default 2; 3 with --scheme aby3)")
+    _scheme_option(p)
+    p.add_argument("--backend", choices=("count", "ideal", "share"), default="count")
+    p.add_argument("--ring", type=int, choices=(32, 64), default=64, help="ring bits K")
+    p.add_argument("--seed", type=int, default=0, help="seed of the session and the model's random weights")
+    p.add_argument("--seeds", type=_positive, default=1,
+                   help="run seeds --seed .. --seed+N-1: means, and 95%% intervals of the step totals")
+    p.add_argument("--net", default="lan,wan", help="profiles: names or BANDWIDTH/PING, comma-separated")
+    p.add_argument("--compute", action="store_true", help="add calibrated local compute time")
+    p.add_argument("--softmax", choices=("exact", "puma"), default="exact",
+                   help="every softmax of the run (attention, prefill selections): exact (default) or puma (the "
+                        "MPCache scripts' hack_softmax)")
+    p.add_argument("--save", default=None, help="also write the JSON to this file (mpsim compare reads it)")
+    _by_option(p)
 
 
 def _scheme_option(p):
