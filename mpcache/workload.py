@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import mpsim
 from costmodel.breakdown import breakdown
+from costmodel.generators import price_session
 from costmodel.latency import ComputeModel, estimate
 from costmodel.profiles import parse_profiles
 
@@ -44,6 +45,7 @@ class StepSummary:
     network_latency_s: dict[str, float] = field(default_factory=dict)  # latency_s without the compute term
     inventory: tuple = ()  # the step's correlations, ((kind, dims, units), ...) (``Cost.inventory``)
     breakdown: dict | None = None  # {"by": grouping, "rows": [...]} (``costmodel.breakdown``) when asked for
+    offline: dict = field(default_factory=dict)  # generator -> OfflinePrice.as_dict (``costmodel.generators``)
 
     def as_dict(self) -> dict:
         return {"name": self.name, "model": self.model, "seq_len": self.seq_len, "parties": self.parties,
@@ -51,7 +53,8 @@ class StepSummary:
                 "latency_s": self.latency_s, "network_latency_s": self.network_latency_s, "scopes": self.scopes,
                 "setup": self.setup, "config": self.config,
                 "inventory": [{"kind": k, "dims": list(d), "units": u} for k, d, u in self.inventory],
-                **({"breakdown": self.breakdown} if self.breakdown is not None else {})}
+                **({"breakdown": self.breakdown} if self.breakdown is not None else {}),
+                **({"offline": self.offline} if self.offline else {})}
 
 
 def _scope_costs(session, since: int, profiles) -> dict[str, dict]:
@@ -70,12 +73,13 @@ def measure(model: ModelConfig | str, seq_len: int, policy: KVPolicy | str = "fu
             backend: str = "count", reuse: bool = True, attention_only: bool = False, steps: int = 1,
             profiles="lan,wan", compute: ComputeModel | None = None, seed: int = 0,
             approx=None, scheme: str = "additive", ring_bits: int = 64, by: str | None = None,
-            after_step=None) -> StepSummary:
+            after_step=None, generators=()) -> StepSummary:
     """One private decode step's costs. A scheme without reusable masked operands (``aby3``) runs with
     ``reuse=False`` and MPCache's cluster gather (one-hot @ scores), since its default rotated gather masks
     the scores once as a reusable operand. ``by`` (layer, protocol or scope) adds the step's flat breakdown
     (``costmodel.breakdown``); ``after_step(session, mark)`` is called after the reported step, with the
-    ledger position where it began (e.g. to export a trace of it)."""
+    ledger position where it began (e.g. to export a trace of it); ``generators`` (names of
+    ``costmodel.generators.GENERATORS``) price the step's preprocessing under each (``offline``)."""
     model = get_model(model) if isinstance(model, str) else model
     policy = get_policy(policy) if isinstance(policy, str) else policy
     profiles = parse_profiles(profiles) if isinstance(profiles, str) else list(profiles)
@@ -109,6 +113,7 @@ def measure(model: ModelConfig | str, seq_len: int, policy: KVPolicy | str = "fu
         network_latency_s=network,
         inventory=c.inventory,
         breakdown=None if by is None else {"by": by, "rows": breakdown(session, by, profiles, since=mark)},
+        offline={g: price_session(session, g, since=mark).as_dict(profiles) for g in generators},
     )
 
 

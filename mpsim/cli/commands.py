@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 from .common import _Parser, _check_output, _compute_model, _console, _default_parties, _emit_structured, _fmt_s, \
-    _by_option, _positive, _run_options, _scheme_option, _session_for, _stderr_console, _structured, \
+    _by_option, _offline_option, _positive, _run_options, _scheme_option, _session_for, _stderr_console, _structured, \
     _write_output
 from .decode import DECODE_SCHEMA, SWEEP_SCHEMA, _decode, _sweep_decode
 from .op_sweep import _sweep, seed_summary
@@ -343,13 +343,15 @@ def _demo(args) -> int:
         decode_args = build_parser().parse_args(
             ["decode", "--model", args.model, "--seq", str(seq), "--policy", "full", "--compare", "mpcache",
              "--backend", args.backend, "--scheme", args.scheme, "--net", "lan,wan"]
+            + (["--offline", args.offline] if args.offline else [])
             + (["--parties", str(args.parties)] if args.parties else [])
             + (["--width", str(args.width)] if args.width else [])
             + (["--json"] if args.json else ["--csv"] if args.csv else []))
         code = _decode(decode_args)
         if not (args.json or args.csv):
             _console(args).print(
-                "[yellow]Note:[/] per-step cost after a prefilled cache; the one-off setup (sharing or masking "
+                "[yellow]Note:[/] per-step cost after a prefilled cache; offline: the preprocessing under --offline "
+                "(dealer by default; silent-ot, he or ot price it without a dealer); the one-off setup (sharing or masking "
                 "weights and cache, MPCache's look-once static eviction) is the last row. The MPCache paper's cost claims, "
                 "measured: docs/results.md; quality on a real model: docs/quality.md.")
             _console(args).print(f"Suite: {args.scheme} ({_SUITES.get(args.scheme, '')}). Others: "
@@ -478,6 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--head-dim", type=_positive, default=64, help="head dimension (default 64)")
     demo.add_argument("--parties", type=_positive, default=None, help="parties (default 2; 3 with --scheme aby3)")
     _scheme_option(demo)
+    _offline_option(demo)
     demo.add_argument("--backend", choices=("count", "ideal", "share"), default="count")
     _structured(demo)
     demo.set_defaults(run=_demo)

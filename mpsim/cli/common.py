@@ -114,7 +114,27 @@ def _run_options(p, seq_help: str, seq_default):
                    help="every softmax of the run (attention, prefill selections): exact (default) or puma (the "
                         "MPCache scripts' hack_softmax)")
     p.add_argument("--save", default=None, help="also write the JSON to this file (mpsim compare reads it)")
+    _offline_option(p)
     _by_option(p)
+
+
+def _offline_option(p):
+    p.add_argument("--offline", default=None, metavar="GEN[,GEN...]",
+                   help="price the preprocessing by how it is made: dealer (default; 3pc with --scheme aby3), ot "
+                        "(IKNP + Gilboa), silent-ot (Ferret), he (Cheetah-style matrix triples), 3pc")
+
+
+def _generators(args) -> list[str]:
+    """--offline as a list of known generator names (default: the scheme's own way)."""
+    from costmodel.generators import get_generator
+
+    text = args.offline or ("3pc" if args.scheme == "aby3" else "dealer")
+    names = [g.strip() for g in text.split(",") if g.strip()]
+    if not names:
+        raise ValueError(f"bad --offline {text!r}: name a generator (dealer, ot, silent-ot, he, 3pc)")
+    for name in names:
+        get_generator(name)
+    return list(dict.fromkeys(names))
 
 
 def _scheme_option(p):

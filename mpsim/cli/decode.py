@@ -16,13 +16,16 @@ import json
 import sys
 
 from .common import _check_output, _compute_model, _approx, _console, _default_parties, _emit_structured, _fmt_s, \
-    _stderr_console, _write_output
+    _generators, _stderr_console, _write_output
 from .plots import _plot_decode
 
 DECODE_SCHEMA = "mpsim.decode"
 SWEEP_SCHEMA = "mpsim.sweep"
 SCHEMA_VERSION = 1
 _MB_NOTE = "MB: online megabytes sent by the busiest party (the maximum over parties)"
+_OFFLINE_NOTE = ("offline: the step's preprocessing under the generator (dealer: what the dealer sends its busiest "
+                 "receiver; otherwise what the busiest party sends), its flights and its seconds on each network "
+                 "with compute (costmodel.generators)")
 
 
 def _model(args):
@@ -142,7 +145,7 @@ def _measure_policies(args, model, seq: int, policies, tick, traces=None) -> lis
                                 attention_only=getattr(args, "attention_only", False),
                                 steps=getattr(args, "steps", 1), profiles=args.net, compute=_compute_model(args),
                                 approx=_approx(args), scheme=args.scheme, ring_bits=args.ring, seed=seed,
-                                by=args.by, after_step=hook))
+                                by=args.by, after_step=hook, generators=args.generators))
             tick()
         result = _policy_result(runs)
         result["label"] = _label(policy)
@@ -178,7 +181,7 @@ def _header(args, model) -> dict:
 
     return {"model": model.name, "model_config": asdict(model), "parties": args.parties, "scheme": args.scheme,
             "backend": args.backend, "ring_bits": args.ring, "seed": args.seed, "seeds": args.seeds,
-            "by": args.by}
+            "by": args.by, "offline_generators": args.generators}
 
 
 def _cell(value: float, stats: dict | None, fmt) -> str:
@@ -201,6 +204,7 @@ def _decode(args) -> int:
     model = _model(args)
     policies = _policies(args.policy + ("," + args.compare if args.compare else ""))
     _default_parties(args)
+    args.generators = _generators(args)
     _check_output(args.save, "--save")
     _check_output(args.trace, "--trace")
     traces = [] if args.trace else None
@@ -231,6 +235,9 @@ def _decode_csv(results, profiles, by) -> str:
                                                    row["offline_bytes"], *row["latency_s"].values()]))
         lines.append(",".join(str(v) for v in [r["label"], "step total", r["rounds"], max(r["sent_bytes"]),
                                                r["offline_bytes"], *r["latency_s"].values()]))
+        for gen, price in r.get("offline", {}).items():
+            lines.append(",".join(str(v) for v in [r["label"], f"offline ({gen})", price["rounds"], price["max_bytes"],
+                                                   "", *price["seconds"].values()]))
     return "\n".join(lines) + "\n"
 
 
@@ -243,7 +250,8 @@ def _decode_table(args, model, results, profiles, paper_rows) -> None:
     table = Table(title=f"One private decode step: {model.name}, {args.seq} tokens, {args.parties} parties "
                         f"({args.backend} backend, {args.scheme}, K={args.ring}, reuse {reuse}{seeds})",
                   caption=f"{_MB_NOTE}. A row's rounds and latency are those of its messages alone: rows "
-                          "communicating at the same depth share rounds, so only bytes add up to the total.")
+                          "communicating at the same depth share rounds, so only bytes add up to the total. "
+                          f"{_OFFLINE_NOTE}")
     table.add_column(args.by or "scope", no_wrap=True)
     for r in results:
         for col in ["MB", "rounds"] + profiles:
@@ -266,7 +274,18 @@ def _decode_table(args, model, results, profiles, paper_rows) -> None:
         totals += [_cell(max(r["sent_bytes"]) / 1e6, _scaled(st.get("max_sent_bytes"), 1e-6), lambda v: f"{v:,.2f}"),
                    _cell(r["rounds"], st.get("rounds"), lambda v: f"{v:,.0f}"),
                    *[_cell(r["latency_s"][p], st.get("latency_s", {}).get(p), _fmt_s) for p in profiles]]
-    table.add_row("step total", *totals, style="bold")
+    table.add_row("step total (online)", *totals, style="bold")
+    for gen in args.generators:
+        offline, whole = [], []
+        for r in results:
+            price = r["offline"][gen]
+            offline += [f"{price['max_bytes'] / 1e6:,.2f}", f"{price['rounds']:,.0f}",
+                        *[_fmt_s(price["seconds"][p]) for p in profiles]]
+            whole += [f"{(max(r['sent_bytes']) + price['max_bytes']) / 1e6:,.2f}",
+                      f"{r['rounds'] + price['rounds']:,.0f}",
+                      *[_fmt_s(r["latency_s"][p] + price["seconds"][p]) for p in profiles]]
+        table.add_row(f"offline ({gen})", *offline)
+        table.add_row(f"online + offline ({gen})", *whole, style="bold")
     setup = []
     for r in results:
         setup += [f"{max(r['setup']['sent_bytes']) / 1e6:,.1f}", f"{r['setup']['rounds']:,.0f}"] + [""] * len(profiles)
@@ -278,6 +297,13 @@ def _decode_table(args, model, results, profiles, paper_rows) -> None:
         console.print(f"{base['label']} / {r['label']}: communication "
                       f"{max(base['sent_bytes']) / max(r['sent_bytes']):.2f}x, latency {ratios} "
                       f"(above 1: {base['label']} costs more)")
+        for gen in args.generators:
+            b, o = base["offline"][gen], r["offline"][gen]
+            ratios = ", ".join(f"{p} {(base['latency_s'][p] + b['seconds'][p]) / (r['latency_s'][p] + o['seconds'][p]):.2f}x"
+                               for p in profiles)
+            console.print(f"  with offline ({gen}): communication "
+                          f"{(max(base['sent_bytes']) + b['max_bytes']) / (max(r['sent_bytes']) + o['max_bytes']):.2f}x, "
+                          f"latency {ratios}")
     if getattr(args, "inventory", False):
         console.print(_inventory_table(results, args))
     if args.trace:
@@ -342,6 +368,7 @@ def _sweep_decode(args) -> int:
     _check_output(args.plot, "--plot")
     _check_output(args.save, "--save")
     _default_parties(args)
+    args.generators = _generators(args)
     points = []
     bar, tick = _progress(len(seqs) * len(policies) * args.seeds, model.name)
     try:
@@ -349,7 +376,7 @@ def _sweep_decode(args) -> int:
             for r in _measure_policies(args, model, seq, policies, tick):
                 point = {"seq_len": seq, "policy": r["label"], "rounds": r["rounds"], "sent_bytes": r["sent_bytes"],
                          "offline_bytes": r["offline_bytes"], "latency_s": r["latency_s"]}
-                for key in ("seed_stats", "breakdown"):
+                for key in ("seed_stats", "breakdown", "offline"):
                     if key in r:
                         point[key] = r[key]
                 points.append(point)
@@ -372,6 +399,7 @@ def _sweep_csv(points, profiles, args) -> str:
     head += [f"latency_s_{p}" for p in profiles]
     if args.seeds > 1:
         head += ["rounds_lo", "rounds_hi"] + [f"latency_s_{p}_{end}" for p in profiles for end in ("lo", "hi")]
+    head += [c for g in args.generators for c in [f"offline_bytes_{g}"] + [f"offline_s_{g}_{p}" for p in profiles]]
     lines = [",".join(head)]
     for pt in points:
         rows = [(r["group"], r) for r in pt["breakdown"]["rows"]] if args.by else []
@@ -383,6 +411,10 @@ def _sweep_csv(points, profiles, args) -> str:
                 cells += ([st["rounds"]["lo"], st["rounds"]["hi"]]
                           + [st["latency_s"][p][end] for p in profiles for end in ("lo", "hi")]) if st else \
                     [""] * (2 + 2 * len(profiles))
+            for g in args.generators:
+                price = pt["offline"][g] if row is pt else None
+                cells += [price["max_bytes"]] + [price["seconds"][p] for p in profiles] if price else \
+                    [""] * (1 + len(profiles))
             lines.append(",".join(f'"{c}"' if isinstance(c, str) and "," in c else str(c) for c in cells))
     return "\n".join(lines) + "\n"
 
@@ -394,18 +426,24 @@ def _sweep_table(args, model, points, profiles) -> None:
     table = Table(title=f"Per decode step, {model.name}, {args.parties} parties ({args.backend} backend, "
                         f"{args.scheme}, K={args.ring}{seeds})", caption=_MB_NOTE)
     cols = ["tokens", "policy"] + ([args.by] if args.by else []) + ["rounds", "MB"] + [f"latency {p}" for p in profiles]
+    cols += [c for g in args.generators for c in [f"offline MB ({g})"] + [f"with offline {p}" for p in profiles]]
     for col in cols:
         table.add_column(col, justify="left" if col in ("policy", args.by) else "right")
     for pt in points:
         st = pt.get("seed_stats", {})
+        blank = [""] * (len(args.generators) * (1 + len(profiles)))
         for row in pt["breakdown"]["rows"] if args.by else []:
             table.add_row(str(pt["seq_len"]), pt["policy"], row["group"], f"{row['rounds']:,.0f}",
                           f"{max(row['sent_bytes']) / 1e6:,.2f}", *[_fmt_s(row["latency_s"][p]) for p in profiles],
-                          style="dim")
+                          *blank, style="dim")
+        offline = [c for g in args.generators for c in
+                   [f"{pt['offline'][g]['max_bytes'] / 1e6:,.2f}"]
+                   + [_fmt_s(pt["latency_s"][p] + pt["offline"][g]["seconds"][p]) for p in profiles]]
         table.add_row(str(pt["seq_len"]), pt["policy"], *(["step total"] if args.by else []),
                       _cell(pt["rounds"], st.get("rounds"), lambda v: f"{v:,.0f}"),
                       _cell(max(pt["sent_bytes"]) / 1e6, _scaled(st.get("max_sent_bytes"), 1e-6), lambda v: f"{v:,.2f}"),
-                      *[_cell(pt["latency_s"][p], st.get("latency_s", {}).get(p), _fmt_s) for p in profiles])
+                      *[_cell(pt["latency_s"][p], st.get("latency_s", {}).get(p), _fmt_s) for p in profiles],
+                      *offline)
     console = _console(args)
     console.print(table)
     if args.plot:
