@@ -50,9 +50,9 @@ def interval(values, level: float = 0.95) -> dict:
     n = len(values)
     if not n:
         raise ValueError("interval of no values")
+    if all(v == values[0] for v in values):  # no spread (a deterministic protocol): exactly that value
+        return {"n": n, "mean": values[0], "lo": values[0], "hi": values[0], "values": values}
     mean = sum(values) / n
-    if n == 1:
-        return {"n": 1, "mean": mean, "lo": mean, "hi": mean, "values": values}
     sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
     half = t_quantile((1 + level) / 2, n - 1) * sd / math.sqrt(n)
     return {"n": n, "mean": mean, "lo": mean - half, "hi": mean + half, "values": values}

@@ -167,17 +167,17 @@ def policy_from_spec(spec: str) -> KVPolicy:
         raise ValueError(f"unknown policy {name!r}; registered: {', '.join(sorted(POLICIES))}")
     cls = POLICIES[name]
     defaults = {f.name: f.default for f in fields(cls) if f.init}
+    listed = ", ".join(f"{k}={v!r}" for k, v in defaults.items()) or "(none)"
     params = {}
     for item in filter(None, (i.strip() for i in params_text.split(","))):
         key, eq, value = item.partition("=")
         key = key.strip()
         if not eq or key not in defaults:
-            listed = ", ".join(f"{k}={v!r}" for k, v in defaults.items()) or "(none)"
             raise ValueError(f"policy {name}: bad parameter {item!r}; its parameters (defaults): {listed}")
         try:
             params[key] = _parse_value(key, value, defaults[key])
         except ValueError as err:
-            raise ValueError(f"policy {name}: {err}") from None
+            raise ValueError(f"policy {name}: {err}; its parameters (defaults): {listed}") from None
     return cls(**params)
 
 

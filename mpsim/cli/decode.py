@@ -15,8 +15,8 @@ from __future__ import annotations
 import json
 import sys
 
-from .common import _check_output, _compute_model, _approx, _console, _default_parties, _emit_structured, _fmt_s, \
-    _generators, _stderr_console, _write_output
+from .common import _check_output, _check_plot, _compute_model, _approx, _console, _default_parties, \
+    _emit_structured, _fmt_s, _generators, _stderr_console, _write_output
 from .plots import _plot_decode
 
 DECODE_SCHEMA = "mpsim.decode"
@@ -39,7 +39,7 @@ def _model(args):
 def _policies(text: str) -> list:
     from mpcache.policies import policy_from_spec, split_specs
 
-    specs = split_specs(text)
+    specs = list(dict.fromkeys(split_specs(text)))  # a policy named twice is measured once
     if not specs:
         raise ValueError(f"bad policy list {text!r}: name at least one policy")
     return [policy_from_spec(spec) for spec in specs]
@@ -185,7 +185,7 @@ def _header(args, model) -> dict:
 
 
 def _cell(value: float, stats: dict | None, fmt) -> str:
-    if stats is None or stats["n"] == 1 or stats["hi"] == stats["lo"]:
+    if stats is None or stats["n"] == 1 or fmt(stats["hi"]) == fmt(stats["lo"]):
         return fmt(value)
     return f"{fmt(stats['mean'])} [{fmt(stats['lo'])}, {fmt(stats['hi'])}]"
 
@@ -227,18 +227,22 @@ def _decode(args) -> int:
 
 
 def _decode_csv(results, profiles, by) -> str:
-    head = ["policy", "row", "rounds", "max_sent_bytes", "offline_bytes"] + [f"latency_s_{p}" for p in profiles]
-    lines = [",".join(head)]
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["policy", "row", "rounds", "max_sent_bytes", "offline_bytes"] + [f"latency_s_{p}" for p in profiles])
     for r in results:
         for name, row in _rows(r).items():
-            lines.append(",".join(str(v) for v in [r["label"], name, row["rounds"], max(row["sent_bytes"]),
-                                                   row["offline_bytes"], *row["latency_s"].values()]))
-        lines.append(",".join(str(v) for v in [r["label"], "step total", r["rounds"], max(r["sent_bytes"]),
-                                               r["offline_bytes"], *r["latency_s"].values()]))
+            writer.writerow([r["label"], name, row["rounds"], max(row["sent_bytes"]), row["offline_bytes"],
+                             *row["latency_s"].values()])
+        writer.writerow([r["label"], "step total", r["rounds"], max(r["sent_bytes"]), r["offline_bytes"],
+                         *r["latency_s"].values()])
         for gen, price in r.get("offline", {}).items():
-            lines.append(",".join(str(v) for v in [r["label"], f"offline ({gen})", price["rounds"], price["max_bytes"],
-                                                   "", *price["seconds"].values()]))
-    return "\n".join(lines) + "\n"
+            writer.writerow([r["label"], f"offline ({gen})", price["rounds"], price["max_bytes"], "",
+                             *price["seconds"].values()])
+    return out.getvalue()
 
 
 def _decode_table(args, model, results, profiles, paper_rows) -> None:
@@ -365,7 +369,7 @@ def _sweep_decode(args) -> int:
     seqs = _seqs(args.seq)
     model = _model(args)
     policies = _policies(args.policy)
-    _check_output(args.plot, "--plot")
+    _check_plot(args.plot)
     _check_output(args.save, "--save")
     _default_parties(args)
     args.generators = _generators(args)

@@ -13,6 +13,8 @@ from .common import _compute_model, _console, _emit_structured, _fmt_s, _session
 from .decode import _cell, _progress
 from .plots import _plot
 
+SCHEMA = "mpsim.op_sweep"
+
 
 def _parse_sweep(text: str) -> tuple[str, list[int]]:
     if "=" not in text:
@@ -88,7 +90,7 @@ def _sweep(args, profiles) -> int:
             points.append(point)
     finally:
         bar.stop()
-    result = {"op": args.name, "shape": args.shape, "variable": var, "parties": args.parties,
+    result = {"schema": SCHEMA, "schema_version": 1, "op": args.name, "shape": args.shape, "variable": var, "parties": args.parties,
               "backend": args.backend, "scheme": args.scheme, "ring_bits": args.ring, "seed": args.seed,
               "seeds": args.seeds, "points": points}
     if args.plot:

@@ -93,7 +93,7 @@ def _plot(result, profiles, path):
         _x_axis(ax, xs, var)
     ys = [max(p["sent_bytes"]) for p in points]
     unit, scale = _unit(ys, _BYTE_UNITS)
-    _series(axes[-1], xs, ys, scale, color="tab:red")
+    _series(axes[-1], xs, ys, scale, [p.get("seed_stats", {}).get("max_sent_bytes") for p in points], color="tab:red")
     axes[-1].set_title("communication", fontsize=9)
     axes[-1].set_ylabel(f"online {unit} sent by the busiest party")
     _x_axis(axes[-1], xs, var)
@@ -121,7 +121,7 @@ def _plot_decode(result, profiles, path):
     for i, pol in enumerate(policies):
         pts = [p for p in result["points"] if p["policy"] == pol]
         _series(axes[-1], [p["seq_len"] for p in pts], [max(p["sent_bytes"]) for p in pts], scale,
-                color=colors[i % len(colors)], label=pol)
+                [p.get("seed_stats", {}).get("max_sent_bytes") for p in pts], color=colors[i % len(colors)], label=pol)
     axes[-1].set_title("communication per step", fontsize=9)
     axes[-1].set_ylabel(f"online {unit} sent by the busiest party")
     _x_axis(axes[-1], sorted({p["seq_len"] for p in result["points"]}), "tokens in the KV cache")
