@@ -27,6 +27,7 @@ from mpcache.policies import POLICIES  # noqa: E402
 from mpcache.workload import measure  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+ANSWERS_BEGIN, ANSWERS_END = "<!-- answers: begin (benchmarks/bench_answer.py) -->", "<!-- answers: end -->"
 NETS = [PROFILES["lan"], PROFILES["wan"]]
 
 
@@ -363,6 +364,9 @@ def main(argv=None) -> int:
     claim_f_3pc(lines, long, compute)
     claim_f_fss(lines, long, compute, beaver)
     text = "\n".join(lines) + "\n"
+    old = Path(args.out).read_text() if Path(args.out).exists() else ""
+    if ANSWERS_BEGIN in old and ANSWERS_END in old:  # bench_answer.py's section, kept as it wrote it
+        text += "\n" + ANSWERS_BEGIN + old.split(ANSWERS_BEGIN, 1)[1].split(ANSWERS_END, 1)[0] + ANSWERS_END + "\n"
     Path(args.out).write_text(text)
     sys.stdout.write(text)
     print(f"({time.time() - start:.1f} s; written to {args.out})")

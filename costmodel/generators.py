@@ -83,7 +83,7 @@ from .preprocessing import DEALER_KINDS, dealer_bits
 from .profiles import parse_profile
 
 __all__ = ["GENERATORS", "FSS_KINDS", "Generator", "OfflinePrice", "ferret_cot_bits", "get_generator", "price",
-           "price_session"]
+           "price_messages", "price_session"]
 
 KAPPA = 128
 FSS_KINDS = ("msb_key", "gate_key", "onehot_key", "trunc_key")
@@ -286,19 +286,26 @@ def price(inventory, generator, K: int, parties: int) -> OfflinePrice:
     return OfflinePrice(gen.name, tuple([bits] * parties), gen.rounds if items else 0, compute, by_kind)
 
 
-def price_session(session, generator, since: int = 0) -> OfflinePrice:
-    """``price`` of what ``session`` consumed after ``since``; ``3pc`` adds the offline messages the parties
-    sent each other (ABY3's)."""
+def price_messages(messages, generator, K: int, parties: int, scheme: str = "additive") -> OfflinePrice:
+    """``price`` of the correlations a list of ledger messages delivered; ``3pc`` prices the offline messages
+    the parties sent each other (ABY3's), and a scheme that makes its own is refused any other generator."""
+    from mpsim.ledger import cost_of
+
     gen = get_generator(generator)
-    sent = [0] * session.parties
-    for m in session.ledger.messages[since:]:
+    sent = [0] * parties
+    for m in messages:
         if m.phase == OFFLINE and m.src != DEALER:
             sent[m.src] += m.bits
     if any(sent) and gen.name != "3pc":
-        raise ValueError(f"the {session.scheme.name} scheme makes its correlations among the parties (no dealer): "
-                         "price its offline phase with 3pc")
-    cost = session.cost(since=since)
-    result = price(cost.inventory, gen, session.ring.bits, session.parties)
+        raise ValueError(f"the {scheme} scheme makes its correlations among the parties (no dealer): price its "
+                         "offline phase with 3pc")
+    result = price(cost_of(messages, parties).inventory, gen, K, parties)
     if gen.name != "3pc":
         return result
     return OfflinePrice("3pc", tuple(sent), 1 if any(sent) else 0, 0.0, {"parties": {"bits": max(sent), "cots": 0}})
+
+
+def price_session(session, generator, since: int = 0) -> OfflinePrice:
+    """``price_messages`` of what ``session`` consumed after ``since`` (a ``Session.mark()``)."""
+    return price_messages(session.ledger.messages[since:], generator, session.ring.bits, session.parties,
+                          session.scheme.name)

@@ -68,46 +68,61 @@ def _operand(session, tensor: SharedTensor, reuse: bool):
     return session.reusable(tensor) if reuse else tensor
 
 
+def share_weights(session: Session, model: ModelConfig, rng, reuse: bool, attention_only: bool):
+    """One layer's weights, shared by the server (the last party), masked once when ``reuse``."""
+    server = session.parties - 1
+    w = 1 / np.sqrt(model.hidden)
+    weights = LayerWeights(
+        norm1=_secret(session, (model.hidden,), rng, server, 0.1) + 1.0,
+        norm2=_secret(session, (model.hidden,), rng, server, 0.1) + 1.0,
+        w_qkv=_operand(session, _secret(session, (model.hidden, model.q_width + 2 * model.kv_width), rng, server, w),
+                       reuse),
+        w_out=_operand(session, _secret(session, (model.q_width, model.hidden), rng, server, w), reuse),
+        w_up=None, w_down=None,
+    )
+    if not attention_only:
+        weights.w_up = _operand(session, _secret(session, (model.hidden, model.mlp), rng, server, w), reuse)
+        weights.w_down = _operand(session, _secret(session, (model.mlp, model.hidden), rng, server,
+                                                   1 / np.sqrt(model.mlp)), reuse)
+        if model.gated_mlp:
+            weights.w_gate = _operand(session, _secret(session, (model.hidden, model.mlp), rng, server, w), reuse)
+    return weights
+
+
+def layer_cache(session: Session, policy: KVPolicy, layer: int, keys, values, reuse: bool, queries=None) -> LayerKV:
+    """A layer's cache from its secret keys and values (kv_heads, T, d), masked once when ``reuse``, with the
+    prompt's last queries the policy asks for (``KVPolicy.prompt_queries``), then the policy's prefill step."""
+    T = keys.shape[1]
+    kv = LayerKV(keys=_operand(session, keys, reuse), values=_operand(session, values, reuse), positions=np.arange(T))
+    if queries is not None:
+        kv.state["prompt_queries"] = queries
+    return policy.prefill(session, layer, kv)
+
+
 def prepare(session: Session, model: ModelConfig, seq_len: int, policy: KVPolicy | str = "full", reuse: bool = True,
             attention_only: bool = False, seed: int = 0) -> DecodeRun:
-    """Share random weights (owner: the last party) and a prefilled KV cache of ``seq_len`` tokens (owner 0),
-    mask what is reused, and run the policy's prefill-time step, all inside the ``setup`` scope."""
+    """Share random weights (owner: the last party) and a prefilled KV cache of ``seq_len`` tokens (owner 0:
+    the data owner prefilled in plaintext, as the MPCache paper evaluates), mask what is reused, and run the
+    policy's prefill-time step, all inside the ``setup`` scope. ``mpcache.prefill`` computes the cache by a
+    private prefill instead."""
     if seq_len < 1:
         raise ValueError(f"seq_len must be positive, got {seq_len}")
     policy = get_policy(policy) if isinstance(policy, str) else policy
     rng = np.random.default_rng(seed)
-    server = session.parties - 1
     run = DecodeRun(session, model, policy, seq_len, reuse, attention_only, setup_mark=session.mark())
     d, hkv = model.head_dim, model.n_kv_heads
     with session.scope("setup"):
         for layer in range(model.layers):
             with session.scope(f"layer{layer}"):
-                w = 1 / np.sqrt(model.hidden)
-                weights = LayerWeights(
-                    norm1=_secret(session, (model.hidden,), rng, server, 0.1) + 1.0,
-                    norm2=_secret(session, (model.hidden,), rng, server, 0.1) + 1.0,
-                    w_qkv=_operand(session, _secret(session, (model.hidden, model.q_width + 2 * model.kv_width),
-                                                    rng, server, w), reuse),
-                    w_out=_operand(session, _secret(session, (model.q_width, model.hidden), rng, server, w), reuse),
-                    w_up=None, w_down=None,
-                )
-                if not attention_only:
-                    weights.w_up = _operand(session, _secret(session, (model.hidden, model.mlp), rng, server, w), reuse)
-                    weights.w_down = _operand(session, _secret(session, (model.mlp, model.hidden), rng, server,
-                                                               1 / np.sqrt(model.mlp)), reuse)
-                    if model.gated_mlp:
-                        weights.w_gate = _operand(session, _secret(session, (model.hidden, model.mlp), rng, server, w),
-                                                  reuse)
-                run.weights.append(weights)
+                run.weights.append(share_weights(session, model, rng, reuse, attention_only))
                 keys = _secret(session, (hkv, seq_len, d), rng, 0, 1.0)
                 values = _secret(session, (hkv, seq_len, d), rng, 0, 1.0)
-                kv = LayerKV(keys=_operand(session, keys, reuse), values=_operand(session, values, reuse),
-                             positions=np.arange(seq_len))
                 window = min(policy.prompt_queries(seq_len), seq_len)
+                queries = None
                 if window:
                     group = model.heads // hkv
-                    kv.state["prompt_queries"] = _secret(session, (hkv, group * window, d), rng, 0, 1.0)
-                run.caches.append(policy.prefill(session, layer, kv))
+                    queries = _secret(session, (hkv, group * window, d), rng, 0, 1.0)
+                run.caches.append(layer_cache(session, policy, layer, keys, values, reuse, queries))
     return run
 
 

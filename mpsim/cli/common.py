@@ -45,6 +45,17 @@ def _check_output(path: str | None, option: str) -> None:
         raise ValueError(f"{option} {path}: {str(parent)!r} is not a directory (create it first)")
 
 
+PLOT_TYPES = (".png", ".pdf", ".svg")
+
+
+def _check_plot(path: str | None) -> None:
+    """A --plot file: writable, and of a type the figure can be saved as (checked before any work)."""
+    _check_output(path, "--plot")
+    if path is not None and Path(path).suffix.lower() not in PLOT_TYPES:
+        raise ValueError(f"--plot {path}: name a {', '.join(t[1:].upper() for t in PLOT_TYPES)} file "
+                         f"({', '.join(PLOT_TYPES)})")
+
+
 def _write_output(path: str, write, option: str) -> None:
     """Run ``write(path)``; an OS error (permissions, a vanished directory) becomes a one-line ValueError."""
     try:
