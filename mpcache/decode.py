@@ -132,6 +132,18 @@ def _norm(model: ModelConfig, x: SharedTensor, gamma: SharedTensor) -> SharedTen
     return P.rmsnorm(x, gamma=gamma)
 
 
+def mlp_block(session: Session, model: ModelConfig, w: LayerWeights, x: SharedTensor) -> SharedTensor:
+    """x + MLP(norm(x)): the layer's second half (gated for LLaMA), on any number of rows."""
+    with session.scope("norm"):
+        h = _norm(model, x, w.norm2)
+    with session.scope("mlp"):
+        up = h @ w.w_up
+        act = P.gelu(up) if model.activation == "gelu" else P.silu(up)
+        if w.w_gate is not None:
+            act = act * (h @ w.w_gate)
+        return x + act @ w.w_down
+
+
 def decode_step(run: DecodeRun, x: SharedTensor | None = None) -> SharedTensor:
     """One token through every layer; returns the output hidden state (1, hidden)."""
     session, model = run.session, run.model
@@ -159,13 +171,6 @@ def decode_step(run: DecodeRun, x: SharedTensor | None = None) -> SharedTensor:
                 with session.scope("linear"):
                     x = x + context.reshape(1, model.q_width) @ w.w_out
                 if not run.attention_only:
-                    with session.scope("norm"):
-                        h = _norm(model, x, w.norm2)
-                    with session.scope("mlp"):
-                        up = h @ w.w_up
-                        act = P.gelu(up) if model.activation == "gelu" else P.silu(up)
-                        if w.w_gate is not None:
-                            act = act * (h @ w.w_gate)
-                        x = x + act @ w.w_down
+                    x = mlp_block(session, model, w, x)
     run.steps += 1
     return x

@@ -21,10 +21,9 @@ import dataclasses
 
 import numpy as np
 
-import protocols as P
 from mpsim import Session
 
-from .decode import DecodeRun, _norm, _secret, layer_cache, share_weights
+from .decode import DecodeRun, _norm, _secret, layer_cache, mlp_block, share_weights
 from .models import ModelConfig
 from .policies import KVPolicy, get_policy
 from .policies.evict import _causal_softmax
@@ -79,14 +78,7 @@ def prefill_layer(session: Session, model: ModelConfig, w, x, probe: dict | None
     with session.scope("linear"):
         x = x + context @ w.w_out
     if w.w_up is not None:
-        with session.scope("norm"):
-            h = _norm(model, x, w.norm2)
-        with session.scope("mlp"):
-            up = h @ w.w_up
-            act = P.gelu(up) if model.activation == "gelu" else P.silu(up)
-            if w.w_gate is not None:
-                act = act * (h @ w.w_gate)
-            x = x + act @ w.w_down
+        x = mlp_block(session, model, w, x)
     return x, keys, values, q
 
 

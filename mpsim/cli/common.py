@@ -64,6 +64,29 @@ def _write_output(path: str, write, option: str) -> None:
         raise ValueError(f"{option} {path}: cannot write: {err.strerror or err}") from None
 
 
+def _save_and_emit(args, result: dict, csv_text: str | None, plot=None) -> bool:
+    """The outputs every measuring command shares: ``--plot`` (``plot(path)``), ``--save`` (the JSON), then
+    ``--json``/``--csv`` on stdout (True when one of them was printed)."""
+    import json
+
+    text = json.dumps(result, indent=2)
+    if plot is not None and getattr(args, "plot", None):
+        _write_output(args.plot, plot, "--plot")
+    if getattr(args, "save", None):
+        _write_output(args.save, lambda path: Path(path).write_text(text + "\n"), "--save")
+    return _emit_structured(args, text, csv_text)
+
+
+def _print_table(args, table) -> None:
+    """The table, then where --plot and --save wrote."""
+    console = _console(args)
+    console.print(table)
+    if getattr(args, "plot", None):
+        console.print(f"plot written to {args.plot}")
+    if getattr(args, "save", None):
+        console.print(f"saved to {args.save}")
+
+
 def _emit_structured(args, payload_json: str | None, payload_csv: str | None) -> bool:
     if getattr(args, "json", False):
         sys.stdout.write(payload_json + "\n")
@@ -86,6 +109,17 @@ def _positive(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
+
+
+def _positive_ints(text: str, what: str) -> list[int]:
+    """``"128,256,512"`` -> [128, 256, 512]; anything else is a one-line error naming ``what``."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) <= 0:
+        raise ValueError(f"bad {what} {text!r}: use positive integers separated by commas")
+    return values
 
 
 def _structured(p, csv: bool = True):

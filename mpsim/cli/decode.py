@@ -16,7 +16,8 @@ import json
 import sys
 
 from .common import _check_output, _check_plot, _compute_model, _approx, _console, _default_parties, \
-    _emit_structured, _fmt_s, _generators, _stderr_console, _write_output
+    _fmt_s, _generators, _positive_ints, _print_table, _save_and_emit, _stderr_console, \
+    _write_output
 from .plots import _plot_decode
 
 DECODE_SCHEMA = "mpsim.decode"
@@ -217,10 +218,8 @@ def _decode(args) -> int:
                "seq_len": args.seq, "policies": results}
     if args.trace:
         _write_output(args.trace, lambda path: open(path, "w").write(json.dumps(_merged_trace(traces))), "--trace")
-    if args.save:
-        _write_output(args.save, lambda path: open(path, "w").write(json.dumps(payload, indent=2) + "\n"), "--save")
     profiles = list(results[0]["latency_s"])
-    if _emit_structured(args, json.dumps(payload, indent=2), _decode_csv(results, profiles, args.by)):
+    if _save_and_emit(args, payload, _decode_csv(results, profiles, args.by)):
         return 0
     _decode_table(args, model, results, profiles, BREAKDOWN)
     return 0
@@ -354,19 +353,9 @@ def _inventory_table(results, args):
     return table
 
 
-def _seqs(text: str) -> list[int]:
-    try:
-        seqs = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise ValueError(f"bad --seq {text!r}: use positive integers separated by commas") from None
-    if not seqs or min(seqs) <= 0:
-        raise ValueError(f"bad --seq {text!r}: use positive integers separated by commas")
-    return seqs
-
-
 def _sweep_decode(args) -> int:
     """Latency and communication of KV policies against sequence length (table, JSON/CSV, optional plot)."""
-    seqs = _seqs(args.seq)
+    seqs = _positive_ints(args.seq, "--seq")
     model = _model(args)
     policies = _policies(args.policy)
     _check_plot(args.plot)
@@ -388,11 +377,8 @@ def _sweep_decode(args) -> int:
         bar.stop()
     result = {"schema": SWEEP_SCHEMA, "schema_version": SCHEMA_VERSION, **_header(args, model), "points": points}
     profiles = list(points[0]["latency_s"])
-    if args.plot:
-        _write_output(args.plot, lambda path: _plot_decode(result, profiles, path), "--plot")
-    if args.save:
-        _write_output(args.save, lambda path: open(path, "w").write(json.dumps(result, indent=2) + "\n"), "--save")
-    if _emit_structured(args, json.dumps(result, indent=2), _sweep_csv(points, profiles, args)):
+    if _save_and_emit(args, result, _sweep_csv(points, profiles, args),
+                      lambda path: _plot_decode(result, profiles, path)):
         return 0
     _sweep_table(args, model, points, profiles)
     return 0
@@ -448,9 +434,4 @@ def _sweep_table(args, model, points, profiles) -> None:
                       _cell(max(pt["sent_bytes"]) / 1e6, _scaled(st.get("max_sent_bytes"), 1e-6), lambda v: f"{v:,.2f}"),
                       *[_cell(pt["latency_s"][p], st.get("latency_s", {}).get(p), _fmt_s) for p in profiles],
                       *offline)
-    console = _console(args)
-    console.print(table)
-    if args.plot:
-        console.print(f"plot written to {args.plot}")
-    if args.save:
-        console.print(f"saved to {args.save}")
+    _print_table(args, table)

@@ -3,9 +3,8 @@ and offline, and after how many generated tokens each policy's setup has paid fo
 attention (``mpcache.answer``)."""
 from __future__ import annotations
 
-import json
 
-from .common import _check_output, _console, _default_parties, _emit_structured, _fmt_s, _generators, _write_output
+from .common import _check_output, _console, _default_parties, _fmt_s, _generators, _save_and_emit
 from .decode import _label, _model, _policies, _progress
 
 SCHEMA = "mpsim.answer"
@@ -51,9 +50,7 @@ def _generate(args) -> int:
                "prefill": args.prefill, "parties": args.parties, "scheme": args.scheme, "backend": args.backend,
                "ring_bits": args.ring, "offline_generators": generators,
                "answers": [{"label": label, **a.as_dict()} for label, a in answers], "break_even": evens}
-    if args.save:
-        _write_output(args.save, lambda path: open(path, "w").write(json.dumps(payload, indent=2) + "\n"), "--save")
-    if _emit_structured(args, json.dumps(payload, indent=2), _csv(answers, profiles, generators)):
+    if _save_and_emit(args, payload, _csv(answers, profiles, generators)):
         return 0
     _table(args, model, answers, profiles, generators, evens)
     return 0

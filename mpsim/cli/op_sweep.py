@@ -7,9 +7,9 @@ shuffle top-k) then gives a curve of its expected cost instead of one permutatio
 """
 from __future__ import annotations
 
-import json
 
-from .common import _compute_model, _console, _emit_structured, _fmt_s, _session_for, _write_output
+from .common import _compute_model, _fmt_s, _positive_ints, _print_table, _save_and_emit, \
+    _session_for
 from .decode import _cell, _progress
 from .plots import _plot
 
@@ -23,13 +23,7 @@ def _parse_sweep(text: str) -> tuple[str, list[int]]:
     name = name.strip().upper()
     if not name.isalpha():
         raise ValueError(f"bad --sweep variable {name!r}: use a letter such as N")
-    try:
-        points = [int(v) for v in values.split(",") if v.strip()]
-    except ValueError:
-        raise ValueError(f"bad --sweep values {values!r}: use positive integers separated by commas") from None
-    if not points or min(points) <= 0:
-        raise ValueError(f"bad --sweep values {values!r}: use positive integers separated by commas")
-    return name, points
+    return name, _positive_ints(values, "--sweep values")
 
 
 def _run(args, shape, profiles, compute, seed: int) -> tuple[dict, object]:
@@ -93,11 +87,7 @@ def _sweep(args, profiles) -> int:
     result = {"schema": SCHEMA, "schema_version": 1, "op": args.name, "shape": args.shape, "variable": var, "parties": args.parties,
               "backend": args.backend, "scheme": args.scheme, "ring_bits": args.ring, "seed": args.seed,
               "seeds": args.seeds, "points": points}
-    if args.plot:
-        _write_output(args.plot, lambda path: _plot(result, profiles, path), "--plot")
-    if args.save:
-        _write_output(args.save, lambda path: open(path, "w").write(json.dumps(result, indent=2) + "\n"), "--save")
-    if _emit_structured(args, json.dumps(result, indent=2), _csv(result, profiles, args)):
+    if _save_and_emit(args, result, _csv(result, profiles, args), lambda path: _plot(result, profiles, path)):
         return 0
     _table(result, profiles, args)
     return 0
@@ -146,9 +136,4 @@ def _table(result, profiles, args) -> None:
                       _cell(pt["rounds"], st.get("rounds"), lambda v: f"{v:,.1f}" if args.seeds > 1 else f"{v:,.0f}"),
                       f"{max(pt['sent_bytes']):,.0f}", f"{pt['offline_bytes']:,.0f}",
                       *[_cell(pt["latency_s"][p.name], st.get("latency_s", {}).get(p.name), _fmt_s) for p in profiles])
-    console = _console(args)
-    console.print(table)
-    if args.plot:
-        console.print(f"plot written to {args.plot}")
-    if args.save:
-        console.print(f"saved to {args.save}")
+    _print_table(args, table)
