@@ -10,9 +10,10 @@ Local operations (indexing, reshaping, transposes, concatenation, sums, addition
 integers) cost nothing and run here. Interactive ones (``*`` and ``@`` between shared tensors, products with
 public reals, which need a truncation) are delegated to ``protocols/``, which count every message.
 
-Public operands: Python/numpy integers are exact integers (``x * 3`` costs nothing); floats are fixed-point
-reals encoded at the session's ``frac_bits`` (``x * 0.5`` needs a truncation). Adding a public value encodes
-it at the tensor's own scale.
+Public operands: Python/numpy integers are exact integers (``x * 3`` costs nothing); so, as factors, are
+floats with whole-number values (``x * 2.0``, ``x * -3.0``: exact, no truncation); other floats are
+fixed-point reals encoded at the session's ``frac_bits`` (``x * 0.5`` needs a truncation). Adding a public
+value encodes it at the tensor's own scale.
 """
 from __future__ import annotations
 
@@ -56,6 +57,16 @@ def _check_real(value) -> None:
     if np.iscomplexobj(value):
         raise TypeError(f"public operands must be real, got complex {type(value).__name__} (dtype "
                         f"{np.asarray(value).dtype}): the ring holds no imaginary part")
+
+
+def exact_integers(value):
+    """A public real operand whose every element is a whole number (``2.0``, ``-3.0``, ``[1.0, 4.0]``) as
+    int64, else None: multiplying by it is a local product by the integer, which needs no truncation. Values
+    beyond int64 stay reals (their encoding reports the range error)."""
+    array = np.asarray(value, dtype=np.float64)
+    if not np.all(np.isfinite(array)) or np.any(np.abs(array) >= 2.0**63) or np.any(array != np.rint(array)):
+        return None
+    return array.astype(np.int64)
 
 
 def is_integer_public(value) -> bool:
@@ -246,8 +257,9 @@ class SharedTensor:
 
     def mean(self, axis=None, keepdims: bool = False) -> "SharedTensor":
         """Sum, then a division by the public count n in two steps: a truncation by g = ceil(log2 n), then a
-        product with the public real 2^g / n in (1, 2] (one more truncation). Encoding 2^g / n rather than
-        1 / n keeps the relative error of the constant at 2^-(f+1) instead of n 2^-(f+1)."""
+        product with the public real 2^g / n in [1, 2) (one more truncation, except for a power of two n,
+        where it is 1: exact). Encoding 2^g / n rather than 1 / n keeps the relative error of the constant at
+        2^-(f+1) instead of n 2^-(f+1)."""
         if self.frac == 0:
             raise ValueError("mean of an integer-encoded tensor is not an integer; use sum, or a fixed-point input")
         total = self.sum(axis=axis, keepdims=keepdims)
@@ -343,6 +355,12 @@ class SharedTensor:
         _check_real(other)
         if is_integer_public(other):
             return self._mul_public_int(other)
+        # A whole-number real (x * 2.0) scales exactly, as the integer would, on a fixed-point tensor; an
+        # integer-encoded tensor times a real becomes a real (as in numpy), which its product already does
+        # without a truncation.
+        whole = exact_integers(other) if self.frac else None
+        if whole is not None:
+            return self._mul_public_int(whole)
         return self.session.scheme.mul_public(self, np.asarray(other, dtype=np.float64))
 
     __rmul__ = __mul__

@@ -35,11 +35,19 @@ arithmetic sharings).
 masked (uniform) value: "output" (the opening is the protocol's result, as in ``reveal``) or "independent"
 (random, with a distribution independent of the secrets, as the shuffle top-k's comparison outcomes). The
 transcript tests (``tests/test_transcripts.py``, ``mpsim.transcript``) hold every other opening to uniformity.
+
+Registering a name that a scheme already has fails, unless it is the same function defined again (same module
+and qualified name: a notebook cell run twice, a reloaded module): then the new definition replaces every
+cell of the old one, with a :class:`ProtocolRedefinedWarning`. Protocols of installed packages join the
+registry through the ``mpsim.protocols`` entry-point group (:func:`load_plugins`): each entry names a module
+whose import registers them; :func:`declarations` and :func:`markdown_table` load them first.
 """
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import inspect
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -271,6 +279,67 @@ def cell(session, name: str) -> Protocol:
     return CELLS[key]
 
 
+class ProtocolRedefinedWarning(UserWarning):
+    """A protocol was registered again by a new definition of the same function, which replaced the old one."""
+
+
+def _source(fn) -> str:
+    """What identifies a function across re-definitions: its module and qualified name."""
+    return f"{fn.__module__}.{fn.__qualname__}"
+
+
+def _unregister(name: str, run) -> None:
+    """Drop every cell that registering ``run`` (a wrapper ``protocol`` returned) made, in every scheme."""
+    for scheme, entry in run.cells.items():
+        if CELLS.get((scheme, name)) is entry:
+            del CELLS[(scheme, name)]
+        if REGISTRY.get(name) is entry:
+            del REGISTRY[name]
+
+
+def _make_room(name: str, schemes: tuple, fn) -> None:
+    """Refuse a second protocol of this name in a scheme that has one, unless ``fn`` is the same function
+    defined again: then the old registration goes, with a warning (re-running a notebook cell must work)."""
+    for sc in schemes:
+        old = CELLS.get((sc, name))
+        if old is not None and _source(old.fn) != _source(fn):
+            raise ValueError(f"protocol {name!r} registered twice for the {sc} scheme "
+                             f"(by {_source(old.fn)} and by {_source(fn)})")
+    for run in dict.fromkeys(CELLS[(sc, name)].fn for sc in schemes if (sc, name) in CELLS):
+        _unregister(name, run)
+        where = " and ".join(sorted(run.cells, key=SCHEMES.index))
+        warnings.warn(f"protocol {name!r} redefined by {_source(fn)}: the new definition replaces the old one "
+                      f"in the {where} scheme{'s' if len(run.cells) > 1 else ''}", ProtocolRedefinedWarning,
+                      stacklevel=3)
+
+
+# Protocol plugins: modules of installed packages that register protocols when imported.
+PLUGIN_GROUP = "mpsim.protocols"
+PLUGINS: dict[str, str] = {}  # loaded entry points: name -> the module it names
+
+
+class PluginError(ImportError):
+    """A module of the ``mpsim.protocols`` entry-point group failed to import (or to register its protocols)."""
+
+
+def load_plugins() -> dict[str, str]:
+    """Import every module that the ``mpsim.protocols`` entry-point group names (in a package's
+    ``pyproject.toml``: ``[project.entry-points."mpsim.protocols"]`` then ``mine = "my_package.protocols"``),
+    once each; returns the loaded ones (name -> module). A plugin that fails raises :class:`PluginError`
+    naming it, and is tried again by the next call, not remembered as loaded."""
+    for point in importlib.metadata.entry_points(group=PLUGIN_GROUP):
+        if PLUGINS.get(point.name) == point.value:
+            continue
+        try:
+            point.load()
+        except Exception as error:
+            origin = f"distribution {point.dist.name!r}" if point.dist is not None else "an unknown distribution"
+            raise PluginError(f"protocol plugin {point.name!r} = {point.value!r} (from {origin}) failed to load: "
+                              f"{type(error).__name__}: {error}") from error
+        PLUGINS[point.name] = point.value
+    return dict(PLUGINS)
+
+
 LEAK_KINDS = ("output", "independent")
 SHARING_KINDS = ("A", "B", "AB")
 
@@ -371,13 +440,11 @@ def protocol(
         raise ValueError(f"{name}: formulas given as strings belong to one scheme; compose them with cost=")
 
     def wrap(fn):
-        for sc in schemes:
-            if (sc, name) in CELLS:
-                raise ValueError(f"protocol {name!r} registered twice for the {sc} scheme")
         signature = inspect.signature(fn)
         unknown = set(kinds) - set(signature.parameters)
         if unknown:
             raise ValueError(f"{name}: kinds names parameters it does not have: {sorted(unknown)}")
+        _make_room(name, schemes, fn)  # last: a refused redefinition leaves the old one registered
 
         @functools.wraps(fn)
         def run(*args, **kwargs):
@@ -438,7 +505,9 @@ def cell_declaration(entry: Protocol) -> dict:
 
 
 def declarations() -> list[dict]:
-    """Every cell's ``cell_declaration``, by scheme (additive, aby3, fss) and protocol name."""
+    """Every cell's ``cell_declaration``, by scheme (additive, aby3, fss) and protocol name, plugins' included
+    (:func:`load_plugins`)."""
+    load_plugins()
     order = {scheme: i for i, scheme in enumerate(SCHEMES)}
     return [cell_declaration(e) for e in sorted(CELLS.values(), key=lambda e: (order[e.scheme], e.name))]
 
@@ -456,7 +525,8 @@ _HEADER = ["| protocol | rounds | comm (bits, party p) | offline (bits) | variab
 
 def markdown_table() -> str:
     """The declared-cost table of every registered protocol, per scheme, as markdown (import ``protocols``
-    first: importing the package registers them all)."""
+    first: importing the package registers them all; plugins are loaded here, :func:`load_plugins`)."""
+    load_plugins()
 
     lines = [
         "# Declared protocol costs",

@@ -10,6 +10,7 @@ import pytest
 
 import mpsim
 import protocols
+from mpsim.testing import assert_declared
 from protocols.registry import CELLS, REGISTRY, markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,20 +28,6 @@ def _session(parties, ring_bits, backend, seed=7, scheme="additive"):
                          seed=seed, backend=backend, scheme=scheme)
 
 
-def _run(name, parties, ring_bits, backend, declared=True, scheme="additive"):
-    """Run the protocol's registered example; returns (session, measured cost, declared cost or None when
-    ``declared`` is false, the call's messages)."""
-    entry = CELLS[(scheme, name)]
-    s = _session(parties, ring_bits, backend, scheme=scheme)
-    args, kwargs = entry.example(s)
-    mark = s.mark()
-    entry.fn(*args, **kwargs)
-    measured = s.cost(since=mark)
-    messages = s.ledger.messages[mark:]
-    declaration = entry.declared_for(s, *args, messages=messages, **kwargs) if declared else None
-    return s, measured, declaration, messages
-
-
 def test_every_protocol_has_a_complete_declaration():
     assert len(REGISTRY) >= 9
     for entry in REGISTRY.values():
@@ -52,25 +39,14 @@ def test_every_protocol_has_a_complete_declaration():
 
 @pytest.mark.parametrize("name,parties,ring_bits", CASES)
 def test_measured_equals_declared_on_every_backend(name, parties, ring_bits):
-    entry = REGISTRY[name]
-    if not entry.parties(parties):
+    """Measured == declared on every backend (a randomized protocol's formulas at the random variables its own
+    run shows), every message in the protocol's scope, the backends' ledgers alike: ``assert_declared``."""
+    configs = [(parties, ring_bits, backend) for backend in BACKENDS]
+    if not REGISTRY[name].parties(parties):
         with pytest.raises(ValueError):
-            _run(name, parties, ring_bits, "share")
+            assert_declared(REGISTRY[name], configs[:1])
         return
-    ledgers = {}
-    for backend in BACKENDS:
-        # A randomized protocol's formulas are evaluated at the random variables observed in its own run
-        # (e.g. quickselect iterations), so they are checked exactly on every backend too.
-        s, measured, declared, messages = _run(name, parties, ring_bits, backend)
-        assert measured == declared, f"{name} on {backend}: measured {measured} != declared {declared}"
-        # Every message of the call is tagged with the protocol's scope.
-        assert all(name in m.scope.split("/") for m in messages)
-        ledgers[backend] = [(m.scope, m.op, m.depth, m.call, m.src, m.dst, m.bits, m.phase) for m in messages]
-    if entry.kind == "randomized":
-        # Same data and seed: the same opened outcomes; count draws them (test_topk.py checks their law).
-        assert ledgers["share"] == ledgers["ideal"]
-    else:
-        assert ledgers["share"] == ledgers["ideal"] == ledgers["count"]
+    assert_declared(REGISTRY[name], configs)
 
 
 @pytest.mark.filterwarnings("ignore::mpsim.TruncationWarning")
@@ -78,15 +54,7 @@ def test_measured_equals_declared_on_every_backend(name, parties, ring_bits):
 def test_every_scheme_cell_measured_equals_declared_on_every_backend(scheme, name, parties, ring_bits):
     """The same check for the cells of every other scheme (ABY3): primitives declared as formulas, protocols
     written once over them declared by composing their callees' cells."""
-    ledgers = {}
-    for backend in BACKENDS:
-        s, measured, declared, messages = _run(name, parties, ring_bits, backend, scheme=scheme)
-        assert measured == declared, f"{scheme}/{name} on {backend}: measured {measured} != declared {declared}"
-        assert all(name in m.scope.split("/") for m in messages)
-        ledgers[backend] = [(m.scope, m.op, m.depth, m.call, m.src, m.dst, m.bits, m.phase) for m in messages]
-    assert ledgers["share"] == ledgers["ideal"]
-    if CELLS[(scheme, name)].kind == "fixed":  # randomized: count draws the outcomes from their law
-        assert ledgers["share"] == ledgers["count"]
+    assert_declared(CELLS[(scheme, name)], [(parties, ring_bits, backend) for backend in BACKENDS])
 
 
 def test_every_scheme_cell_has_a_complete_declaration():

@@ -520,9 +520,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from protocols.registry import PluginError
+
     try:
         return args.run(args)
-    except (ValueError, TypeError, KeyError, IndexError, NotImplementedError) as err:
+    except (ValueError, TypeError, KeyError, IndexError, NotImplementedError, PluginError) as err:
         message = err.args[0] if err.args else str(err)
         print(f"mpsim {args.command}: error: {message}", file=sys.stderr)
         return 2

@@ -2,17 +2,26 @@
 
 ``OPS[name]`` gives the callable and the kind of inputs it takes; ``run_op`` shares random inputs of the
 requested shape (owner 0 for the first operand, the last party for the second) and runs it inside a scope
-named after the operation (a registered protocol's own scope). Every registered protocol that takes ordinary tensors is here, plus the public
-functions built on them (max, argmax, topk, softmax, ...).
+named after the operation (a registered protocol's own scope). The catalogue is the hand-written table
+below (fixed-point operators, arguments such as --axis, --k and --n, matrix shapes), then every other
+registered protocol whose required parameters are one or two tensors of one sharing kind, annotated
+``SharedTensor`` (``registered_ops``): a protocol of a plugin (``mpsim.protocols`` entry points, loaded
+here) or one registered in the same process appears without being listed. ``OPS`` reads the registry on
+every use, so it is never stale.
 """
 from __future__ import annotations
 
+import inspect
+from collections.abc import Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
 import protocols as P
+from mpsim import SharedTensor
+from protocols.registry import CELLS, SCHEMES, load_plugins, lookup
 
 
 @dataclass(frozen=True)
@@ -30,6 +39,7 @@ def _ops() -> dict[str, Op]:
         "square": Op(lambda x: x * x, "unary", "fixed-point square"),
         "matmul": Op(lambda x, y: x @ y, "matmul", "fixed-point matrix product; shape MxKxN"),
         "beaver_matmul": Op(P.beaver_matmul, "matmul", "ring matrix product; shape MxKxN"),
+        "rep_matmul": Op(P.aby3.arith.rep_matmul, "matmul", "ABY3 ring matrix product; shape MxKxN (--scheme aby3)"),
         "matmul_reused": Op(lambda x, y: x @ P.mask_operand(y), "reuse",
                             "product with a reusable operand (mask once, then one use); shape MxKxN"),
         "trunc": Op(lambda x: P.truncate(x * 1, x.session.frac_bits), "unary", "the session's truncation"),
@@ -72,7 +82,74 @@ def _ops() -> dict[str, Op]:
     return ops
 
 
-OPS = _ops()
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+def _is_tensor(annotation) -> bool:
+    # under ``from __future__ import annotations`` an annotation is its source text
+    return annotation is SharedTensor or annotation in ("SharedTensor", "mpsim.SharedTensor")
+
+
+def _tensor_inputs(cell) -> str | None:
+    """The input kind of a protocol whose required parameters are one or two SharedTensors of one sharing kind
+    (unary, binary, bool_unary, bool_binary); None for any other signature."""
+    required = [p for p in inspect.signature(cell.fn).parameters.values()
+                if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    if not 1 <= len(required) <= 2 or any(p.kind not in _POSITIONAL or not _is_tensor(p.annotation)
+                                          for p in required):
+        return None
+    kinds = {cell.kinds.get(p.name, "A") for p in required}
+    arity = "unary" if len(required) == 1 else "binary"
+    if kinds <= {"A", "AB"}:
+        return arity
+    return f"bool_{arity}" if kinds == {"B"} else None
+
+
+def _summary(cell) -> str:
+    """The first sentence of the protocol's docstring, and the scheme to run it in unless additive."""
+    paragraph = " ".join((cell.fn.__doc__ or "").strip().split("\n\n")[0].split())
+    sentence = paragraph.split(". ")[0].rstrip(".") or f"registered protocol {cell.name}"
+    return sentence + ("" if cell.scheme == "additive" else f" (--scheme {cell.scheme})")
+
+
+def registered_ops() -> dict[str, Op]:
+    """An op for every registered protocol (plugins loaded first) that takes one or two plain tensors,
+    by name; a name in several schemes is described by its first scheme's cell (the protocol runs the cell of
+    the session's scheme)."""
+    load_plugins()
+    order = {scheme: i for i, scheme in enumerate(SCHEMES)}
+    ops = {}
+    for cell in sorted(CELLS.values(), key=lambda c: (order[c.scheme], c.name)):
+        inputs = _tensor_inputs(cell)
+        if inputs is not None and cell.name not in ops:
+            ops[cell.name] = Op(cell.fn, inputs, _summary(cell))
+    return ops
+
+
+def catalogue() -> dict[str, Op]:
+    """Every operation: the hand-written ones (they take precedence), then the other registered protocols."""
+    ops = _ops()
+    ops.update({name: op for name, op in sorted(registered_ops().items()) if name not in ops})
+    return ops
+
+
+class _Catalogue(Mapping):
+    """``OPS``: the catalogue as it is when read, so protocols registered after this module was imported show."""
+
+    def __getitem__(self, name: str) -> Op:
+        return catalogue()[name]
+
+    def __iter__(self):
+        return iter(catalogue())
+
+    def __len__(self) -> int:
+        return len(catalogue())
+
+    def items(self):  # one reading for the whole listing, not one per name
+        return catalogue().items()
+
+
+OPS = _Catalogue()
 
 
 def parse_shape(text: str, variables: dict[str, int] | None = None) -> tuple[int, ...]:
@@ -100,19 +177,17 @@ def _values(session, shape, rng, scale=4.0):
 def run_op(session, name: str, shape: tuple[int, ...], axis: int = -1, k: int | None = None, n: int | None = None,
            method: str = "auto", seed: int = 0):
     """Share random inputs of ``shape`` and run operation ``name`` in a scope of that name."""
-    if name not in OPS:
+    ops = catalogue()
+    if name not in ops:
         raise ValueError(f"unknown operation {name!r}; `mpsim op --list` shows them")
-    op = OPS[name]
+    op = ops[name]
     if op.inputs in ("axis", "topk") and not -len(shape) <= axis < len(shape):
         raise ValueError(f"--axis {axis} is out of range for shape {'x'.join(map(str, shape))}")
     rng = np.random.default_rng(seed)
     last = session.parties - 1
     # A registered protocol opens its own scope of the same name; others get one here.
-    from contextlib import nullcontext
-
-    from protocols.registry import REGISTRY
-
-    with nullcontext() if name in REGISTRY else session.scope(name):
+    registered = lookup(session.scheme.name, name) is not None
+    with nullcontext() if registered else session.scope(name):
         if op.inputs == "unary":
             x = session.input(_values(session, shape, rng), owner=0)
             if name in ("reciprocal", "rsqrt"):  # positive domain
