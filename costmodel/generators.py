@@ -42,13 +42,14 @@ and_triple             c = a & b on one bit: cross terms by 1-bit OTs           
 edabit                 K random bits, each lifted to Z_2^K with weight 2^t (Gilboa rows)   K      K(K+1)/2
 dabit                  a random bit b_0 xor b_1 lifted: b_0 + b_1 - 2 b_0 b_1, one OT      1/2    K/2
 bit_select_triple      r a with r a ring element: as beaver_triple                         K      K(K+1)/2
-rotation_onehot (T)    e_r, r = r_0 + r_1: P0 holds e_(r_0); an oblivious rotation by r_1  lg T   T K lg T
-rotation_table (T, w)  e_r beside the (T, w) shared table: two rotations (by r_0, by r_1)  2 lg T 2 T (w+1) K lg T
-shuffle_pass (n, w)    the permuter's permutation on a Benes network of n lg n - n/2        S      S w K
+rotation_onehot (T)    e_r, r = r_0 + r_1: P0 holds e_(r_0); an oblivious rotation by r_1  lg T/2 T K lg T
+rotation_table (T, w)  e_r beside the (T, w) shared table: two rotations (by r_0, by r_1)  lg T   2 T (w+1) K lg T
+shuffle_pass (n, w)    the permuter's permutation on a Benes network of n lg n - n/2        S/2    S w K
                        switches (Mohassel-Sadeghian, EUROCRYPT 2013), a 1-of-2 OT each
 =====================  ==================================================================  =====  =========
 
-(COTs and payload bits per party.) An oblivious rotation of a T-vector of l-bit words by an amount the
+(COTs and payload bits per party: a pair's OTs are split evenly between its two parties, so a rotation's
+lg T OTs are lg T / 2 per party, and a Benes network's S switches S / 2.) An oblivious rotation of a T-vector of l-bit words by an amount the
 receiver knows is a barrel shifter: for each of its lg T bits one 1-of-2 OT whose two messages are the
 sender's masked vector shifted by 0 or 2^j (2 T l bits, split evenly between the two parties over the two
 rotations of a pair). The sender's masks for every stage are its own, so all stages run in one flight.
@@ -82,7 +83,7 @@ from mpsim.ledger import DEALER, OFFLINE
 from .preprocessing import DEALER_KINDS, dealer_bits
 from .profiles import parse_profile
 
-__all__ = ["GENERATORS", "FSS_KINDS", "Generator", "OfflinePrice", "ferret_cot_bits", "get_generator", "price",
+__all__ = ["GENERATORS", "FSS_KINDS", "Generator", "check_scheme", "OfflinePrice", "ferret_cot_bits", "get_generator", "price",
            "price_messages", "price_session"]
 
 KAPPA = 128
@@ -101,6 +102,7 @@ class Generator:
     """A way of making correlations (see the module docstring); its numbers are parameters with sources."""
 
     name: str
+    method: str = "ot"  # "dealer" (the ledger's dealer bits), "ot" (the constructions below) or "3pc" (as recorded)
     cot_bits: float = 0.0  # communication per correlated OT, both directions counted at the receiver
     cot_per_s: float = 0.0  # COTs per second per party (compute)
     rounds: int = 0  # message flights of one batch of preprocessing
@@ -115,7 +117,7 @@ class Generator:
 
 
 GENERATORS = {g.name: g for g in (
-    Generator("dealer", rounds=1, source="a trusted dealer: seeds plus one correction per element to party 0"),
+    Generator("dealer", method="dealer", rounds=1, source="a trusted dealer: seeds plus one correction per element to party 0"),
     Generator("ot", cot_bits=KAPPA, cot_per_s=5.2e6, rounds=2,
               source="IKNP correlated OT (kappa = 128 bits per OT) and Gilboa products; 5.2 M COT/s per core "
                      "(libOTe issue 108)"),
@@ -123,8 +125,23 @@ GENERATORS = {g.name: g for g in (
               source="Ferret correlated OT (CCS 2020), 0.43 bits and 22 ns per COT, and Gilboa products"),
     Generator("he", cot_bits=ferret_cot_bits(), cot_per_s=1 / 22e-9, rounds=3, matmul="he",
               source="Cheetah-style HE matrix triples (N = 4096, 109-bit q), other correlations by Ferret"),
-    Generator("3pc", source="ABY3: the three parties make the correlations among themselves (as recorded)"),
+    Generator("3pc", method="3pc", source="ABY3: the three parties make the correlations among themselves (as recorded)"),
 )}
+
+
+def check_scheme(generator, scheme: str) -> Generator:
+    """The generator, if it can make what ``scheme`` consumes (before any work): ABY3 makes its own (3pc only);
+    the FSS suite's keys need a dealer; a dealer scheme cannot be priced as 3pc."""
+    gen = get_generator(generator)
+    if scheme == "aby3" and gen.method != "3pc":
+        raise ValueError(f"the aby3 scheme makes its correlations among the parties: --offline 3pc, not {gen.name}")
+    if scheme == "fss" and gen.method == "ot":
+        raise ValueError(f"the fss scheme's keys need a dealer (two-party DCF/DPF key generation is not priced): "
+                         f"--offline dealer, not {gen.name}")
+    if scheme != "aby3" and gen.method == "3pc":
+        raise ValueError(f"3pc prices ABY3's own correlations; the {scheme} scheme uses a dealer's: choose dealer, "
+                         "ot, silent-ot or he")
+    return gen
 
 
 def get_generator(name) -> Generator:
@@ -251,19 +268,19 @@ def price(inventory, generator, K: int, parties: int) -> OfflinePrice:
     ``generator`` (a name of ``GENERATORS`` or a Generator) in a K-bit ring among ``parties``."""
     gen = get_generator(generator)
     items = list(inventory.items()) if isinstance(inventory, dict) else [((k, d), u) for k, d, u in inventory]
-    if gen.name == "dealer":
+    if gen.method == "dealer":
         received = dealer_bits(dict(items), K, parties)
         by_kind = {}
         for (kind, dims), units in items:
             by_kind.setdefault(kind, {"bits": 0, "cots": 0})["bits"] += max(dealer_bits({(kind, dims): units}, K,
                                                                                         parties))
-        return OfflinePrice("dealer", tuple(received), 1 if items else 0, 0.0, by_kind)
-    if gen.name == "3pc":
+        return OfflinePrice(gen.name, tuple(received), gen.rounds if items else 0, 0.0, by_kind)
+    if gen.method == "3pc":
         if items:
             raise ValueError("3pc makes ABY3's correlations among the parties; this run consumed dealer "
                              f"correlations ({', '.join(sorted({k for (k, _), _ in items}))}): run it with "
                              "--scheme aby3, or choose dealer, ot, silent-ot or he")
-        return OfflinePrice("3pc", tuple([0] * parties), 0, 0.0, {})
+        return OfflinePrice(gen.name, tuple([0] * parties), 0, 0.0, {})
     pairs = parties - 1  # each party is in N - 1 pairs
     bits = cots_total = 0.0
     he_words = 0.0
@@ -296,13 +313,13 @@ def price_messages(messages, generator, K: int, parties: int, scheme: str = "add
     for m in messages:
         if m.phase == OFFLINE and m.src != DEALER:
             sent[m.src] += m.bits
-    if any(sent) and gen.name != "3pc":
+    if any(sent) and gen.method != "3pc":
         raise ValueError(f"the {scheme} scheme makes its correlations among the parties (no dealer): price its "
                          "offline phase with 3pc")
     result = price(cost_of(messages, parties).inventory, gen, K, parties)
-    if gen.name != "3pc":
+    if gen.method != "3pc":
         return result
-    return OfflinePrice("3pc", tuple(sent), 1 if any(sent) else 0, 0.0, {"parties": {"bits": max(sent), "cots": 0}})
+    return OfflinePrice(gen.name, tuple(sent), 1 if any(sent) else 0, 0.0, {"parties": {"bits": max(sent), "cots": 0}})
 
 
 def price_session(session, generator, since: int = 0) -> OfflinePrice:

@@ -24,7 +24,7 @@ import numpy as np
 from mpsim import Session
 
 from .decode import DecodeRun, _norm, _secret, layer_cache, mlp_block, share_weights
-from .models import ModelConfig
+from .models import ModelConfig, get_model
 from .policies import KVPolicy, get_policy
 from .policies.evict import _causal_softmax
 
@@ -82,13 +82,14 @@ def prefill_layer(session: Session, model: ModelConfig, w, x, probe: dict | None
     return x, keys, values, q
 
 
-def private_prefill(session: Session, model: ModelConfig, prompt_len: int, policy: KVPolicy | str = "full",
+def private_prefill(session: Session, model: ModelConfig | str, prompt_len: int, policy: KVPolicy | str = "full",
                     reuse: bool = True, attention_only: bool = False, seed: int = 0) -> DecodeRun:
     """Prefill a secret prompt of ``prompt_len`` tokens (embeddings input by party 0) privately, then build each
     layer's cache and run the policy's prefill step (``setup``); returns the run, ready for decode steps."""
     if prompt_len < 1:
         raise ValueError(f"prompt_len must be positive, got {prompt_len}")
     policy = get_policy(policy) if isinstance(policy, str) else policy
+    model = get_model(model) if isinstance(model, str) else model
     rng = np.random.default_rng(seed)
     run = DecodeRun(session, model, policy, prompt_len, reuse, attention_only, setup_mark=session.mark())
     layers = []

@@ -127,3 +127,15 @@ def test_generate_command(capsys):
                  "--prefill", "plaintext"])
     text = capsys.readouterr().out
     assert code == 0 and "the MPCache paper's evaluation" in text and "breaks even with full" in text
+
+
+def test_compare_reads_a_saved_answer(tmp_path, capsys):
+    path = tmp_path / "answer.json"
+    assert main(["generate", "--model", "mpcache-proxy", "--prompt", "128", "--new", "1", "--compare", "mpcache",
+                 "--save", str(path), "--json"]) == 0
+    saved = json.loads(capsys.readouterr().out)
+    assert main(["compare", str(path), "--json"]) == 0
+    runs = json.loads(capsys.readouterr().out)["runs"]
+    assert [r["name"] for r in runs] == ["full answer (mpcache-proxy, prompt 128, 1 new)",
+                                         "mpcache answer (mpcache-proxy, prompt 128, 1 new)"]
+    assert runs[1]["rounds"] == saved["answers"][1]["total"]["rounds"]

@@ -149,3 +149,27 @@ def test_decode_offline_json_and_text(capsys):
     assert code == 0 and "offline (he)" in text and "online + offline (he)" in text
     code = main(["decode", "--model", "mpcache-proxy", "--offline", "nope"])
     assert code == 2 and "unknown preprocessing generator" in capsys.readouterr().err
+
+
+def test_a_renamed_generator_prices_as_its_method():
+    mine = GENERATORS["dealer"].with_(name="my-dealer")
+    p, q = price(one("beaver_triple"), mine, 64, 2), price(one("beaver_triple"), "dealer", 64, 2)
+    assert p.generator == "my-dealer" and p.sent_bits == q.sent_bits == (64, 0)
+    cheap = GENERATORS["silent-ot"].with_(name="cheap", cot_bits=0.1)
+    assert price(one("beaver_triple"), cheap, 64, 2).sent_bits[0] == pytest.approx(64 * 0.1 + 64 * 65 / 2)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--scheme", "fss", "--offline", "silent-ot"], "the fss scheme's keys need a dealer"),
+    (["--scheme", "aby3", "--offline", "dealer"], "the aby3 scheme makes its correlations among the parties"),
+    (["--offline", "3pc"], "3pc prices ABY3's own correlations"),
+])
+def test_offline_refusals_come_before_any_work(argv, message, capsys, monkeypatch):
+    import mpcache.workload
+
+    def never(*a, **k):
+        raise AssertionError("measured before refusing")
+
+    monkeypatch.setattr(mpcache.workload, "measure", never)
+    assert main(["decode", "--model", "mpcache-proxy", *argv]) == 2
+    assert message in capsys.readouterr().err

@@ -29,7 +29,7 @@ from .common import _Parser, _check_output, _check_plot, _compute_model, _consol
     _by_option, _offline_option, _positive, _run_options, _scheme_option, _session_for, _stderr_console, _structured, \
     _write_output
 from .decode import DECODE_SCHEMA, SWEEP_SCHEMA, _decode, _sweep_decode
-from .generate import _generate
+from .generate import SCHEMA as ANSWER_SCHEMA, _generate
 from .op_sweep import SCHEMA as OP_SWEEP_SCHEMA, _sweep, seed_summary
 
 
@@ -189,6 +189,9 @@ def _runs_of(path: str) -> list[dict]:
                     for p in data["policies"]]
         if schema == SWEEP_SCHEMA:
             return [_decode_run(f"{p['policy']} ({data['model']}, {p['seq_len']} tokens)", p) for p in data["points"]]
+        if schema == ANSWER_SCHEMA:
+            return [_decode_run(f"{a['label']} answer ({data['model']}, prompt {data['prompt']}, {data['new']} new)",
+                                a["total"]) for a in data["answers"]]
         if schema == OP_SWEEP_SCHEMA:
             var = data["variable"]
             return [_decode_run(f"{data['op']} {data['shape']} {var}={p[var]}", p) for p in data["points"]]

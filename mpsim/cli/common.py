@@ -171,14 +171,14 @@ def _offline_option(p):
 
 def _generators(args) -> list[str]:
     """--offline as a list of known generator names (default: the scheme's own way)."""
-    from costmodel.generators import get_generator
+    from costmodel.generators import check_scheme
 
     text = args.offline or ("3pc" if args.scheme == "aby3" else "dealer")
     names = [g.strip() for g in text.split(",") if g.strip()]
     if not names:
         raise ValueError(f"bad --offline {text!r}: name a generator (dealer, ot, silent-ot, he, 3pc)")
     for name in names:
-        get_generator(name)
+        check_scheme(name, args.scheme)
     return list(dict.fromkeys(names))
 
 

@@ -40,10 +40,14 @@ def _model(args):
 def _policies(text: str) -> list:
     from mpcache.policies import policy_from_spec, split_specs
 
-    specs = list(dict.fromkeys(split_specs(text)))  # a policy named twice is measured once
-    if not specs:
+    policies = []
+    for spec in split_specs(text):
+        policy = policy_from_spec(spec)
+        if policy not in policies:  # a policy named twice (or spelled two ways) is measured once
+            policies.append(policy)
+    if not policies:
         raise ValueError(f"bad policy list {text!r}: name at least one policy")
-    return [policy_from_spec(spec) for spec in specs]
+    return policies
 
 
 def _label(policy) -> str:
@@ -416,7 +420,7 @@ def _sweep_table(args, model, points, profiles) -> None:
     table = Table(title=f"Per decode step, {model.name}, {args.parties} parties ({args.backend} backend, "
                         f"{args.scheme}, K={args.ring}{seeds})", caption=_MB_NOTE)
     cols = ["tokens", "policy"] + ([args.by] if args.by else []) + ["rounds", "MB"] + [f"latency {p}" for p in profiles]
-    cols += [c for g in args.generators for c in [f"offline MB ({g})"] + [f"with offline {p}" for p in profiles]]
+    cols += [c for g in args.generators for c in [f"offline MB ({g})"] + [f"with offline ({g}) {p}" for p in profiles]]
     for col in cols:
         table.add_column(col, justify="left" if col in ("policy", args.by) else "right")
     for pt in points:
