@@ -26,6 +26,7 @@ import numpy as np
 
 import protocols as P
 from mpsim import Session, SharedTensor
+from protocols.reuse import MaskedOperand
 
 from .models import ModelConfig
 from .policies import KVPolicy, LayerKV, get_policy
@@ -64,8 +65,11 @@ def _secret(session: Session, shape, rng, owner: int, scale: float):
     return session.input(rng.normal(scale=scale, size=shape), owner=owner)
 
 
-def _operand(session, tensor: SharedTensor, reuse: bool):
-    return session.reusable(tensor) if reuse else tensor
+def _operand(session, tensor, reuse: bool):
+    """The tensor as a reusable masked operand (masked once here unless it already is one) when ``reuse``."""
+    if not reuse or isinstance(tensor, MaskedOperand):
+        return tensor
+    return session.reusable(tensor)
 
 
 def share_weights(session: Session, model: ModelConfig, rng, reuse: bool, attention_only: bool):

@@ -3,8 +3,8 @@
 Per layer (as ``mpcache.decode``, on T rows at once): norm, Q/K/V projection, causal attention per KV head
 (q K^T scaled, the causal softmax of ``mpcache.policies.evict._causal_softmax`` over each row's visible
 prefix, .V), output projection, residual, norm, MLP, residual. Its keys and values become the KV cache (secret:
-no party ever held them) and its last queries the policy's ``prompt_queries``, in ``setup`` as ``prepare``
-does (masking the cache once, then the policy's prefill step).
+no party ever held them; masked once, in the prefill, when reused) and its last queries the policy's
+``prompt_queries``; ``setup`` then holds only the policy's prefill step.
 
 Scopes: ``prefill/layer{i}/...`` (``weights``: masking the weights once, shared with every later decode step;
 ``norm``, ``linear``, ``attention/qk``, ``attention/softmax``, ``attention/av``, ``mlp``), then ``setup``.
@@ -21,7 +21,7 @@ import dataclasses
 
 import numpy as np
 
-from mpsim import Session
+from mpsim import Session, concatenate
 
 from .decode import DecodeRun, _norm, _secret, layer_cache, mlp_block, share_weights
 from .models import ModelConfig, get_model
@@ -48,11 +48,23 @@ def window_queries(q, window: int):
     return q[:, :, T - window:, :].transpose(0, 2, 1, 3).reshape(hkv, window * group, d)
 
 
-def prefill_layer(session: Session, model: ModelConfig, w, x, probe: dict | None = None):
+ROW_BLOCK_ELEMENTS = 2**27  # attention logits per block of query rows: bounds the memory of a long prompt
+
+
+def _row_blocks(rows: int, width: int):
+    """Blocks of query rows whose logits (width per row, all KV heads) stay under ROW_BLOCK_ELEMENTS."""
+    size = max(1, ROW_BLOCK_ELEMENTS // max(width, 1))
+    return [(lo, min(lo + size, rows)) for lo in range(0, rows, size)]
+
+
+def prefill_layer(session: Session, model: ModelConfig, w, x, reuse: bool = True, probe: dict | None = None):
     """One layer on the T prompt rows x (T, hidden): (x out, keys, values (kv_heads, T, d), queries
-    (kv_heads, group, T, d)). ``probe``, when given, receives the intermediates (``h``, ``weights``: the
-    attention probabilities (kv_heads, group T, T), row g T + t for query head g at position t, ``context``
-    in that layout and ``context_rows`` (T, q_width)) for tests."""
+    (kv_heads, group, T, d)); keys and values come back masked once (reusable operands) when ``reuse``, so
+    the cache built from them needs no further opening. The attention runs over blocks of query rows (the
+    blocks are independent: the same rounds and bytes as one product, as the keys and values are opened once).
+    ``probe``, when given, receives the intermediates (``h``, ``weights``: the attention probabilities
+    (kv_heads, group T, T), row g T + t for query head g at position t, ``context`` in that layout and
+    ``context_rows`` (T, q_width)) for tests."""
     T = x.shape[0]
     d, hkv = model.head_dim, model.n_kv_heads
     group = model.heads // hkv
@@ -63,20 +75,28 @@ def prefill_layer(session: Session, model: ModelConfig, w, x, probe: dict | None
     q = qkv[:, : model.q_width].reshape(T, hkv, group, d).transpose(1, 2, 0, 3)
     keys = qkv[:, model.q_width : model.q_width + model.kv_width].reshape(T, hkv, d).transpose(1, 0, 2)
     values = qkv[:, model.q_width + model.kv_width :].reshape(T, hkv, d).transpose(1, 0, 2)
-    visible = np.tile(np.tril(np.ones((T, T), dtype=np.int64)), (group, 1))  # row g T + t sees tokens <= t
+    q_rows = q.reshape(hkv, group * T, d)
+    blocks, contexts = [], []
     with session.scope("attention"):
-        with session.scope("qk"):
-            logits = q.reshape(hkv, group * T, d) @ keys.swapaxes(-1, -2)
-        with session.scope("softmax"):
-            weights = _causal_softmax(logits * (1.0 / np.sqrt(d)), visible)
-        with session.scope("av"):
-            context = weights @ values  # (hkv, group T, d)
+        if reuse:
+            keys, values = session.reusable(keys), session.reusable(values)
+        for lo, hi in _row_blocks(group * T, hkv * T):
+            visible = (np.arange(T)[None, :] <= (np.arange(lo, hi) % T)[:, None]).astype(np.int64)
+            with session.scope("qk"):
+                logits = q_rows[:, lo:hi] @ keys.swapaxes(-1, -2)
+            with session.scope("softmax"):
+                weights = _causal_softmax(logits * (1.0 / np.sqrt(d)), visible)
+            with session.scope("av"):
+                contexts.append(weights @ values)  # (hkv, rows of the block, d)
+            if probe is not None:
+                blocks.append(weights)
+    context = contexts[0] if len(contexts) == 1 else concatenate(contexts, axis=1)
     rows = context.reshape(hkv, group, T, d).transpose(2, 0, 1, 3).reshape(T, model.q_width)
     if probe is not None:
-        probe.update(h=h, weights=weights, context=context, context_rows=rows)
-    context = rows
+        probe.update(h=h, weights=blocks[0] if len(blocks) == 1 else concatenate(blocks, axis=1), context=context,
+                     context_rows=rows)
     with session.scope("linear"):
-        x = x + context @ w.w_out
+        x = x + rows @ w.w_out
     if w.w_up is not None:
         x = mlp_block(session, model, w, x)
     return x, keys, values, q
@@ -99,7 +119,7 @@ def private_prefill(session: Session, model: ModelConfig | str, prompt_len: int,
             with session.scope(f"layer{layer}"):
                 with session.scope("weights"):
                     w = share_weights(session, model, rng, reuse, attention_only)
-                x, keys, values, q = prefill_layer(session, model, w, x)
+                x, keys, values, q = prefill_layer(session, model, w, x, reuse)
                 run.weights.append(w)
                 layers.append((keys, values, q))
     session.barrier()

@@ -31,7 +31,7 @@ def _tiny_layer(T=5):
                      w_gate=s.input(rng.normal(scale=0.3, size=(m.hidden, m.mlp))))
     x = s.input(rng.normal(size=(T, m.hidden)))
     probe = {}
-    out = prefill_layer(s, m, w, x, probe)
+    out = prefill_layer(s, m, w, x, reuse=False, probe=probe)
     return s, w, out, probe
 
 
@@ -139,3 +139,20 @@ def test_compare_reads_a_saved_answer(tmp_path, capsys):
     assert [r["name"] for r in runs] == ["full answer (mpcache-proxy, prompt 128, 1 new)",
                                          "mpcache answer (mpcache-proxy, prompt 128, 1 new)"]
     assert runs[1]["rounds"] == saved["answers"][1]["total"]["rounds"]
+
+
+def test_row_blocks_cost_what_one_block_costs(monkeypatch):
+    """The attention over blocks of query rows (bounded memory on long prompts) is the same ledger in rounds
+    and bytes: the blocks are independent and keys and values are opened once."""
+    import mpcache.prefill as prefill
+
+    def cost(block_elements):
+        monkeypatch.setattr(prefill, "ROW_BLOCK_ELEMENTS", block_elements)
+        s = mpsim.Session(parties=2, backend="count", seed=0)
+        private_prefill(s, "mpcache-proxy", 256, "full")
+        c = s.cost(scope="prefill")
+        return c.rounds, c.sent, c.offline_bits
+
+    one = cost(2**27)
+    assert one == cost(32 * 256 * 16)  # 16 query rows per block: 16 blocks
+    assert one == cost(32 * 256 * 100)  # uneven blocks
