@@ -207,6 +207,34 @@ def bench_elementwise(quick: bool) -> None:
           f"{x.nbytes / t['prg'] / 1e9:6.1f} GB/s | numpy Generator {x.nbytes / t['prg_numpy'] / 1e9:6.1f} GB/s")
 
 
+def bench_small_arrays(busy: bool) -> None:
+    """Small arrays: the serial twins against the parallel kernels, and the crossover each family measured
+    (mpsim.kernels.serial_below); with --busy, while a second process keeps one core busy (the shared-machine
+    case of CI, where waking the thread pool costs about a millisecond)."""
+    import subprocess
+
+    from mpsim import kernels as K
+
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
+    try:
+        K.serial_below.cache_clear()
+        print("\n== small arrays" + (" (another process busy on one core)" if busy else "")
+              + ": serial twin vs parallel kernel, and the measured crossover")
+        out = np.empty(1 << 16, dtype=np.uint64)
+        k = np.uint64(7)
+        for n in (64, 1024, 16384, 65536):
+            par = timeit(lambda: K._prg_fill(out[:n], k, k, k), 200)
+            ser = timeit(lambda: K._SERIAL[K._prg_fill](out[:n], k, k, k), 200)
+            print(f"prg fill of {n:6d} words: parallel {par * 1e6:8.1f} us, serial {ser * 1e6:8.1f} us "
+                  f"({par / ser:6.1f}x)")
+        for family in ("elementwise", "beaver", "prg", "transpose"):
+            print(f"serial below {K.serial_below(family):>9,} elements: {family}")
+    finally:
+        if spinner is not None:
+            spinner.kill()
+        K.serial_below.cache_clear()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small shapes, few repetitions (smoke run)")
@@ -215,6 +243,8 @@ def main() -> int:
     environment()
     bench_matmul(args.quick)
     bench_elementwise(args.quick)
+    bench_small_arrays(busy=False)
+    bench_small_arrays(busy=True)
     print("\n== summary" + (" (QUICK: small shapes, targets indicative only)" if args.quick else ""))
     for name, value, need, ok in RESULTS:
         print(f"{'PASS' if ok else 'FAIL'}  {name}: {value:.3f} (need >= {need})")

@@ -6,11 +6,19 @@ ring matrix products, the fused Beaver-triple combine, elementwise add/sub/mul a
 pseudo-random generator -- as thin validating Python wrappers (public functions) around private numba
 kernels (``_name``, ``cache=True``, never ``fastmath``) that write into preallocated outputs.  The
 wrappers own all shape, dtype and layout decisions and fall back to plain numpy (slow but obviously
-correct) whenever an input does not fit a kernel; they never change a result, only its speed.  Nothing
-here knows about parties, protocols or fixed point: it is arithmetic only.
+correct) whenever an input does not fit a kernel; they never change a result, only its speed.  The
+elementwise, Beaver, PRG and transpose kernels have serial twins for arrays below a crossover measured on
+this machine (``serial_below``): a parallel region that a small array cannot pay back costs microseconds on a
+quiet machine and a millisecond beside a busy process.  Nothing here knows about parties, protocols or
+fixed point: it is arithmetic only.
 """
 
 from __future__ import annotations
+
+import functools
+import os
+import time
+import types
 
 import numpy as np
 import numba as nb
@@ -35,6 +43,62 @@ _MASK64 = (1 << 64) - 1
 # ---------------------------------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------------------------------
+
+
+def _serial_twin(kernel):
+    """The kernel compiled without threads (``prange`` runs as ``range``), under its own cache entry: a
+    parallel region costs every call a wake-up of the thread pool, which a small array cannot pay back, and
+    on a machine where another process is busy that wake-up takes a millisecond."""
+    py = kernel.py_func
+    twin = types.FunctionType(py.__code__, py.__globals__, py.__name__ + "_serial", py.__defaults__,
+                              py.__closure__)
+    twin.__qualname__ = py.__qualname__ + "_serial"
+    twin.__doc__ = py.__doc__
+    return nb.njit(cache=True)(twin)
+
+
+SERIAL_ENV = "MPSIM_SERIAL_BELOW"  # elements: below it every elementwise kernel runs serially (overrides)
+_PROBE_SIZES = tuple(1 << e for e in range(8, 21, 2))  # 256 .. 1M elements, by factors of 4
+
+
+def _measured_crossover(run_parallel, run_serial, sizes=_PROBE_SIZES, repeats: int = 7) -> int:
+    """The smallest probe size from which the parallel kernel is at least 10% faster than the serial one (best
+    of ``repeats`` each), by the rule of ``_crossover``."""
+    faster = []
+    for n in sizes:
+        best = []
+        for run in (run_parallel, run_serial):
+            run(n)  # warm: compiled or loaded, pages touched
+            times = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                run(n)
+                times.append(time.perf_counter() - t0)
+            best.append(min(times))
+        faster.append(best[0] < 0.9 * best[1])
+    return _crossover(sizes, faster)
+
+
+def _crossover(sizes, faster) -> int:
+    """The first size at which the parallel kernel won (``faster``) and won again at the next probe (the
+    largest probe alone suffices): two in a row, so one noisy probe neither makes nor breaks the choice;
+    twice the largest when that never happens."""
+    for i, n in enumerate(sizes):
+        if faster[i] and (i + 1 == len(sizes) or faster[i + 1]):
+            return n
+    return sizes[-1] * 2
+
+
+@functools.lru_cache(maxsize=None)
+def serial_below(family: str) -> int:
+    """Element count below which the ``family``'s kernel ("elementwise", "beaver", "prg", "transpose") runs
+    serially: measured on this machine, once per process, as it runs (``_measured_crossover``), or
+    ``MPSIM_SERIAL_BELOW`` from the environment for every family. With one numba thread: always serial."""
+    if os.environ.get(SERIAL_ENV):
+        return int(os.environ[SERIAL_ENV])
+    if nb.config.NUMBA_NUM_THREADS <= 1:
+        return 1 << 62
+    return _measured_crossover(*_PROBES[family]())
 
 
 def _check_u64(name: str, x) -> np.ndarray:
@@ -264,6 +328,12 @@ def _transpose(x, out):  # pragma: no cover - compiled
                 O[j, i] = X[i, j]
 
 
+def _transpose_any(x, out) -> None:
+    """``_transpose``, serially for a small array (``serial_below("transpose")``)."""
+    kernel = _transpose if x.size >= serial_below("transpose") else _SERIAL[_transpose]
+    kernel(x, out)
+
+
 def _direct_tiles(nbat: int, m: int, n: int) -> tuple[int, int, int]:
     """Tile sizes for _matmul_u64: narrow the column tile (to 256), then the row tile (to 8), then the
     column tile again (to 64) until there are >= 4 tasks per thread."""
@@ -320,12 +390,12 @@ def _direct_matmul(a3, ia, ib, nbat, m, k, n, b3=None, bt3=None, form=None) -> n
     if form == "dot":
         if bt3 is None:
             bt3 = np.empty((b3.shape[0], n, k), dtype=np.uint64)
-            _transpose(b3, bt3)
+            _transpose_any(b3, bt3)
         _matmul_u64_bt(a3, bt3, ia, ib, out, *_dot_tiles(nbat, m, n, k))
     else:
         if b3 is None:
             b3 = np.empty((bt3.shape[0], k, n), dtype=np.uint64)
-            _transpose(bt3, b3)
+            _transpose_any(bt3, b3)
         _matmul_u64(a3, b3, ia, ib, out, *_direct_tiles(nbat, m, n))
     return out
 
@@ -587,7 +657,7 @@ def ring_matmul(a: np.ndarray, b: np.ndarray, *, _method: str | None = None,
     else:
         if b3 is None:
             b3 = np.empty((bt3.shape[0], k, n), dtype=np.uint64)
-            _transpose(bt3, b3)
+            _transpose_any(bt3, b3)
         out = np.empty((nbat, m, n), dtype=np.uint64)
         for t in range(nbat):
             _matmul_limbs_2d(a3[ia[t]], b3[ib[t]], out[t], _kmax)
@@ -686,7 +756,8 @@ def beaver_combine(c: np.ndarray, a: np.ndarray, b: np.ndarray, e: np.ndarray, f
         N = int(np.prod(s, dtype=np.int64)) if s else 1
         z = np.empty(c.shape, dtype=np.uint64) if out is None else out
         if R and N:
-            _beaver(c.reshape(R, N), a.reshape(R, N), b.reshape(R, N), e.reshape(N), f.reshape(N),
+            kernel = _beaver if R * N >= serial_below("beaver") else _SERIAL[_beaver]
+            kernel(c.reshape(R, N), a.reshape(R, N), b.reshape(R, N), e.reshape(N), f.reshape(N),
                     z.reshape(R, N), c_is_out)
         return z
     # numpy fallback (broadcasting); uint64 throughout, wraps mod 2^64.  Every input is read into
@@ -839,6 +910,8 @@ def _elementwise(kernel, npfunc, x, y, out):
         res = np.empty(shape, dtype=np.uint64) if out is None else out
         N = x.size
         yv = np.full(1, y, dtype=np.uint64) if y_is_scalar else y.reshape(N)
+        if N < serial_below("elementwise"):
+            kernel = _SERIAL[kernel]
         kernel(x.reshape(N), yv, res.reshape(N), mode)
         return res
     if out is None:
@@ -935,5 +1008,52 @@ def random_uint64(shape, key: int, counter: int, out: np.ndarray | None = None) 
         if not out.flags.c_contiguous:
             raise ValueError("out must be C-contiguous")
     if out.size:
-        _prg_fill(out.reshape(-1), np.uint64(k1), np.uint64(k2), np.uint64(counter))
+        kernel = _prg_fill if out.size >= serial_below("prg") else _SERIAL[_prg_fill]
+        kernel(out.reshape(-1), np.uint64(k1), np.uint64(k2), np.uint64(counter))
     return out
+
+
+# The kernels with a serial twin, and how the crossover of each family is probed.
+_SERIAL = {k: _serial_twin(k) for k in (_ew_add, _ew_sub, _ew_mul, _beaver, _prg_fill, _transpose)}
+
+
+def _probe_elementwise():
+    x = np.arange(_PROBE_SIZES[-1], dtype=np.uint64)
+    out = np.empty_like(x)
+    return ((lambda n: _ew_add(x[:n], x[:n], out[:n], 0)),
+            (lambda n: _SERIAL[_ew_add](x[:n], x[:n], out[:n], 0)))
+
+
+def _probe_beaver():
+    arrays = {}
+
+    def run(kernel, n):
+        if n not in arrays:  # two parties' rows, C-contiguous as beaver_combine passes them
+            arrays[n] = (np.arange(n, dtype=np.uint64).reshape(2, n // 2), np.arange(n // 2, dtype=np.uint64),
+                         np.empty((2, n // 2), dtype=np.uint64))
+        x, e, out = arrays[n]
+        kernel(x, x, x, e, e, out, False)
+
+    return (lambda n: run(_beaver, n)), (lambda n: run(_SERIAL[_beaver], n))
+
+
+def _probe_prg():
+    out = np.empty(_PROBE_SIZES[-1], dtype=np.uint64)
+    k = np.uint64(1)
+    return ((lambda n: _prg_fill(out[:n], k, k, k)), (lambda n: _SERIAL[_prg_fill](out[:n], k, k, k)))
+
+
+def _probe_transpose():
+    arrays = {}
+
+    def run(kernel, n):
+        if n not in arrays:  # a square (1, r, r), r^2 about n
+            r = max(1, int(np.sqrt(n)))
+            arrays[n] = (np.arange(r * r, dtype=np.uint64).reshape(1, r, r), np.empty((1, r, r), dtype=np.uint64))
+        kernel(*arrays[n])
+
+    return (lambda n: run(_transpose, n)), (lambda n: run(_SERIAL[_transpose], n))
+
+
+_PROBES = {"elementwise": _probe_elementwise, "beaver": _probe_beaver, "prg": _probe_prg,
+           "transpose": _probe_transpose}
