@@ -83,8 +83,8 @@ from mpsim.ledger import DEALER, OFFLINE
 from .preprocessing import DEALER_KINDS, dealer_bits
 from .profiles import parse_profile
 
-__all__ = ["GENERATORS", "FSS_KINDS", "Generator", "check_scheme", "OfflinePrice", "ferret_cot_bits", "get_generator", "price",
-           "price_messages", "price_session"]
+__all__ = ["GENERATORS", "FSS_KINDS", "Generator", "OfflinePrice", "check_scheme", "ferret_cot_bits", "get_generator",
+           "price", "price_messages", "price_session"]
 
 KAPPA = 128
 FSS_KINDS = ("msb_key", "gate_key", "onehot_key", "trunc_key")

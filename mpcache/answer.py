@@ -47,6 +47,19 @@ class Segment:
         return {"sent_bytes": self.sent_bytes, "rounds": self.rounds, "latency_s": self.latency_s,
                 "offline_bytes": self.offline_bytes, "offline": self.offline}
 
+    @classmethod
+    def sum(cls, parts: list) -> "Segment":
+        """Parts run one after another: their bytes, rounds, seconds and offline prices add up."""
+        first = parts[0]
+        names = list(first.latency_s)
+        return cls([sum(p.sent_bytes[i] for p in parts) for i in range(len(first.sent_bytes))],
+                   sum(p.rounds for p in parts), {n: sum(p.latency_s[n] for p in parts) for n in names},
+                   sum(p.offline_bytes for p in parts),
+                   {g: {"max_bytes": sum(p.offline[g]["max_bytes"] for p in parts),
+                        "rounds": sum(p.offline[g]["rounds"] for p in parts),
+                        "seconds": {n: sum(p.offline[g]["seconds"][n] for p in parts) for n in names}}
+                    for g in first.offline})
+
 
 def _segment(session, messages, profiles, generators) -> Segment:
     messages = list(messages)
@@ -77,16 +90,7 @@ class Answer:
     config: dict = field(default_factory=dict)
 
     def total(self) -> Segment:
-        parts = [self.prefill, self.setup] + self.steps
-        parties = len(self.prefill.sent_bytes)
-        names = list(self.prefill.latency_s)
-        gens = list(self.prefill.offline)
-        return Segment([sum(p.sent_bytes[i] for p in parts) for i in range(parties)], sum(p.rounds for p in parts),
-                       {n: sum(p.latency_s[n] for p in parts) for n in names}, sum(p.offline_bytes for p in parts),
-                       {g: {"max_bytes": sum(p.offline[g]["max_bytes"] for p in parts),
-                            "rounds": sum(p.offline[g]["rounds"] for p in parts),
-                            "seconds": {n: sum(p.offline[g]["seconds"][n] for p in parts) for n in names}}
-                        for g in gens})
+        return Segment.sum([self.prefill, self.setup] + self.steps)
 
     def as_dict(self) -> dict:
         return {"policy": self.policy, "model": self.model, "prompt": self.prompt, "new": self.new,

@@ -137,7 +137,8 @@ def _policy_result(runs: list) -> dict:
     return d
 
 
-def _measure_policies(args, model, seq: int, policies, tick, traces=None) -> list[dict]:
+def _measure_policies(args, model, seq: int, policies, tick, compute=None, traces=None) -> list[dict]:
+    """Every policy over --seeds seeds at one length; ``compute`` is calibrated once by the caller."""
     from mpcache.workload import measure
 
     results = []
@@ -148,7 +149,7 @@ def _measure_policies(args, model, seq: int, policies, tick, traces=None) -> lis
             runs.append(measure(model, seq, policy, parties=args.parties, backend=args.backend,
                                 reuse=not getattr(args, "no_reuse", False),
                                 attention_only=getattr(args, "attention_only", False),
-                                steps=getattr(args, "steps", 1), profiles=args.net, compute=_compute_model(args),
+                                steps=getattr(args, "steps", 1), profiles=args.net, compute=compute,
                                 approx=_approx(args), scheme=args.scheme, ring_bits=args.ring, seed=seed,
                                 by=args.by, after_step=hook, generators=args.generators))
             tick()
@@ -213,9 +214,10 @@ def _decode(args) -> int:
     _check_output(args.save, "--save")
     _check_output(args.trace, "--trace")
     traces = [] if args.trace else None
+    compute = _compute_model(args)
     bar, tick = _progress(len(policies) * args.seeds, f"{model.name}, {args.seq} tokens")
     try:
-        results = _measure_policies(args, model, args.seq, policies, tick, traces)
+        results = _measure_policies(args, model, args.seq, policies, tick, compute, traces)
     finally:
         bar.stop()
     payload = {"schema": DECODE_SCHEMA, "schema_version": SCHEMA_VERSION, **_header(args, model),
@@ -367,10 +369,11 @@ def _sweep_decode(args) -> int:
     _default_parties(args)
     args.generators = _generators(args)
     points = []
+    compute = _compute_model(args)
     bar, tick = _progress(len(seqs) * len(policies) * args.seeds, model.name)
     try:
         for seq in seqs:
-            for r in _measure_policies(args, model, seq, policies, tick):
+            for r in _measure_policies(args, model, seq, policies, tick, compute):
                 point = {"seq_len": seq, "policy": r["label"], "rounds": r["rounds"], "sent_bytes": r["sent_bytes"],
                          "offline_bytes": r["offline_bytes"], "latency_s": r["latency_s"]}
                 for key in ("seed_stats", "breakdown", "offline"):

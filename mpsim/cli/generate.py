@@ -3,7 +3,6 @@ and offline, and after how many generated tokens each policy's setup has paid fo
 attention (``mpcache.answer``)."""
 from __future__ import annotations
 
-
 from .common import _check_output, _console, _default_parties, _fmt_s, _generators, _save_and_emit
 from .decode import _label, _model, _policies, _progress
 
@@ -14,7 +13,6 @@ def _break_evens(answers, profiles, generators) -> dict:
     """label -> metric -> tokens (None: never) against full attention (or the first policy without it)."""
     from mpcache.answer import break_even
 
-    labels = [label for label, _ in answers]
     base_label, base = next(((lab, a) for lab, a in answers if a.policy == "full"), answers[0])
     metrics = {"online_bytes": lambda s: max(s.sent_bytes)}
     for p in profiles:
@@ -25,7 +23,6 @@ def _break_evens(answers, profiles, generators) -> dict:
     for label, a in answers:
         if label != base_label:
             out[label] = {"against": base_label, **{m: break_even(a, base, f) for m, f in metrics.items()}}
-    assert set(out) <= set(labels)
     return out
 
 
@@ -60,19 +57,10 @@ def _rows(a, generators):
     """(row name, segment) of an answer, in order; the reused scope is shown, not counted."""
     from mpcache.answer import Segment
 
-    steps = a.steps
-    parties = len(a.prefill.sent_bytes)
-    names = list(a.prefill.latency_s)
-    summed = Segment([sum(s.sent_bytes[i] for s in steps) for i in range(parties)], sum(s.rounds for s in steps),
-                     {n: sum(s.latency_s[n] for s in steps) for n in names}, sum(s.offline_bytes for s in steps),
-                     {g: {"max_bytes": sum(s.offline[g]["max_bytes"] for s in steps),
-                          "rounds": sum(s.offline[g]["rounds"] for s in steps),
-                          "seconds": {n: sum(s.offline[g]["seconds"][n] for s in steps) for n in names}}
-                      for g in generators})
     rows = [("prefill", a.prefill), ("setup (charged)", a.setup)]
     if a.reused is not None:
         rows.append((f"  reused from the prefill ({a.reused_scope})", a.reused))
-    rows.append((f"{len(steps)} decode steps", summed))
+    rows.append((f"{len(a.steps)} decode steps", Segment.sum(a.steps)))
     return rows
 
 
@@ -108,23 +96,14 @@ def _table(args, model, answers, profiles, generators, evens) -> None:
     for label, _ in answers:
         for col in ["MB", "rounds"] + profiles:
             table.add_column(f"{label}\n{col}", justify="right")
-    rows = [_rows(a, generators) for _, a in answers]
-    for i, (name, _) in enumerate(rows[0]):
+    rows = [dict(_rows(a, generators)) for _, a in answers]
+    for name in dict.fromkeys(n for r in rows for n in r):  # every policy's rows, first seen first
         cells = []
         for r in rows:
-            match = [seg for n, seg in r if n == name]
-            seg = match[0] if match else None
+            seg = r.get(name)
             cells += ["-"] * (2 + len(profiles)) if seg is None else \
                 [f"{max(seg.sent_bytes) / 1e6:,.1f}", f"{seg.rounds:,}", *[_fmt_s(seg.latency_s[p]) for p in profiles]]
         table.add_row(name, *cells, style="dim" if name.startswith("  ") else None)
-    extra = [n for r in rows[1:] for n, _ in r if n not in [m for m, _ in rows[0]]]
-    for name in dict.fromkeys(extra):
-        cells = []
-        for r in rows:
-            seg = next((s for n, s in r if n == name), None)
-            cells += ["-"] * (2 + len(profiles)) if seg is None else \
-                [f"{max(seg.sent_bytes) / 1e6:,.1f}", f"{seg.rounds:,}", *[_fmt_s(seg.latency_s[p]) for p in profiles]]
-        table.add_row(name, *cells, style="dim")
     totals = [a.total() for _, a in answers]
     table.add_row("answer (online)", *[c for t in totals for c in [f"{max(t.sent_bytes) / 1e6:,.1f}", f"{t.rounds:,}",
                                                                     *[_fmt_s(t.latency_s[p]) for p in profiles]]],
