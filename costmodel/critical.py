@@ -10,13 +10,15 @@ top-level scope, how many rounds merging independent opens of equal depth would 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import networkx as nx
+from typing import TYPE_CHECKING
 
 from mpsim.ledger import ONLINE, cost_of
 
 __all__ = ["CriticalPath", "MergeSavings", "call_graph", "compress", "critical_path", "format_runs",
            "merge_savings"]
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 ROOT_SCOPE = "(root)"  # label of messages sent outside any scope
 
@@ -24,6 +26,8 @@ ROOT_SCOPE = "(root)"  # label of messages sent outside any scope
 def call_graph(session) -> nx.DiGraph:
     """The channel calls of ``session`` as a DiGraph: node = call number with attributes ``scope``, ``op``,
     ``depth`` and ``bits`` (online bits of the call, all parties); edges parent -> call."""
+    import networkx as nx  # here, not at the top: a cost report that needs no graph skips its 11 MB
+
     bits: dict[int, int] = {}
     for m in session.ledger.messages:
         if m.phase == ONLINE:

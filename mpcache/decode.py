@@ -97,7 +97,7 @@ def layer_cache(session: Session, policy: KVPolicy, layer: int, keys, values, re
     """A layer's cache from its secret keys and values (kv_heads, T, d), masked once when ``reuse``, with the
     prompt's last queries the policy asks for (``KVPolicy.prompt_queries``), then the policy's prefill step."""
     T = keys.shape[1]
-    kv = LayerKV(keys=_operand(session, keys, reuse), values=_operand(session, values, reuse), positions=np.arange(T))
+    kv = LayerKV(keys=_operand(session, keys, reuse), values=_operand(session, values, reuse), positions=np.arange(T, dtype=np.int32 if T < 2**31 else np.int64))
     if queries is not None:
         kv.state["prompt_queries"] = queries
     return policy.prefill(session, layer, kv)

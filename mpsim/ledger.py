@@ -33,7 +33,7 @@ OFFLINE = "offline"
 DEALER = -1  # source index of dealer messages
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # a decode step at 128k tokens records ~26k of them
 class Message:
     scope: str
     op: str
@@ -203,7 +203,7 @@ def scope_matches(path: str, scope: str) -> bool:
     return any(have[i : i + n] == want for i in range(len(have) - n + 1))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Work:
     """Local computation of the busiest party in one protocol step: ring multiply-accumulates of matrix
     products, and other elementwise ring (or boolean word) operations. Counted from shapes, like messages."""

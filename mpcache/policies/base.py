@@ -56,7 +56,7 @@ class LayerKV:
         positions = None
         if self.positions is not None:
             nxt = int(self.positions.max()) + 1 if self.positions.size else 0
-            positions = np.append(self.positions, nxt)
+            positions = np.append(self.positions, np.array([nxt], dtype=self.positions.dtype))
         return LayerKV(grow(self.keys, k_new), grow(self.values, v_new), positions, dict(self.state))
 
     def take(self, index) -> "LayerKV":
