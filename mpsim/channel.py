@@ -11,6 +11,7 @@ every backend.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -138,7 +139,7 @@ class Channel:
             senders = tuple(sorted({src for src, _, _ in sends}))
             receivers = tuple(sorted({dst for _, dst, _ in sends}))
             if not isinstance(contents, list):
-                elements = max(int(np.prod(contents.shape[1:], dtype=np.int64)), 1)
+                elements = max(int(math.prod(contents.shape[1:])), 1)
                 contents = [(contents, sends[0][2] // elements if sends else 0)]
             for rows, width, *extra in contents:
                 if rows is None:
@@ -189,7 +190,7 @@ class Channel:
         """
         if to is not None and not (isinstance(to, (int, np.integer)) and 0 <= to < self.parties):
             raise ValueError(f"cannot open to party {to!r}: parties are 0..{self.parties - 1}")
-        bits = sum(item.width * int(np.prod(item.shape, dtype=np.int64)) for item in items)
+        bits = sum(item.width * int(math.prod(item.shape)) for item in items)
         if route is not None:
             sends = [(s, d, bits) for s, d in route]
         elif to is None:
@@ -197,7 +198,7 @@ class Channel:
         else:
             sends = [(s, int(to), bits) for s in range(self.parties) if s != to]
         # Local work of an opening: each receiver sums N shares of every element.
-        elements = sum(int(np.prod(item.shape, dtype=np.int64)) for item in items)
+        elements = sum(int(math.prod(item.shape)) for item in items)
         self.ledger.record_work(self.profiler.path, op, 0, elements * self.parties)
         deepest = max((item.depth for item in items), default=0)
         parents = [c for item in items if item.depth > 0 for c in item.calls]

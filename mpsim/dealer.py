@@ -17,6 +17,7 @@ only where a later correlation must be consistent with them (the mask of a reusa
 """
 from __future__ import annotations
 
+import math
 import numpy as np
 
 from . import kernels
@@ -26,7 +27,7 @@ from .ring import Ring
 
 
 def _numel(shape) -> int:
-    return int(np.prod(shape, dtype=np.int64))
+    return int(math.prod(shape))
 
 
 def _matrix_units(shape_a, out_shape) -> tuple[int, tuple]:
@@ -61,12 +62,17 @@ class Dealer:
     def _has_data(self) -> bool:
         return self.backend.has_data
 
-    # Every random component of every correlation is drawn by one of these two methods, so a test can
+    # Every random component of every correlation is drawn by one of these three methods, so a test can
     # disable one mask at a time (``mpsim.transcript.disabled_mask``) and check that the transcript tests
     # notice; nothing else in the dealer draws randomness.
     def _random(self, shape):
         """Uniform ring values of ``shape`` (zeros under the ideal backend, None under count)."""
         return self.backend.uniform(shape)
+
+    def _random_shared(self, shape, kind: str = "A"):
+        """A uniform component drawn directly in share form, each party's share from its seed with the dealer
+        (``Backend.random_shared``): (shares, the value the dealer knows). Free offline, as every seeded part."""
+        return self.backend.random_shared(tuple(shape), kind)
 
     def _permutations(self, rows: int, n: int) -> np.ndarray:
         """``rows`` independent uniform permutations of range(n), from the dealer's own seeded stream."""
@@ -85,17 +91,17 @@ class Dealer:
         """
         out_shape = np.broadcast_shapes(tuple(shape_a), tuple(shape_b))
         self._charge("beaver_triple", _numel(out_shape), _numel(out_shape))
-        a = self._random(shape_a)
-        b = self._random(shape_b)
+        a_shares, a = self._random_shared(shape_a)
+        b_shares, b = self._random_shared(shape_b)
         c = self.ring.reduce(kernels.ring_mul(a, b)) if self._has_data() else None
-        return self.backend.split(a), self.backend.split(b), self.backend.split(c)
+        return a_shares, b_shares, self.backend.split(c)
 
     def square_pair(self, shape):
         """Square pair (a, a^2) for x*x (as in CrypTen's ``square`` provider). Offline: K * numel bits."""
         self._charge("square_pair", _numel(shape), _numel(shape))
-        a = self._random(shape)
+        a_shares, a = self._random_shared(shape)
         c = self.ring.reduce(kernels.ring_mul(a, a)) if self._has_data() else None
-        return self.backend.split(a), self.backend.split(c)
+        return a_shares, self.backend.split(c)
 
     def matmul_triple(self, shape_a, shape_b, out_shape):
         """Matrix Beaver triple C = A @ B for given shapes (batched over leading axes).
@@ -103,10 +109,10 @@ class Dealer:
         Offline: K * numel(out_shape) bits (C is the only derived component).
         """
         self._charge("matmul_triple", _numel(out_shape), *_matrix_units(shape_a, out_shape))
-        a = self._random(shape_a)
-        b = self._random(shape_b)
+        a_shares, a = self._random_shared(shape_a)
+        b_shares, b = self._random_shared(shape_b)
         c = self.ring.reduce(kernels.ring_matmul(a, b)) if self._has_data() else None
-        return self.backend.split(a), self.backend.split(b), self.backend.split(c)
+        return a_shares, b_shares, self.backend.split(c)
 
     def trunc_pair(self, shape, shift: int):
         """Probabilistic-truncation correlation with MSB correction (Escudero et al., CRYPTO 2020, §5).
@@ -115,22 +121,21 @@ class Dealer:
         r_{K-1}, all arithmetic. Offline: 2 * K * numel bits (r' and r_{K-1} are derived).
         """
         self._charge("trunc_pair", 2 * _numel(shape), _numel(shape))
-        r = self._random(shape)
+        r_shares, r = self._random_shared(shape)
         if self._has_data():
             low_mask = self.ring.const((1 << (self.ring.bits - 1)) - 1)
             r_low_shifted = np.right_shift(np.bitwise_and(r, low_mask), np.uint64(shift))
             r_top = np.right_shift(r, np.uint64(self.ring.bits - 1))
         else:
             r_low_shifted = r_top = None
-        return self.backend.split(r), self.backend.split(r_low_shifted), self.backend.split(r_top)
+        return r_shares, self.backend.split(r_low_shifted), self.backend.split(r_top)
 
     def operand_mask(self, shape):
         """A fresh uniform mask B for a reusable operand, kept by the dealer for later per-use triples.
 
         Offline: 0 bits (B is purely random, derived from the seeds). Returns (shares of B, dealer's B).
         """
-        b = self._random(shape)
-        return self.backend.split(b), b
+        return self._random_shared(shape)
 
     def reuse_triple(self, shape_a, dealer_mask, out_shape):
         """Per-use triple for a reusable operand: fresh A_t and C_t = A_t @ B for the dealer's mask B.
@@ -138,9 +143,9 @@ class Dealer:
         Offline: K * numel(out_shape) bits (C_t is derived; A_t is seeded).
         """
         self._charge("reuse_triple", _numel(out_shape), *_matrix_units(shape_a, out_shape))
-        a = self._random(shape_a)
+        a_shares, a = self._random_shared(shape_a)
         c = self.ring.reduce(kernels.ring_matmul(a, dealer_mask)) if self._has_data() else None
-        return self.backend.split(a), self.backend.split(c)
+        return a_shares, self.backend.split(c)
 
     # -- boolean and mixed correlations ---------------------------------------------------------------------
     def _charge_bits(self, op: str, bits: int, units: int, dims: tuple = ()) -> None:
@@ -153,10 +158,10 @@ class Dealer:
         correction: offline ``gates * numel`` bits (a and b are seeded).
         """
         self._charge_bits("and_triple", gates * _numel(shape), gates * _numel(shape))  # one per AND gate
-        a = self._random(shape)
-        b = self._random(shape)
+        a_shares, a = self._random_shared(shape, "B")
+        b_shares, b = self._random_shared(shape, "B")
         c = np.bitwise_and(a, b) if self._has_data() else None
-        return self.backend.split_xor(a), self.backend.split_xor(b), self.backend.split_xor(c)
+        return a_shares, b_shares, self.backend.split_xor(c)
 
     def edabit(self, shape):
         """A uniform r in Z_2^K shared both arithmetically and bitwise (XOR shares of its K-bit word).
@@ -165,8 +170,8 @@ class Dealer:
         from the seeded arithmetic one by one correction word).
         """
         self._charge("edabit", _numel(shape), _numel(shape))
-        r = self._random(shape)
-        return self.backend.split(r), self.backend.split_xor(r)
+        r_shares, r = self._random_shared(shape)
+        return r_shares, self.backend.split_xor(r)
 
     def dabit(self, shape):
         """A uniform bit r shared both as a ring element and as a boolean bit (Rotaru-Wood, INDOCRYPT 2019).
@@ -174,8 +179,8 @@ class Dealer:
         Offline: K * numel bits (the arithmetic sharing is derived from the seeded boolean one).
         """
         self._charge("dabit", _numel(shape), _numel(shape))
-        r = np.bitwise_and(self._random(shape), np.uint64(1)) if self._has_data() else None
-        return self.backend.split(r), self.backend.split_xor(r)
+        r_bits, r = self._random_shared(shape, "bit")
+        return self.backend.split(r), r_bits
 
     def bit_select_triple(self, shape_bit, shape_value):
         """For b * y with b boolean: a daBit r (shaped like b), a uniform a (shaped like y) and r * a.
@@ -186,10 +191,10 @@ class Dealer:
         # the daBits and the products, itemised apart (a generator prices them apart)
         self._charge("dabit", _numel(shape_bit), _numel(shape_bit))
         self._charge("bit_select_triple", _numel(out_shape), _numel(out_shape))
-        r = np.bitwise_and(self._random(shape_bit), np.uint64(1)) if self._has_data() else None
-        a = self._random(shape_value)
+        r_bits, r = self._random_shared(shape_bit, "bit")
+        a_shares, a = self._random_shared(shape_value)
         ra = self.ring.reduce(kernels.ring_mul(r, a)) if self._has_data() else None
-        return self.backend.split(r), self.backend.split_xor(r), self.backend.split(a), self.backend.split(ra)
+        return self.backend.split(r), r_bits, a_shares, self.backend.split(ra)
 
     def rotation_onehot(self, shape, size: int):
         """Per index: a fresh r uniform in [0, size) (size a power of two), shares of r and of the one-hot e_r.

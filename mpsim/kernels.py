@@ -15,6 +15,7 @@ fixed point: it is arithmetic only.
 
 from __future__ import annotations
 
+import math
 import functools
 import os
 import time
@@ -582,7 +583,7 @@ def _batch_plan(a: np.ndarray, b: np.ndarray):
     with b3 = None.
     """
     bs = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-    nbat = int(np.prod(bs, dtype=np.int64)) if bs else 1
+    nbat = int(math.prod(bs)) if bs else 1
     a3 = np.ascontiguousarray(a.reshape((-1,) + a.shape[-2:]))
     bv = b.reshape((-1,) + b.shape[-2:])
     bt3 = np.swapaxes(bv, 1, 2)
@@ -640,7 +641,7 @@ def ring_matmul(a: np.ndarray, b: np.ndarray, *, _method: str | None = None,
     out_shape = tuple(bs) + (m, n)
     if _method not in (None, "direct", "limbs"):
         raise ValueError(f"unknown _method {_method!r}")
-    if m == 0 or n == 0 or int(np.prod(bs, dtype=np.int64)) == 0:
+    if m == 0 or n == 0 or int(math.prod(bs)) == 0:
         return np.zeros(out_shape, dtype=np.uint64)
     if k == 0:
         return np.zeros(out_shape, dtype=np.uint64)
@@ -753,7 +754,7 @@ def beaver_combine(c: np.ndarray, a: np.ndarray, b: np.ndarray, e: np.ndarray, f
             and not np.may_share_memory(e, out) and not np.may_share_memory(f, out)
     if fast:
         R = c.shape[0]
-        N = int(np.prod(s, dtype=np.int64)) if s else 1
+        N = int(math.prod(s)) if s else 1
         z = np.empty(c.shape, dtype=np.uint64) if out is None else out
         if R and N:
             kernel = _beaver if R * N >= serial_below("beaver") else _SERIAL[_beaver]
@@ -996,8 +997,6 @@ def random_uint64(shape, key: int, counter: int, out: np.ndarray | None = None) 
         raise ValueError("key must be in [0, 2^64)")
     if not (0 <= counter <= _MASK64):
         raise ValueError("counter must be in [0, 2^64)")
-    k1 = _mix64_py(key ^ 0x5851F42D4C957F2D)
-    k2 = _mix64_py((key + _GOLDEN) & _MASK64)
     if out is None:
         out = np.empty(shape, dtype=np.uint64)
     else:
@@ -1007,10 +1006,23 @@ def random_uint64(shape, key: int, counter: int, out: np.ndarray | None = None) 
             raise ValueError(f"out has shape {out.shape}, expected {want}")
         if not out.flags.c_contiguous:
             raise ValueError("out must be C-contiguous")
+    fill_stream(out, stream_keys(key), counter)
+    return out
+
+
+def stream_keys(key: int) -> tuple[np.uint64, np.uint64]:
+    """The pair (k1, k2) that :func:`random_uint64` derives from ``key`` (in [0, 2^64)); a PRG that draws
+    often derives it once and calls :func:`fill_stream`."""
+    return (np.uint64(_mix64_py(key ^ 0x5851F42D4C957F2D)), np.uint64(_mix64_py((key + _GOLDEN) & _MASK64)))
+
+
+def fill_stream(out: np.ndarray, keys: tuple, counter: int) -> None:
+    """Write words counter .. counter + out.size - 1 of the stream of ``keys`` (:func:`stream_keys`) into
+    ``out``, a C-contiguous uint64 array: :func:`random_uint64` without its argument checks, for callers
+    that own the array they made (a per-call cost that thousands of small draws per decode step add up)."""
     if out.size:
         kernel = _prg_fill if out.size >= serial_below("prg") else _SERIAL[_prg_fill]
-        kernel(out.reshape(-1), np.uint64(k1), np.uint64(k2), np.uint64(counter))
-    return out
+        kernel(out.reshape(-1), keys[0], keys[1], np.uint64(counter))
 
 
 # The kernels with a serial twin, and how the crossover of each family is probed.

@@ -17,6 +17,7 @@ value encodes it at the tensor's own scale.
 """
 from __future__ import annotations
 
+import math
 from numbers import Integral, Number
 
 import numpy as np
@@ -26,7 +27,7 @@ from .backend import CountBackendError
 
 
 def _numel(shape) -> int:
-    return int(np.prod(shape, dtype=np.int64))
+    return int(math.prod(shape))
 
 
 def _shape_after(shape, fn):
@@ -91,7 +92,7 @@ class SharedTensor:
             raise ValueError(f"kind is 'A' (arithmetic, additive shares) or 'B' (boolean, XOR shares), got {kind!r}")
         self.session = session
         self.payload = payload
-        self.shape = tuple(int(d) for d in shape)
+        self.shape = tuple(map(int, shape))
         self.frac = int(frac)
         self.depth = int(depth)
         self.kind = kind
@@ -289,6 +290,8 @@ class SharedTensor:
         return out
 
     def _broadcast_shape(self, other_shape) -> tuple[int, ...]:
+        if other_shape == self.shape:  # most operands of a protocol step: no broadcasting to work out
+            return self.shape
         try:
             return tuple(np.broadcast_shapes(self.shape, tuple(other_shape)))
         except ValueError:
@@ -412,6 +415,9 @@ def stack(tensors, axis: int = 0) -> SharedTensor:
     return _join(tensors, lambda arrs: np.stack(arrs, axis=axis), "stack")
 
 
+_NO_BYTES = np.dtype([])  # a structured dtype without fields: itemsize 0
+
+
 def _join(tensors, fn, what: str) -> SharedTensor:
     tensors = list(tensors)
     if not tensors:
@@ -427,7 +433,8 @@ def _join(tensors, fn, what: str) -> SharedTensor:
     if first.kind == "A":
         tensors = [t._scale_up(frac - t.frac) if t.frac < frac else t for t in tensors]
     try:
-        shape = tuple(fn([np.broadcast_to(np.empty((), np.uint8), t.shape) for t in tensors]).shape)
+        # the join of zero-byte stand-ins: numpy's own shape rules and errors, with no memory behind them
+        shape = tuple(fn([np.broadcast_to(np.empty((), _NO_BYTES), t.shape) for t in tensors]).shape)
     except ValueError as err:
         raise ValueError(f"cannot {what} shapes {[t.shape for t in tensors]}: {err}") from None
     payload = None

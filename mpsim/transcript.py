@@ -310,7 +310,7 @@ def independence_problems(runs: dict, leaks=None, randomized: bool = False) -> l
 @contextmanager
 def counted_draws(session, correlation: str):
     """Within the block, every use of dealer correlation ``correlation`` appends to the yielded list how many
-    random draws (``_random`` and ``_permutations``) it made: its components, to enumerate the mutations."""
+    random draws (``_random``, ``_random_shared`` and ``_permutations``) it made: its components, to enumerate the mutations."""
     counts = []
     with _patched(_source(session, correlation), correlation, None, counts):
         yield counts
@@ -340,6 +340,7 @@ def _patched(dealer, correlation: str, component, counts):
     method = getattr(dealer, correlation)
     random = dealer._random
     permutations = getattr(dealer, "_permutations", None)
+    random_shared = getattr(dealer, "_random_shared", None)
 
     def mutated(*args, **kwargs):
         draws = itertools.count()
@@ -356,16 +357,30 @@ def _patched(dealer, correlation: str, component, counts):
             out = permutations(rows, n)
             return np.broadcast_to(np.arange(n), out.shape).copy() if hit() else out
 
+        def zeroed_random_shared(shape, kind="A"):
+            shares, value = random_shared(shape, kind)  # drawn anyway, as above
+            if value is None or not hit():
+                return shares, value
+            shares = shares.copy()  # shares of zero: party 0's share cancels the others'
+            if kind == "A":
+                shares[0, ...] = dealer.ring.reduce(shares[0, ...] - value)
+            else:
+                shares[0, ...] ^= value
+            return shares, np.zeros_like(value)
+
         # A correlation made from others (an ABY3 edaBit draws zero sharings) nests these patches: each
         # restores what it found, so the draws of an inner correlation count as the inner one's.
-        outer = {name: dealer.__dict__[name] for name in ("_random", "_permutations") if name in dealer.__dict__}
+        names = ("_random", "_permutations", "_random_shared")
+        outer = {name: dealer.__dict__[name] for name in names if name in dealer.__dict__}
         dealer._random = zeroed_random
         if permutations is not None:
             dealer._permutations = identity_permutations
+        if random_shared is not None:
+            dealer._random_shared = zeroed_random_shared
         try:
             return method(*args, **kwargs)
         finally:
-            for name in ("_random", "_permutations"):
+            for name in names:
                 if name in outer:
                     setattr(dealer, name, outer[name])
                 elif name in dealer.__dict__:

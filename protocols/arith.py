@@ -5,6 +5,7 @@ These know nothing of fixed point: a product of tensors at scales f1 and f2 come
 """
 from __future__ import annotations
 
+import math
 import numpy as np
 
 from mpsim.session import Unrevealed, check_frac_bits
@@ -143,7 +144,7 @@ def beaver_mul(x: SharedTensor, y: SharedTensor) -> SharedTensor:
     tb = SharedTensor(session, b, y.shape, 0)
     (e, f), depth = session._open("open", [_ring_sub(x, ta), _ring_sub(y, tb)])
     z = session.backend.beaver_combine(c, a, b, e, f)
-    session._work("combine", elems=6 * int(np.prod(shape, dtype=np.int64)))
+    session._work("combine", elems=6 * int(math.prod(shape)))
     return SharedTensor(session, z, shape, x.frac + y.frac, depth)
 
 

@@ -106,8 +106,9 @@ def and_gates(pairs, gates) -> list[SharedTensor]:
             raise ValueError(f"AND operands must have one shape, got {x.shape} and {y.shape}")
         a, b, c = session.dealer.and_triple(x.shape, g)
         triples.append((a, b, c))
-        ea = xor(x, _bool(session, a, x.shape, 0, x.width))
-        fb = xor(y, _bool(session, b, y.shape, 0, y.width))
+        # e = x ^ a and f = y ^ b, share by share (the masks are fresh: no depth, no broadcasting)
+        ea = _bool(session, session.backend.map(np.bitwise_xor, x.payload, a), x.shape, x.depth, x.width)
+        fb = _bool(session, session.backend.map(np.bitwise_xor, y.payload, b), y.shape, y.depth, y.width)
         openings += [ea, fb]
     opened, depth = session._open("open_and", openings, widths=[g for g in gates for _ in (0, 1)])
     session._work("and_combine", elems=6 * sum(x.size for x, _ in pairs))

@@ -6,6 +6,7 @@ x - y, so it is correct when |x - y| < 2^(K-1) as ring integers, i.e. |x - y| < 
 """
 from __future__ import annotations
 
+import math
 import numpy as np
 
 from mpsim.tensor import SharedTensor, _numel
@@ -279,7 +280,7 @@ def select(b: SharedTensor, y: SharedTensor) -> SharedTensor:
     masked_y = y._like(None if y.payload is None else session.backend.map(lambda u, v: u - v, y.payload, a),
                        y.shape, frac=0)
     (c, e), depth = session._open("open", [masked_bit, masked_y])
-    session._work("select_combine", elems=6 * int(np.prod(shape, dtype=np.int64)))
+    session._work("select_combine", elems=6 * int(math.prod(shape)))
     if c is None:
         return SharedTensor(session, None, shape, y.frac, depth)
     ring = session.ring

@@ -8,6 +8,7 @@ sums of the parts (ring protocol + ``truncate``), which the tests check.
 """
 from __future__ import annotations
 
+import math
 import numpy as np
 
 from mpsim import kernels
@@ -95,7 +96,7 @@ def matmul_public(x: SharedTensor, value: np.ndarray, public_on_left: bool) -> S
     if len(right.shape) == 1:
         squeeze.append(-1)
     shape = matmul_shapes(lshape, rshape)
-    session._work("local_matmul", macs=int(np.prod(shape, dtype=np.int64)) * lshape[-1])
+    session._work("local_matmul", macs=int(math.prod(shape)) * lshape[-1])
     payload = None
     if session.backend.has_data:
         xs = x.payload.reshape((x.payload.shape[0],) + (lshape if not public_on_left else rshape))

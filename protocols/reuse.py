@@ -24,6 +24,7 @@ K(N-1)(|X_t| + |W|)).
 """
 from __future__ import annotations
 
+import math
 import numpy as np
 
 from mpsim import kernels
@@ -56,7 +57,7 @@ class MaskedOperand:
 
     @property
     def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
+        return int(math.prod(self.shape))
 
     def __repr__(self) -> str:
         return f"MaskedOperand(shape={self.shape}, frac={self.frac})"
@@ -225,8 +226,8 @@ def matmul_reused(x: SharedTensor, operand: MaskedOperand) -> SharedTensor:
     a, c = session.dealer.reuse_triple(x2.shape, operand.dealer_mask, shape)
     (e,), depth = session._open("open", [_ring_sub(x2, SharedTensor(session, a, x2.shape, 0))])
     z = session.backend.matmul_combine(c, a, operand.mask_shares, e, operand.opened)
-    session._work("combine", macs=3 * int(np.prod(shape, dtype=np.int64)) * x2.shape[-1],
-                  elems=3 * int(np.prod(shape, dtype=np.int64)))
+    session._work("combine", macs=3 * int(math.prod(shape)) * x2.shape[-1],
+                  elems=3 * int(math.prod(shape)))
     out = SharedTensor(session, z, shape, x.frac + operand.frac, max(depth, operand.depth),
                        calls=session.channel.frontier(depth) | operand.calls)
     return out.squeeze(squeeze) if squeeze else out

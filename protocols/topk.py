@@ -758,7 +758,7 @@ def _resolve(x: SharedTensor, k: int, axis: int, method: str):
     shape = np.moveaxis(np.broadcast_to(np.empty((), dtype=bool), x.shape), axis, -1).shape  # no data
     lead, n = shape[:-1], shape[-1]
     _check_k(k, n)
-    rows = int(np.prod(lead, dtype=np.int64))
+    rows = int(math.prod(lead))
     if method == "auto" and x.session.scheme.name == "fss":
         # one-round comparisons: the batches are the rounds, so the fewest batches (bench_protocols)
         method = "pivots"

@@ -22,6 +22,7 @@ ledger has no offline rounds), with every step's rows for the watchers.
 """
 from __future__ import annotations
 
+import math
 import numpy as np
 
 from mpsim import kernels
@@ -59,7 +60,7 @@ def _reshares(channel, op, bits, contents):
 def edabit(keys, shape):
     """An edaBit: (replicated arithmetic payload of r, replicated XOR payload of r's K-bit word)."""
     shape = tuple(shape)
-    K, n = keys.ring.bits, int(np.prod(shape, dtype=np.int64))
+    K, n = keys.ring.bits, int(math.prod(shape))
     op, bits = "edabit", edabit_offline_bits(K) * n
     rho = keys._random((PARTIES,) + shape)
     if rho is None:
@@ -98,7 +99,7 @@ def edabit(keys, shape):
 def dabit(keys, shape):
     """A daBit: (replicated arithmetic payload of r in {0, 1}, replicated XOR payload of r)."""
     shape = tuple(shape)
-    n = int(np.prod(shape, dtype=np.int64))
+    n = int(math.prod(shape))
     K, ring = keys.ring.bits, keys.ring
     rho = keys._random((PARTIES,) + shape)
     if rho is None:

@@ -15,6 +15,7 @@ one mask at a time (``mpsim.transcript.disabled_mask``) and check that the trans
 """
 from __future__ import annotations
 
+import math
 import numpy as np
 
 from mpsim import kernels
@@ -105,7 +106,7 @@ class Keys:
         message is padded by a mask its receiver lacks.
         """
         shape = tuple(shape)
-        n = int(np.prod(shape, dtype=np.int64))
+        n = int(math.prod(shape))
         bits = self.ring.bits * size * n
         sends_w = [(1, 2, bits)]
         sends_s = [(0, 2, bits), (2, 0, bits)]

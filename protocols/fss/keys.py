@@ -9,6 +9,7 @@ included, is charged to every party.
 """
 from __future__ import annotations
 
+import math
 import numpy as np
 
 from mpsim import fss
@@ -16,7 +17,7 @@ from mpsim.ledger import DEALER, OFFLINE
 
 
 def _numel(shape) -> int:
-    return int(np.prod(shape, dtype=np.int64))
+    return int(math.prod(shape))
 
 
 class FssKeys:
@@ -44,6 +45,10 @@ class FssKeys:
         """Uniform ring values of ``shape`` (zeros under the ideal backend, None under count)."""
         return self.backend.uniform(tuple(shape))
 
+    def _random_shared(self, shape, kind: str = "A"):
+        """A uniform input mask drawn directly in share form, from the parties' seeds (``Backend.random_shared``)."""
+        return self.backend.random_shared(tuple(shape), kind)
+
     def _ship(self, op: str, bits_each: int, bits_first: int, units: int, dims: tuple) -> None:
         """Record ``bits_each`` bits to every party, and ``bits_first`` more to party 0 (a correction word):
         ``units`` keys of kind ``op`` with parameters ``dims`` = (family, input bits, output bits, outputs),
@@ -57,15 +62,15 @@ class FssKeys:
         """The shared part of ``msb_key`` and ``gate_key``: ship the keys and the corrections, draw r and the
         root seeds, and make DCF keys for 1{y < r mod 2^(K-1)} on K - 1 input bits with payload
         ``payload_of(r, r_(K-1))`` in Z_2^out_bits (d > 1: a vector, (elements, d)). Returns
-        (r, r_(K-1), keys), or (None, None, None) under count and (r's one row, None, None) under ideal (r = 0:
-        the protocols compute the function)."""
+        (r's shares, r, r_(K-1), keys), or (None, None, None, None) under count and (r's one row of zeros, None,
+        None, None) under ideal (r = 0: the protocols compute the function)."""
         shape = tuple(shape)
         K, n = self.ring.bits, _numel(shape)
-        r = self._random(shape)
+        r_shares, r = self._random_shared(shape)
         seeds = self._random((2, n, 2))
         self._ship(op, fss.dcf_key_bits(K - 1, out_bits, d=d) * n, first_bits * n, n, ("dcf", K - 1, out_bits, d))
         if r is None or self.backend.rows == 1:
-            return (None, None, None) if r is None else (r[None].copy(), None, None)
+            return r_shares, None, None, None
         low = np.uint64((1 << (K - 1)) - 1)
         flat = r.reshape(-1)
         top = np.right_shift(flat, np.uint64(K - 1))
@@ -75,7 +80,7 @@ class FssKeys:
         keys = fss.gen("dcf", np.bitwise_and(flat, low), payload, K - 1, out_bits, _Seeds(seeds))
         for callback in list(self._watchers):
             callback(f"{op} seeds", keys.seed.reshape(2, -1), "A", None)
-        return r, top.reshape(shape), keys
+        return r_shares, r, top.reshape(shape), keys
 
     def msb_key(self, shape):
         """For msb(x) by one masked opening: additive shares of a uniform r, XOR shares of its top bit, and
@@ -84,10 +89,10 @@ class FssKeys:
         Offline per element: the DCF key (``fss.dcf_key_bits(K - 1, 1)`` bits) to each party, and the top
         bit's correction (1 bit) to party 0. Returns (r shares, top-bit shares, keys or None).
         """
-        r, top, keys = self._borrow_key("msb_key", shape, 1, 1, lambda r, top: np.uint64(1))
+        r_shares, r, top, keys = self._borrow_key("msb_key", shape, 1, 1, lambda r, top: np.uint64(1))
         if keys is None:
-            return r, None, None
-        return self.backend.split(r), self.backend.split_xor(top), keys
+            return r_shares, None, None
+        return r_shares, self.backend.split_xor(top), keys
 
     def gate_key(self, shape):
         """For a spline gate (``protocols.fss.gate``): additive shares of a uniform r, of its top bit r_(K-1)
@@ -104,10 +109,10 @@ class FssKeys:
             sign = ring.reduce(np.uint64(1) - np.uint64(2) * top)
             return np.stack([sign, ring.reduce(sign * r)], axis=-1)
 
-        r, top, keys = self._borrow_key("gate_key", shape, ring.bits, 2 * ring.bits, payload, d=2)
+        r_shares, r, top, keys = self._borrow_key("gate_key", shape, ring.bits, 2 * ring.bits, payload, d=2)
         if keys is None:
-            return r, None, None, None
-        return self.backend.split(r), self.backend.split(top), self.backend.split(ring.reduce(top * r)), keys
+            return r_shares, None, None, None
+        return r_shares, self.backend.split(top), self.backend.split(ring.reduce(top * r)), keys
 
     def onehot_key(self, shape, size: int):
         """For a one-hot over ``size`` (a power of two >= 2) positions: per index a uniform r in [0, size)
@@ -146,10 +151,10 @@ class FssKeys:
         shape = tuple(shape)
         K, n = self.ring.bits, _numel(shape)
         self._ship("trunc_key", fss.dcf_key_bits(K - 2, K) * n, 2 * K * n, n, ("dcf", K - 2, K, 1))
-        r = self._random(shape)
+        r_shares, r = self._random_shared(shape)
         seeds = self._random((2, n, 2))
         if r is None or self.backend.rows == 1:
-            return (None if r is None else r[None].copy()), None, None, None
+            return r_shares, None, None, None
         flat = r.reshape(-1)
         low = np.bitwise_and(flat, np.uint64((1 << shift) - 1))
         alpha = np.left_shift(low, np.uint64(K - 2 - shift))
@@ -158,7 +163,7 @@ class FssKeys:
             callback("trunc_key seeds", keys.seed.reshape(2, -1), "A", None)
         high = np.right_shift(r, np.uint64(shift))
         top = np.right_shift(r, np.uint64(K - 1))
-        return self.backend.split(r), self.backend.split(high), self.backend.split(top), keys
+        return r_shares, self.backend.split(high), self.backend.split(top), keys
 
 
 class _Seeds:
