@@ -1,9 +1,9 @@
 """Correlated randomness drawn directly in share form (issue 16): how many PRG words each draw takes.
 
 A dealer that seeds every party draws a purely random component as N seeded shares (its value is their sum)
-and a derived one as N - 1 seeded shares plus one correction: a Beaver triple over n elements is
-(3N - 1) n words, not the 4N n + 2n of drawing values and splitting them. The offline ledger does not
-change (``tests/test_inventory.py`` prices it); these tests pin the draws and the shares' sums.
+and a derived one as N - 1 seeded shares plus one correction: a Beaver triple over n elements is (3N - 1) n
+words, not the (3N + 2) n of drawing the values and splitting each into N fresh rows. The offline ledger
+does not change (``tests/test_inventory.py`` prices it); these tests pin the draws and the shares' sums.
 """
 from __future__ import annotations
 
