@@ -22,6 +22,7 @@ scheme's business (its openings send each party only the row it lacks); the back
 """
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -58,10 +59,16 @@ class PRG:
 
     def fill(self, out: np.ndarray) -> None:
         """Overwrite the C-contiguous uint64 array ``out`` with the next ``out.size`` words of the stream."""
-        if self.counter + out.size > _STREAM_WORDS:
+        kernels.fill_stream(out, self._keys, self.take(out.size))
+
+    def take(self, words: int) -> int:
+        """Reserve the next ``words`` words of the stream for a kernel that draws them itself; returns the
+        counter of the first."""
+        start = self.counter
+        if start + words > _STREAM_WORDS:
             raise OverflowError("this PRG's 2^64-word stream is used up")
-        kernels.fill_stream(out, self._keys, self.counter)
-        self.counter += out.size
+        self.counter += words
+        return start
 
 
 class Backend:
@@ -98,6 +105,12 @@ class Backend:
         of a uniform bit). Zeros under the ideal backend (its all-zero correlations), (None, None) under
         count. A derived component (c = a * b) is then one ``split``: N - 1 seeded shares and a correction."""
         raise NotImplementedError
+
+    def fused_triple(self, shape, kind: str = "A"):
+        """An elementwise triple (a, b, c = a * b; kind "B": c = a & b, XOR shares) in share form, drawn in
+        one pass: word for word what two ``random_shared`` draws and a ``split`` of c give. None where the
+        backend has no fused form (the dealer composes the draws)."""
+        return None
 
     def open(self, payload):
         """The ring value behind a payload (the sum of its shares)."""
@@ -195,6 +208,13 @@ class ShareBackend(Backend):
     def split(self, values, owner: int = 0):
         return self._seeded_rows(values, owner, self._subtract_others)
 
+    def fused_triple(self, shape, kind: str = "A"):
+        shape = tuple(shape)
+        rows, n = self.parties, int(math.prod(shape))
+        start = self.prg.take((3 * rows - 1) * n)
+        a, b, c = kernels.triple_from_stream(rows, n, self.prg._keys, start, int(self.ring.mask), kind == "B")
+        return tuple(x.reshape((rows,) + shape) for x in (a, b, c))
+
     def _subtract_others(self, values, shares, others, out):
         kernels.ring_sub(values, shares[others[0], ...], out=out)
         for p in others[1:]:
@@ -285,7 +305,11 @@ class ShareBackend(Backend):
             return x.reshape(head + (1,) * (nb - batch) + x.shape[party_axis:])
 
         out = kernels.ring_add(c, kernels.ring_matmul(lead(e, 0), lead(b, 1)))
-        kernels.ring_add(out, kernels.ring_matmul(lead(a, 1), lead(f, 0)), out=out)
+        if f.ndim == 2:  # one F for every party and batch: their A rows stacked, so F is read once, not R times
+            a_f = kernels.ring_matmul(np.ascontiguousarray(a).reshape(-1, a.shape[-1]), f).reshape(out.shape)
+        else:
+            a_f = kernels.ring_matmul(lead(a, 1), lead(f, 0))
+        kernels.ring_add(out, a_f, out=out)
         return self.ring.reduce(out)
 
     def replicated_cross(self, x, y, product, add=kernels.ring_add):

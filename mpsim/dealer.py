@@ -62,9 +62,10 @@ class Dealer:
     def _has_data(self) -> bool:
         return self.backend.has_data
 
-    # Every random component of every correlation is drawn by one of these three methods, so a test can
-    # disable one mask at a time (``mpsim.transcript.disabled_mask``) and check that the transcript tests
-    # notice; nothing else in the dealer draws randomness.
+    # Every random component of every correlation is drawn by one of these three methods (or by ``_triple``'s
+    # one pass, which equals two ``_random_shared`` draws word for word), so a test can disable one mask at a
+    # time (``mpsim.transcript.disabled_mask``) and check that the transcript tests notice; nothing else in
+    # the dealer draws randomness.
     def _random(self, shape):
         """Uniform ring values of ``shape`` (zeros under the ideal backend, None under count)."""
         return self.backend.uniform(shape)
@@ -73,6 +74,22 @@ class Dealer:
         """A uniform component drawn directly in share form, each party's share from its seed with the dealer
         (``Backend.random_shared``): (shares, the value the dealer knows). Free offline, as every seeded part."""
         return self.backend.random_shared(tuple(shape), kind)
+
+    def _triple(self, shape, kind: str):
+        """Shares of a and b (``_random_shared``) and of c = a * b (kind "A") or a & b (kind "B"), a derived
+        component. The share backend draws all three in one pass (``Backend.fused_triple``, word for word the
+        same shares: tests/test_share_draws.py); while a test patches ``_random_shared`` to zero or count the
+        draws (``mpsim.transcript``), the draws are composed so that each can be zeroed."""
+        fused = None if "_random_shared" in self.__dict__ else self.backend.fused_triple(shape, kind)
+        if fused is not None:
+            return fused
+        a_shares, a = self._random_shared(shape, kind)
+        b_shares, b = self._random_shared(shape, kind)
+        if not self._has_data():
+            return a_shares, b_shares, None
+        if kind == "A":
+            return a_shares, b_shares, self.backend.split(self.ring.reduce(kernels.ring_mul(a, b)))
+        return a_shares, b_shares, self.backend.split_xor(np.bitwise_and(a, b))
 
     def _permutations(self, rows: int, n: int) -> np.ndarray:
         """``rows`` independent uniform permutations of range(n), from the dealer's own seeded stream."""
@@ -91,6 +108,8 @@ class Dealer:
         """
         out_shape = np.broadcast_shapes(tuple(shape_a), tuple(shape_b))
         self._charge("beaver_triple", _numel(out_shape), _numel(out_shape))
+        if tuple(shape_a) == tuple(shape_b):
+            return self._triple(shape_a, "A")
         a_shares, a = self._random_shared(shape_a)
         b_shares, b = self._random_shared(shape_b)
         c = self.ring.reduce(kernels.ring_mul(a, b)) if self._has_data() else None
@@ -158,10 +177,7 @@ class Dealer:
         correction: offline ``gates * numel`` bits (a and b are seeded).
         """
         self._charge_bits("and_triple", gates * _numel(shape), gates * _numel(shape))  # one per AND gate
-        a_shares, a = self._random_shared(shape, "B")
-        b_shares, b = self._random_shared(shape, "B")
-        c = np.bitwise_and(a, b) if self._has_data() else None
-        return a_shares, b_shares, self.backend.split_xor(c)
+        return self._triple(shape, "B")
 
     def edabit(self, shape):
         """A uniform r in Z_2^K shared both arithmetically and bitwise (XOR shares of its K-bit word).

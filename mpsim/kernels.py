@@ -876,19 +876,22 @@ def _ew_mul(x, y, out, mode):  # pragma: no cover - compiled
 
 
 def _same_view(u: np.ndarray, v: np.ndarray) -> bool:
-    return (u.__array_interface__["data"][0] == v.__array_interface__["data"][0]
-            and u.strides == v.strides and u.shape == v.shape)
+    if u is v:
+        return True
+    # may_share_memory is a bounds check in C: most operand pairs leave here, before any pointer is read
+    return (u.shape == v.shape and u.strides == v.strides and np.may_share_memory(u, v)
+            and u.__array_interface__["data"][0] == v.__array_interface__["data"][0])
 
 
 def _elementwise(kernel, npfunc, x, y, out):
     x = _check_u64("x", x)
     y = _as_u64_operand("y", y)
-    shape = np.broadcast_shapes(x.shape, np.shape(y))
+    y_is_scalar = not isinstance(y, np.ndarray)
+    shape = x.shape if y_is_scalar or y.shape == x.shape else np.broadcast_shapes(x.shape, y.shape)
     if out is not None:
         _check_u64("out", out)
         if out.shape != shape:
             raise ValueError(f"out has shape {out.shape}, expected {shape}")
-    y_is_scalar = not isinstance(y, np.ndarray)
     fast = (
         x.shape == shape
         and x.flags.c_contiguous
@@ -1025,8 +1028,78 @@ def fill_stream(out: np.ndarray, keys: tuple, counter: int) -> None:
         kernel(out.reshape(-1), keys[0], keys[1], np.uint64(counter))
 
 
+@nb.njit(parallel=True, cache=True)
+def _triple_fill(a, b, c, k1, k2, counter, mask, boolean):  # pragma: no cover - compiled
+    """Rows a[p], b[p] (R, n) and c[1:] from the stream at counter + (p, R + p, 2R + p - 1) n + j, masked;
+    c[0] = (sum a)(sum b) - sum c[1:] (boolean: XORs and AND). Block-parallel over j; each inner loop runs
+    along one contiguous row, so it vectorises."""
+    R = a.shape[0]
+    n = a.shape[1]
+    g = np.uint64(0x9E3779B97F4A7C15)
+    blk = 2048
+    nblk = (n + blk - 1) // blk
+    for t in prange(nblk):
+        j0 = t * blk
+        j1 = min(j0 + blk, n)
+        sa = np.zeros(j1 - j0, dtype=np.uint64)
+        sb = np.zeros(j1 - j0, dtype=np.uint64)
+        for p in range(R):
+            for q in range(2):
+                row = a[p] if q == 0 else b[p]
+                acc = sa if q == 0 else sb
+                base = counter + np.uint64((q * R + p) * n + j0)
+                if boolean:
+                    for j in range(j1 - j0):
+                        x = _mix64(_mix64((base + np.uint64(j)) * g + k1) ^ k2) & mask
+                        row[j0 + j] = x
+                        acc[j] ^= x
+                else:
+                    for j in range(j1 - j0):
+                        x = _mix64(_mix64((base + np.uint64(j)) * g + k1) ^ k2) & mask
+                        row[j0 + j] = x
+                        acc[j] += x
+        if boolean:
+            for j in range(j1 - j0):
+                sa[j] &= sb[j]
+        else:
+            for j in range(j1 - j0):
+                sa[j] *= sb[j]
+        for p in range(1, R):
+            row = c[p]
+            base = counter + np.uint64((2 * R + p - 1) * n + j0)
+            if boolean:
+                for j in range(j1 - j0):
+                    z = _mix64(_mix64((base + np.uint64(j)) * g + k1) ^ k2) & mask
+                    row[j0 + j] = z
+                    sa[j] ^= z
+            else:
+                for j in range(j1 - j0):
+                    z = _mix64(_mix64((base + np.uint64(j)) * g + k1) ^ k2) & mask
+                    row[j0 + j] = z
+                    sa[j] -= z
+        row = c[0]
+        for j in range(j1 - j0):
+            row[j0 + j] = sa[j] & mask
+
+
+def triple_from_stream(rows: int, n: int, keys: tuple, counter: int, mask: int, boolean: bool):
+    """An elementwise triple in share form over ``rows`` parties and ``n`` elements, in one pass from the
+    stream of ``keys``: a and b (rows, n) uniform shares (words counter + p n + j and counter + (rows + p) n
+    + j), c's rows 1.. from the next (rows - 1) n words and c's row 0 the correction making sum c = (sum a)
+    (sum b) mod 2^64, every word masked by ``mask`` (XOR and AND when ``boolean``). Word for word what
+    drawing a and b as shares, multiplying their values and sharing c with rows 1.. from the stream gives;
+    it uses 3 rows - 1 words of the stream per element."""
+    a = np.empty((rows, n), dtype=np.uint64)
+    b = np.empty((rows, n), dtype=np.uint64)
+    c = np.empty((rows, n), dtype=np.uint64)
+    if n:
+        kernel = _triple_fill if rows * n >= serial_below("prg") else _SERIAL[_triple_fill]
+        kernel(a, b, c, keys[0], keys[1], np.uint64(counter), np.uint64(mask), bool(boolean))
+    return a, b, c
+
+
 # The kernels with a serial twin, and how the crossover of each family is probed.
-_SERIAL = {k: _serial_twin(k) for k in (_ew_add, _ew_sub, _ew_mul, _beaver, _prg_fill, _transpose)}
+_SERIAL = {k: _serial_twin(k) for k in (_ew_add, _ew_sub, _ew_mul, _beaver, _prg_fill, _transpose, _triple_fill)}
 
 
 def _probe_elementwise():

@@ -82,3 +82,33 @@ def test_the_matmul_combine_folds_e_f_into_party_0s_products(parties, shapes):
     x, y = (rng.integers(-50, 50, size=shape) for shape in shapes)
     z = s.input(x, frac_bits=0) @ s.input(y, frac_bits=0)
     assert np.array_equal(s.reveal(z), x @ y)
+
+
+def _composed_triple(session, shape, kind):
+    """What the dealer's fused triple must equal: two share-form draws and a split of their product."""
+    a_shares, a = session.dealer._random_shared(shape, kind)
+    b_shares, b = session.dealer._random_shared(shape, kind)
+    if kind == "A":
+        return a_shares, b_shares, session.backend.split(session.ring.reduce(a * b))
+    return a_shares, b_shares, session.backend.split_xor(a & b)
+
+
+@pytest.mark.parametrize("parties,ring_bits", [(2, 64), (3, 64), (2, 32), (4, 32)])
+@pytest.mark.parametrize("kind", ["A", "B"])
+@pytest.mark.parametrize("shape", [(5, 7), (1,), (3000,)])
+def test_the_fused_triple_is_the_composed_one_word_for_word(parties, ring_bits, kind, shape):
+    """The mutation tests zero the composed draws (``_random_shared``), so the fused pass that the share
+    backend takes otherwise must produce the very same shares, and leave the stream at the same place."""
+    fused, composed = (Session(parties=parties, ring_bits=ring_bits, seed=11) for _ in range(2))
+    fused.prg.uniform((3,))  # start off a round counter
+    composed.prg.uniform((3,))
+    got = fused.dealer.beaver_triple(shape, shape) if kind == "A" else fused.dealer.and_triple(shape, 1)
+    want = _composed_triple(composed, shape, kind)
+    for g, w in zip(got, want):
+        assert g.shape == w.shape and np.array_equal(g, w)
+    assert fused.prg.counter == composed.prg.counter
+    a, b, c = got
+    if kind == "A":
+        assert np.array_equal(fused.backend.open(c), fused.ring.reduce(fused.backend.open(a) * fused.backend.open(b)))
+    else:
+        assert np.array_equal(fused.backend.open_xor(c), fused.backend.open_xor(a) & fused.backend.open_xor(b))
