@@ -166,7 +166,8 @@ class Backend:
         raise NotImplementedError
 
     def beaver_combine(self, c, a, b, e, f):
-        """z = c + e*b + f*a + e*f (the last term added by party 0 only); e, f public."""
+        """z = c + e*b + f*a + e*f (the last term added by party 0 only); e, f public. ``c`` is a fresh
+        correlation used once, and may be overwritten by the result."""
         raise NotImplementedError
 
     def matmul_combine(self, c, a, b, e, f):
@@ -256,7 +257,9 @@ class ShareBackend(Backend):
         return self.ring.reduce(out)
 
     def beaver_combine(self, c, a, b, e, f):
-        return self.ring.reduce(kernels.beaver_combine(c, a, b, e, f))
+        # into c's own buffer: a fresh output array would spend as long on first-touch page faults as the
+        # combine itself (measured at 2^24 elements: 0.44x a copy's bandwidth fresh, 0.83x in place)
+        return self.ring.reduce(kernels.beaver_combine(c, a, b, e, f, out=c if c.flags.writeable else None))
 
     def shuffle_messages(self, payload, a):
         return self.ring.reduce(payload + a)  # a is zero in the permuter's row
