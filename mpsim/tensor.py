@@ -205,27 +205,45 @@ class SharedTensor:
             raise ValueError("cannot combine tensors of two different sessions")
 
     # -- shape operations (local, free) ----------------------------------------------------------------------
+    def _whole_payload_view(self, shape, fn) -> "SharedTensor":
+        """``_view`` for an operation that acts on the stacked payload as it does on each row (a reshape, basic
+        indexing): one numpy call instead of one per party and a stack."""
+        payload = None
+        if self.session.backend.has_data:
+            payload = np.ascontiguousarray(fn(self.payload))
+        return self._like(payload, shape)
+
     def __getitem__(self, index) -> "SharedTensor":
         if isinstance(index, SharedTensor):
             raise TypeError("indexing by a secret needs an oblivious selection protocol (protocols.gather)")
+        parts = index if isinstance(index, tuple) else (index,)
+        if all(part is Ellipsis or isinstance(part, slice)
+               or (isinstance(part, (int, np.integer)) and not isinstance(part, (bool, np.bool_))) for part in parts):
+            # basic indexing: the same on the stacked payload behind a leading full slice
+            shape = _shape_after(self.shape, lambda a: a[index])
+            return self._whole_payload_view(shape, lambda p: p[(slice(None),) + parts])
         return self._view(lambda a: a[index])
 
     def reshape(self, *shape) -> "SharedTensor":
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
-        return self._view(lambda a: a.reshape(shape))
+        new = _shape_after(self.shape, lambda a: a.reshape(shape))  # numpy's rules and errors
+        return self._whole_payload_view(new, lambda p: np.ascontiguousarray(p).reshape(p.shape[:1] + new))
 
     def transpose(self, *axes) -> "SharedTensor":
         if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
             axes = tuple(axes[0])
-        return self._view(lambda a: a.transpose(*axes) if axes else a.transpose())
+        shape = _shape_after(self.shape, lambda a: a.transpose(*axes) if axes else a.transpose())  # checks axes
+        order = [int(a) % self.ndim for a in axes] if axes else list(range(self.ndim))[::-1]
+        return self._whole_payload_view(shape, lambda p: p.transpose([0] + [a + 1 for a in order]))
 
     @property
     def T(self) -> "SharedTensor":
         return self.transpose()
 
     def swapaxes(self, a1: int, a2: int) -> "SharedTensor":
-        return self._view(lambda a: a.swapaxes(a1, a2))
+        shape = _shape_after(self.shape, lambda a: a.swapaxes(a1, a2))  # checks the axes
+        return self._whole_payload_view(shape, lambda p: p.swapaxes(int(a1) % self.ndim + 1, int(a2) % self.ndim + 1))
 
     def moveaxis(self, source, destination) -> "SharedTensor":
         return self._view(lambda a: np.moveaxis(a, source, destination))

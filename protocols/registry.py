@@ -380,9 +380,6 @@ def check_operands(entry: Protocol, session, signature: inspect.Signature, args,
             if operand.session is not session:
                 raise OperandError(f"{entry.name}: cannot combine tensors of two different sessions "
                                  f"({_describe(session)}; {_describe(operand.session)})")
-    if not entry.kinds and all(getattr(operand, "kind", "A") == "A"
-                               for value in list(args) + list(kwargs.values()) for operand in _shared_operands(value)):
-        return  # every parameter takes arithmetic sharings and every operand is one: nothing to bind
     try:
         bound = signature.bind(*args, **kwargs)
     except TypeError as error:
