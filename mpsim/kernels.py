@@ -1028,6 +1028,20 @@ def fill_stream(out: np.ndarray, keys: tuple, counter: int) -> None:
         kernel(out.reshape(-1), keys[0], keys[1], np.uint64(counter))
 
 
+@nb.njit(inline="always")
+def _draw_row(row, acc, base, j0, width, g, k1, k2, mask, combine):  # pragma: no cover - compiled
+    """row[j0 + j] = stream word base + j (masked), folded into acc[j] by combine: 0 XOR, 1 add, 2 subtract."""
+    for j in range(width):
+        x = _mix64(_mix64((base + np.uint64(j)) * g + k1) ^ k2) & mask
+        row[j0 + j] = x
+        if combine == 0:
+            acc[j] ^= x
+        elif combine == 1:
+            acc[j] += x
+        else:
+            acc[j] -= x
+
+
 @nb.njit(parallel=True, cache=True)
 def _triple_fill(a, b, c, k1, k2, counter, mask, boolean):  # pragma: no cover - compiled
     """Rows a[p], b[p] (R, n) and c[1:] from the stream at counter + (p, R + p, 2R + p - 1) n + j, masked;
@@ -1038,47 +1052,26 @@ def _triple_fill(a, b, c, k1, k2, counter, mask, boolean):  # pragma: no cover -
     g = np.uint64(0x9E3779B97F4A7C15)
     blk = 2048
     nblk = (n + blk - 1) // blk
+    fold = 0 if boolean else 1
+    unfold = 0 if boolean else 2
     for t in prange(nblk):
         j0 = t * blk
-        j1 = min(j0 + blk, n)
-        sa = np.zeros(j1 - j0, dtype=np.uint64)
-        sb = np.zeros(j1 - j0, dtype=np.uint64)
+        width = min(j0 + blk, n) - j0
+        sa = np.zeros(width, dtype=np.uint64)
+        sb = np.zeros(width, dtype=np.uint64)
         for p in range(R):
-            for q in range(2):
-                row = a[p] if q == 0 else b[p]
-                acc = sa if q == 0 else sb
-                base = counter + np.uint64((q * R + p) * n + j0)
-                if boolean:
-                    for j in range(j1 - j0):
-                        x = _mix64(_mix64((base + np.uint64(j)) * g + k1) ^ k2) & mask
-                        row[j0 + j] = x
-                        acc[j] ^= x
-                else:
-                    for j in range(j1 - j0):
-                        x = _mix64(_mix64((base + np.uint64(j)) * g + k1) ^ k2) & mask
-                        row[j0 + j] = x
-                        acc[j] += x
+            _draw_row(a[p], sa, counter + np.uint64(p * n + j0), j0, width, g, k1, k2, mask, fold)
+            _draw_row(b[p], sb, counter + np.uint64((R + p) * n + j0), j0, width, g, k1, k2, mask, fold)
         if boolean:
-            for j in range(j1 - j0):
+            for j in range(width):
                 sa[j] &= sb[j]
         else:
-            for j in range(j1 - j0):
+            for j in range(width):
                 sa[j] *= sb[j]
         for p in range(1, R):
-            row = c[p]
-            base = counter + np.uint64((2 * R + p - 1) * n + j0)
-            if boolean:
-                for j in range(j1 - j0):
-                    z = _mix64(_mix64((base + np.uint64(j)) * g + k1) ^ k2) & mask
-                    row[j0 + j] = z
-                    sa[j] ^= z
-            else:
-                for j in range(j1 - j0):
-                    z = _mix64(_mix64((base + np.uint64(j)) * g + k1) ^ k2) & mask
-                    row[j0 + j] = z
-                    sa[j] -= z
+            _draw_row(c[p], sa, counter + np.uint64((2 * R + p - 1) * n + j0), j0, width, g, k1, k2, mask, unfold)
         row = c[0]
-        for j in range(j1 - j0):
+        for j in range(width):
             row[j0 + j] = sa[j] & mask
 
 
