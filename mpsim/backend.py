@@ -48,7 +48,7 @@ class PRG:
             raise TypeError(f"seed must be an integer or None, got {seed!r}")
         # Spread small seeds over the key space so seeds 1 and 2 do not give overlapping streams.
         self.key = int(np.random.SeedSequence(int(seed) % (1 << 128)).generate_state(1, np.uint64)[0])
-        self._keys = kernels.stream_keys(self.key)
+        self.stream_keys = kernels.stream_keys(self.key)  # (k1, k2): for kernels that draw from the stream
         self.counter = 0
 
     def uniform(self, shape) -> np.ndarray:
@@ -59,7 +59,7 @@ class PRG:
 
     def fill(self, out: np.ndarray) -> None:
         """Overwrite the C-contiguous uint64 array ``out`` with the next ``out.size`` words of the stream."""
-        kernels.fill_stream(out, self._keys, self.take(out.size))
+        kernels.fill_stream(out, self.stream_keys, self.take(out.size))
 
     def take(self, words: int) -> int:
         """Reserve the next ``words`` words of the stream for a kernel that draws them itself; returns the
@@ -213,7 +213,7 @@ class ShareBackend(Backend):
         shape = tuple(shape)
         rows, n = self.parties, int(math.prod(shape))
         start = self.prg.take((3 * rows - 1) * n)
-        a, b, c = kernels.triple_from_stream(rows, n, self.prg._keys, start, int(self.ring.mask), kind == "B")
+        a, b, c = kernels.triple_from_stream(rows, n, self.prg.stream_keys, start, int(self.ring.mask), kind == "B")
         return tuple(x.reshape((rows,) + shape) for x in (a, b, c))
 
     def _subtract_others(self, values, shares, others, out):
@@ -223,17 +223,14 @@ class ShareBackend(Backend):
         self.ring.reduce(out)
 
     def random_shared(self, shape, kind: str = "A"):
+        if kind not in ("A", "B", "bit"):
+            raise ValueError(f"kind must be 'A', 'B' or 'bit', got {kind!r}")
         shares = self.ring.reduce(self.prg.uniform((self.parties,) + tuple(shape)))
         if kind == "A":
-            value = kernels.ring_add(shares[0, ...], shares[1, ...])
-            for p in range(2, self.parties):
-                kernels.ring_add(value, shares[p, ...], out=value)
-            return shares, self.ring.reduce(value)
+            return shares, self.open(shares)
         if kind == "bit":
             np.bitwise_and(shares, np.uint64(1), out=shares)
-        elif kind != "B":
-            raise ValueError(f"kind must be 'A', 'B' or 'bit', got {kind!r}")
-        return shares, np.bitwise_xor.reduce(shares, axis=0)
+        return shares, self.open_xor(shares)
 
     def open(self, payload):
         total = payload[0, ...].copy()

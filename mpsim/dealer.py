@@ -75,16 +75,19 @@ class Dealer:
         (``Backend.random_shared``): (shares, the value the dealer knows). Free offline, as every seeded part."""
         return self.backend.random_shared(tuple(shape), kind)
 
-    def _triple(self, shape, kind: str):
-        """Shares of a and b (``_random_shared``) and of c = a * b (kind "A") or a & b (kind "B"), a derived
-        component. The share backend draws all three in one pass (``Backend.fused_triple``, word for word the
-        same shares: tests/test_share_draws.py); while a test patches ``_random_shared`` to zero or count the
-        draws (``mpsim.transcript``), the draws are composed so that each can be zeroed."""
-        fused = None if "_random_shared" in self.__dict__ else self.backend.fused_triple(shape, kind)
+    def _triple(self, shape_a, shape_b, kind: str):
+        """Shares of a and b (``_random_shared``) and of c = a * b (kind "A", numpy broadcasting) or a & b
+        (kind "B"), a derived component. For equal shapes the share backend draws all three in one pass
+        (``Backend.fused_triple``, word for word the same shares: tests/test_share_draws.py); while a test
+        patches ``_random_shared`` to zero or count the draws (``mpsim.transcript``), the draws are composed
+        so that each can be zeroed."""
+        fused = None
+        if tuple(shape_a) == tuple(shape_b) and "_random_shared" not in self.__dict__:
+            fused = self.backend.fused_triple(shape_a, kind)
         if fused is not None:
             return fused
-        a_shares, a = self._random_shared(shape, kind)
-        b_shares, b = self._random_shared(shape, kind)
+        a_shares, a = self._random_shared(shape_a, kind)
+        b_shares, b = self._random_shared(shape_b, kind)
         if not self._has_data():
             return a_shares, b_shares, None
         if kind == "A":
@@ -108,12 +111,7 @@ class Dealer:
         """
         out_shape = np.broadcast_shapes(tuple(shape_a), tuple(shape_b))
         self._charge("beaver_triple", _numel(out_shape), _numel(out_shape))
-        if tuple(shape_a) == tuple(shape_b):
-            return self._triple(shape_a, "A")
-        a_shares, a = self._random_shared(shape_a)
-        b_shares, b = self._random_shared(shape_b)
-        c = self.ring.reduce(kernels.ring_mul(a, b)) if self._has_data() else None
-        return a_shares, b_shares, self.backend.split(c)
+        return self._triple(shape_a, shape_b, "A")
 
     def square_pair(self, shape):
         """Square pair (a, a^2) for x*x (as in CrypTen's ``square`` provider). Offline: K * numel bits."""
@@ -177,7 +175,7 @@ class Dealer:
         correction: offline ``gates * numel`` bits (a and b are seeded).
         """
         self._charge_bits("and_triple", gates * _numel(shape), gates * _numel(shape))  # one per AND gate
-        return self._triple(shape, "B")
+        return self._triple(shape, shape, "B")
 
     def edabit(self, shape):
         """A uniform r in Z_2^K shared both arithmetically and bitwise (XOR shares of its K-bit word).

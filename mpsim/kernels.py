@@ -15,8 +15,8 @@ fixed point: it is arithmetic only.
 
 from __future__ import annotations
 
-import math
 import functools
+import math
 import os
 import time
 import types
