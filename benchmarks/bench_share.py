@@ -103,7 +103,7 @@ from numba.core.dispatcher import Dispatcher  # noqa: E402
 
 import mpsim  # noqa: E402
 import protocols as P  # noqa: E402
-from bench_kernels import environment, interleaved, rnd  # noqa: E402
+from bench_kernels import beaver_bandwidth, environment, interleaved, rnd  # noqa: E402
 from mpsim import kernels as K  # noqa: E402
 
 BACKENDS = ("share", "ideal")
@@ -313,22 +313,8 @@ def bench_beaver(quick: bool) -> None:
     rng = np.random.default_rng(2)
     print(f"\n== fused Beaver combine vs a copy (n = 2^{n.bit_length() - 1}, (2, n) shares; GB/s = bytes read "
           "+ written / s)", flush=True)
-    c, a, b = rnd(rng, R, n), rnd(rng, R, n), rnd(rng, R, n)
-    e, f = rnd(rng, n), rnd(rng, n)
-    out = np.empty((R, n), np.uint64)
-    nbytes = 8 * (3 * R * n + 2 * n + R * n)
-    src = rnd(rng, nbytes // 16)  # read + written: the same byte count as the combine
-    dst = np.empty_like(src)
-    t = interleaved({
-        "copy": lambda: np.copyto(dst, src),
-        "beaver_c": lambda: K.beaver_combine(c, a, b, e, f, out=c),
-        "beaver": lambda: K.beaver_combine(c, a, b, e, f),
-        "beaver_out": lambda: K.beaver_combine(c, a, b, e, f, out=out),
-    }, reps)
-    copy = 2 * src.nbytes / t["copy"] / 1e9
-    in_c = nbytes / t["beaver_c"] / 1e9
-    fresh = nbytes / t["beaver"] / 1e9
-    pre = nbytes / t["beaver_out"] / 1e9
+    gbs = beaver_bandwidth(rng, R, n, reps)
+    copy, in_c, fresh, pre = gbs["copy"], gbs["in_c"], gbs["fresh"], gbs["out"]
     print(f"numpy copy (np.copyto)               {copy:6.1f} GB/s")
     print(f"beaver_combine(out=c)                {in_c:6.1f} GB/s  ({in_c / copy:4.2f}x copy; as the backend calls it)")
     print(f"beaver_combine (fresh output)        {fresh:6.1f} GB/s  ({fresh / copy:4.2f}x copy; context)")
