@@ -93,14 +93,16 @@ def share_weights(session: Session, model: ModelConfig, rng, reuse: bool, attent
     return weights
 
 
-def layer_cache(session: Session, policy: KVPolicy, layer: int, keys, values, reuse: bool, queries=None) -> LayerKV:
+def layer_cache(session: Session, policy: KVPolicy, layer: int, keys, values, reuse: bool, queries=None,
+                step: dict | None = None) -> LayerKV:
     """A layer's cache from its secret keys and values (kv_heads, T, d), masked once when ``reuse``, with the
-    prompt's last queries the policy asks for (``KVPolicy.prompt_queries``), then the policy's prefill step."""
+    prompt's last queries the policy asks for (``KVPolicy.prompt_queries``), then the policy's prefill step
+    (``step``: the dict shared by the layers of this prefill)."""
     T = keys.shape[1]
     kv = LayerKV(keys=_operand(session, keys, reuse), values=_operand(session, values, reuse), positions=np.arange(T, dtype=np.int32 if T < 2**31 else np.int64))
     if queries is not None:
         kv.state["prompt_queries"] = queries
-    return policy.prefill(session, layer, kv)
+    return policy.prefill(session, layer, kv, step)
 
 
 def prepare(session: Session, model: ModelConfig, seq_len: int, policy: KVPolicy | str = "full", reuse: bool = True,
@@ -115,6 +117,7 @@ def prepare(session: Session, model: ModelConfig, seq_len: int, policy: KVPolicy
     rng = np.random.default_rng(seed)
     run = DecodeRun(session, model, policy, seq_len, reuse, attention_only, setup_mark=session.mark())
     d, hkv = model.head_dim, model.n_kv_heads
+    step: dict = {}  # cross-layer state of the policy's prefill (e.g. a shared static index)
     with session.scope("setup"):
         for layer in range(model.layers):
             with session.scope(f"layer{layer}"):
@@ -126,7 +129,7 @@ def prepare(session: Session, model: ModelConfig, seq_len: int, policy: KVPolicy
                 if window:
                     group = model.heads // hkv
                     queries = _secret(session, (hkv, group * window, d), rng, 0, 1.0)
-                run.caches.append(layer_cache(session, policy, layer, keys, values, reuse, queries))
+                run.caches.append(layer_cache(session, policy, layer, keys, values, reuse, queries, step))
     return run
 
 

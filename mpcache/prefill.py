@@ -124,11 +124,12 @@ def private_prefill(session: Session, model: ModelConfig | str, prompt_len: int,
                 layers.append((keys, values, q))
     session.barrier()
     window = min(policy.prompt_queries(prompt_len), prompt_len)
+    step: dict = {}  # cross-layer state of the policy's prefill (e.g. a shared static index)
     with session.scope("setup"):
         for layer, (keys, values, q) in enumerate(layers):
             with session.scope(f"layer{layer}"):
                 queries = None
                 if window:
                     queries = window_queries(q, window)
-                run.caches.append(layer_cache(session, policy, layer, keys, values, reuse, queries))
+                run.caches.append(layer_cache(session, policy, layer, keys, values, reuse, queries, step))
     return run

@@ -8,8 +8,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mpcache.eval.drivers import (REFERENCES, LayerDriver, budget_tokens, make_driver, mpcache_for_budget,
-                                  policy_for_budget)
+from dataclasses import replace as dataclasses_replace
+
+from mpcache.eval.drivers import (MIN_PICKS, REFERENCES, LayerDriver, budget_tokens, cluster_picks, finest_size,
+                                  make_driver, mpcache_for_budget, policy_for_budget)
 from mpcache.eval.model import missing
 from mpcache.policies import POLICIES
 
@@ -42,8 +44,51 @@ def test_budget_mappings_spend_the_budget():
 
 def test_mpcache_budget_overrides_keep_the_budget():
     m = mpcache_for_budget(0.1, 2048, keep_ratio=0.5, share_layers=False)
-    assert m.keep_ratio == 0.5 and not m.share_layers
-    assert m.ratios[-1] == pytest.approx((205 - 32) / 1024)
+    assert m.keep_ratio == 0.5 and not m.share_layers and m.cluster_sizes == (32, 16)
+    assert m.ratios[-1] == pytest.approx((11 + 0.5) / 64)  # k = round(205 / 16 - 3/2) of ceil(1024 / 16)
+    assert mpcache_for_budget(0.1, 2048, cluster_sizes=(16,)).cluster_sizes == (16,)
+
+
+@pytest.mark.parametrize("T", [512, 2048, 4096, 8192])
+@pytest.mark.parametrize("f", [0.05, 0.1, 0.2])
+def test_mpcache_budget_rule_selects_a_few_clusters_and_spends_the_budget(T, f):
+    """The stated rule (``mpcache_for_budget``): the largest finest size with at least MIN_PICKS picks, the
+    nearest number of picks, which the plan keeps over the first decode steps."""
+    b = budget_tokens(f, T)
+    m = mpcache_for_budget(f, T)
+    s = m.cluster_sizes[-1]
+    assert m.cluster_sizes == (2 * s, s) and s == finest_size(b)
+    k = cluster_picks(b, s)
+    assert k >= MIN_PICKS and (s == 16 or cluster_picks(b, 2 * s) < MIN_PICKS)  # none larger would do
+    kept = int(m.keep_ratio * T)
+    for L in range(kept + 1, kept + 9):  # the study's 8 teacher-forced steps
+        fine = m.plan(L)[-1]
+        assert fine.k == k
+        attended = s * (k + 1) + L - (fine.G - 1) * s  # first, picked and the (partial) last cluster
+        # k within 1/2 of b/s - 3/2 puts s (k + 1) in [b - s, b], and the last cluster holds 1..s tokens
+        assert b - s < attended <= b + s, (L, attended, b)
+    assert (T, f, s) != (512, 0.05, 16)  # at 5% of 512 the reference's 16 would choose none
+
+
+def test_mpcache_followers_keep_and_attend_their_leaders_positions_in_the_twin_driver():
+    rng = np.random.default_rng(3)
+    T, hkv, d = 256, 2, 8
+    policy = mpcache_for_budget(0.1, T, share_from=0)
+    drivers = [make_driver(policy, i, budget_tokens(0.1, T)) for i in range(3)]
+    data = [rng.normal(size=(3, hkv, T + 1, d)) for _ in drivers]  # keys, values, window queries per layer
+    w = policy.window(T)
+    prefill, step = {}, {}
+    for drv, (k, v, q) in zip(drivers, data):
+        drv.prefill(k[:, :T], v[:, :T], q[:, :w], prefill)
+    assert np.array_equal(drivers[1].kept, drivers[0].kept) and not np.array_equal(drivers[2].kept, drivers[0].kept)
+    q = rng.normal(size=(hkv, 1, d))
+    pos = [drv.select(q, k, v, step) for drv, (k, v, _) in zip(drivers, data)]
+    assert pos[1] is pos[0] and not np.array_equal(pos[2], pos[0])  # layer 2 leads its own group
+    own = make_driver(dataclasses_replace(policy, share_layers=False), 1, budget_tokens(0.1, T))
+    own.prefill(data[1][0][:, :T], data[1][1][:, :T], data[1][2][:, :w], {})
+    assert not np.array_equal(own.select(q, data[1][0], data[1][1], {}), pos[0])  # alone it would differ
+    with pytest.raises(RuntimeError, match="run the layers in order"):
+        drivers[1].prefill(data[1][0][:, :T], data[1][1][:, :T], data[1][2][:, :w], {})
 
 
 def test_bad_budget_raises():

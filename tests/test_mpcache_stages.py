@@ -90,8 +90,9 @@ def test_static_eviction_keeps_exactly_the_budget_and_the_twins_choice(backend):
     assert imp[heavy].min() > 4 * np.delete(imp, heavy).max()  # decidable: a clear margin
     np.testing.assert_array_equal(policy.twin().static_keep(keys, queries), heavy)
     s = session(backend, seed=2)
-    out, leak = st.evict(s, layer(s, keys, values), s.input(queries))
+    out, leak, record = st.evict(s, layer(s, keys, values), s.input(queries))
     assert leak is None and out.length == st.budget(T) == 48 and out.positions is None
+    assert (record["T"], record["k"], record["select"].shape) == (T, 48, (48, T))  # what a follower reuses
     assert isinstance(out.keys, MaskedOperand)  # re-masked: new content
     np.testing.assert_array_equal(s.reveal(out.keys.tensor), keys[:, heavy])  # in position order, bit for bit
     np.testing.assert_array_equal(s.reveal(out.values.tensor), values[:, heavy])
@@ -108,7 +109,8 @@ def test_compaction_gathers_the_marked_tokens_in_position_order(onehot):
     s = session("share", seed=3)
     kv = layer(s, keys, values, reuse=False)
     with s.scope("select"), s.scope("static"):
-        k_out, v_out = stage(onehot=onehot).compact(s, kv, s.input(bits, frac_bits=0), k, reuse=False)
+        st = stage(onehot=onehot)
+        k_out, v_out = st.gather(s, kv, st.selection(s, s.input(bits, frac_bits=0), k), reuse=False)
     assert not isinstance(k_out, MaskedOperand) and k_out.shape == (HKV, k, D)
     np.testing.assert_array_equal(s.reveal(k_out), keys[:, marked])
     np.testing.assert_array_equal(s.reveal(v_out), values[:, marked])
@@ -116,17 +118,57 @@ def test_compaction_gathers_the_marked_tokens_in_position_order(onehot):
     assert {"select/static/compact", "select/static/gather"} <= {"/".join(p.split("/")[:3]) for p in scopes}
 
 
+def per_query_planted(rng, T, w, groups=3, per_group=5):
+    """Window queries of ``groups`` kinds (query i along e_(1 + i % groups)) and per kind ``per_group`` tokens
+    heavy along it: each kind's tokens draw attention from their own queries only, so the union rule keeps
+    all of them while no single query attends more than one kind."""
+    keys = q8(rng.normal(scale=0.05, size=(HKV, T, D)))
+    heavy = np.sort(rng.choice(T, groups * per_group, replace=False))
+    for g in range(groups):
+        keys[:, heavy[g::groups], 1 + g] = 3.0
+    queries = q8(rng.normal(scale=0.05, size=(HKV, w, D)))
+    for i in range(w):
+        queries[:, i, 1 + i % groups] = 3.0
+    return keys, q8(rng.normal(size=(HKV, T, D))), queries, heavy
+
+
+@pytest.mark.parametrize("backend", ["share", "ideal"])
+def test_static_threshold_keeps_what_any_window_query_attends_as_the_reference(backend):
+    rng = np.random.default_rng(24)
+    T, thr = 60, 0.05
+    st = stage(static="threshold", threshold=thr)
+    keys, values, queries, heavy = per_query_planted(rng, T, st.window(T))
+    twin = get_policy("mpcache", static="threshold", threshold=thr).twin()
+    abar = twin.query_importance(keys, queries).max(axis=0)  # each token's best window query
+    assert abar[heavy].min() > 1.5 * thr and np.delete(abar, heavy).max() < thr / 2  # decidable
+    np.testing.assert_array_equal(twin.static_keep(keys, queries), heavy)
+    s = session(backend, seed=5)
+    out, leak, record = st.evict(s, layer(s, keys, values), s.input(queries))
+    assert leak["value"] == record["k"] == out.length == len(heavy)  # the opened count, declared as a leak
+    np.testing.assert_array_equal(s.reveal(out.keys.tensor), keys[:, heavy])
+    np.testing.assert_array_equal(s.reveal(out.values.tensor), values[:, heavy])
+
+
 def test_static_threshold_keeping_every_token_leaves_the_cache_and_records_the_count():
     rng = np.random.default_rng(23)
     T = 60
-    st = stage(static="threshold", threshold=1e-9)
+    st = stage(static="threshold", threshold=1e-4)
     keys, values, queries, _ = planted(rng, T, 5, st.window(T))
     s = session()
     kv = layer(s, keys, values)
-    out, leak = st.evict(s, kv, s.input(queries))
-    assert out is kv  # nothing evicted: the same cache, positions still public
+    out, leak, record = st.evict(s, kv, s.input(queries))
+    assert out is kv and record["select"] is None  # nothing evicted: the same cache, positions still public
     assert leak == {"scope": "select/static", "what": "tokens kept by the static threshold", "value": T,
                     "assumed": None}
+
+
+def test_a_static_threshold_below_the_fixed_point_resolution_is_refused():
+    rng = np.random.default_rng(25)
+    st = stage(static="threshold", threshold=1e-9)  # 2 heads x 1e-9 < 2^-16
+    keys, values, queries, _ = planted(rng, 60, 5, st.window(60))
+    s = session()
+    with pytest.raises(ValueError, match="below one unit 2\\^-16"):
+        st.evict(s, layer(s, keys, values), s.input(queries))
 
 
 # -- clusters and summaries ---------------------------------------------------------------------------------------
@@ -323,7 +365,12 @@ def test_sharing_leaders_and_the_record_a_follower_may_take():
     assert sum(not a.is_follower(i) for i in range(32)) == 18  # Implementation A
     assert sum(not Sharing(True, 2, 2, None).is_follower(i) for i in range(32)) == 17  # Implementation B
     assert not Sharing(False, 0, 2, None).is_follower(5) and Sharing(True, 1, 3, None).leader(6) == 4
-    assert not a.keeps_summaries(3, "topk") and a.keeps_summaries(3, "threshold") and a.keeps_summaries(2, None)
+    prefill: dict = {}
+    with pytest.raises(RuntimeError, match="prefill the layers in order"):
+        a.static_record(Sharing.records(prefill), 3)  # layer 2 has not been prefilled
+    Sharing.records(prefill)[2] = {"T": 90, "k": 27, "select": object()}
+    assert a.static_record(Sharing.records(prefill), 3) is prefill[STEP_KEY][2]
+    assert a.static_record(Sharing.records(prefill), 2) is None  # a leader evicts on its own
     step: dict = {}
     records = Sharing.records(step)
     assert step[STEP_KEY] is records
@@ -371,6 +418,47 @@ def test_a_follower_attends_its_own_tokens_at_the_leaders_clusters():
     assert follow["index"] is lead["index"] and follow["shared_from"] == 0
     np.testing.assert_array_equal(np.sort(s.reveal(lead["index"]) + 1, axis=-1), lead_choice)
     ref_ctx, _ = dense_over(s, q, keys[1], values[1], twin.tokens(lead_choice, L))
+    np.testing.assert_array_equal(s.reveal(out[1][0]), ref_ctx)
+
+
+@pytest.mark.parametrize("static", ["topk", "threshold"])
+def test_a_follower_keeps_and_attends_its_leaders_original_positions(static):
+    """The reference's index sharing: the follower compacts its own cache to the leader's static positions
+    (no importance, no top-k, no count opened) and attends the leader's dynamic picks among them."""
+    rng = np.random.default_rng(31)
+    T = 160  # kept 48 (+1 appended): fine clusters of 16: 4, candidates 1..2, k = 1
+    params = dict(static=static, threshold=0.01, cluster_sizes=(16,), ratios=(0.34,), share_from=0,
+                  topk_method="sort")
+    policy = get_policy("mpcache", **params)
+    w = policy.window(T)
+    lead_data, own_data = (planted(rng, T, 48, w) for _ in range(2))
+    twin = policy.twin()
+    kept = [twin.static_keep(d[0], d[2]) for d in (lead_data, own_data)]
+    assert len(kept[0]) == len(kept[1]) == 48 and not np.array_equal(*kept)  # alone it would keep others
+    new = [q8(rng.normal(size=(2, HKV, 1, D))) for _ in range(2)]  # each layer's appended key and value
+    q = q8(rng.normal(scale=0.3, size=(HKV, 1, D)))
+    s, prefill, step, out = session(seed=11), {}, {}, []
+    for i, (keys, values, queries, _) in enumerate((lead_data, own_data)):
+        kv = layer(s, keys, values)
+        kv.state["prompt_queries"] = s.input(queries)
+        mark = len(s.ledger.messages)
+        kv = policy.prefill(s, i, kv, prefill)
+        scopes = {m.scope for m in s.ledger.messages[mark:]}
+        evicts = any(p.startswith(("select/static/importance", "select/static/topk", "select/static/threshold"))
+                     for p in scopes)
+        assert evicts == (i == 0) and any(p.startswith("select/static/gather") for p in scopes)
+        assert ("summaries" in kv.state) == (i == 0) and (len(kv.state["leaks"]) == 1) == (i == 0 and
+                                                                                          static == "threshold")
+        np.testing.assert_array_equal(s.reveal(kv.keys.tensor), keys[:, kept[0]])  # the leader's positions
+        kv = kv.append(s.input(new[i][0]), s.input(new[i][1]))
+        out.append(policy.attend(s, i, s.input(q), kv, SCALE, step))
+    index = np.append(kept[0], T)  # original positions of the compacted caches
+    lead_keys = np.concatenate([lead_data[0][:, kept[0]], new[0][0]], axis=1)
+    choice = twin.select(q, lead_keys)
+    np.testing.assert_array_equal(np.sort(s.reveal(step[STEP_KEY][0]["index"]) + 1, axis=-1), choice)
+    tokens = twin.tokens(choice, len(index))
+    keys1, values1 = (np.concatenate([own_data[j], new[1][j]], axis=1) for j in (0, 1))
+    ref_ctx, _ = dense_over(s, q, keys1, values1, index[tokens])
     np.testing.assert_array_equal(s.reveal(out[1][0]), ref_ctx)
 
 

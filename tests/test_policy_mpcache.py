@@ -164,7 +164,7 @@ def test_static_topk_keeps_the_planted_heavy_tokens_in_position_order(backend, g
 def test_static_threshold_reveals_the_kept_count_and_records_it_as_a_leak():
     rng = np.random.default_rng(8)
     T, k = 160, 40
-    policy = get_policy("mpcache", static="threshold", threshold=0.2, topk_method="sort")
+    policy = get_policy("mpcache", static="threshold", threshold=0.01, topk_method="sort")
     keys, values, queries, heavy = planted(rng, T, k, policy.window(T))
     np.testing.assert_array_equal(policy.twin().static_keep(keys, queries), heavy)
     s = mpsim.Session(parties=2, backend="ideal", seed=1)

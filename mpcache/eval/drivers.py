@@ -37,20 +37,51 @@ def budget_tokens(fraction: float, context_len: int) -> int:
     return max(2, int(round(fraction * context_len)))
 
 
+MIN_PICKS = 4  # finest clusters the dynamic stage chooses at least (beyond the first and last), budget allowing
+FINEST_SIZES = (16, 8, 4, 2)  # candidate finest cluster sizes, the reference's 16 first
+
+
+def cluster_picks(budget: int, size: int) -> int:
+    """Finest clusters to choose for ``budget`` attended tokens: the nearest integer to b / s - 3/2 (the
+    first cluster, the chosen ones and the last cluster, half full on average, fill the budget), >= 0."""
+    return max(0, math.floor(budget / size - 1.5 + 0.5))
+
+
+def finest_size(budget: int) -> int:
+    """The largest of ``FINEST_SIZES`` at which the budget chooses at least ``MIN_PICKS`` clusters (the
+    smallest when none does)."""
+    return next((s for s in FINEST_SIZES if cluster_picks(budget, s) >= MIN_PICKS), FINEST_SIZES[-1])
+
+
 def mpcache_for_budget(fraction: float, context_len: int, **overrides) -> MPCachePolicy:
-    """MPCache at a budget b = ``budget_tokens(fraction, T)``: static keep ratio rho = clip(2.5 f, 0.3, 1) (the
-    paper's 30% at small budgets, more when the budget needs it) unless ``keep_ratio`` is given; finest ratio
-    r2 = (b - 2 s) / (rho T), so that the always-kept first and last clusters (s = the finest cluster size)
-    count against the budget; coarser ratios max(0.5, min(1, 2 r2)) (the paper's 0.5, never below what the
-    next level must choose from) unless ``ratios`` is given. Other overrides (cluster_sizes, share_layers,
-    alpha, ...) pass through."""
+    """MPCache attending about b = ``budget_tokens(fraction, T)`` tokens per step. The rule:
+
+    * static keep ratio rho = clip(2.5 f, 0.3, 1) (the paper's 30% at small budgets, more when the budget
+      needs it) unless ``keep_ratio`` is given;
+    * cluster sizes (2s, s) unless ``cluster_sizes`` is given: s the largest of 16, 8, 4, 2 at which the
+      budget chooses at least ``MIN_PICKS`` = 4 clusters, so the reference's 32/16 whenever the prompt is
+      long enough (at 5%: from about 2000 tokens), 8/4 at 5% of 512;
+    * k = round(b / s - 3/2) finest clusters chosen (the nearest count: the first cluster, the k chosen and
+      the last, half full on average, fill the budget); the finest ratio r2 = (k + 1/2) / G2 with G2 =
+      ceil(rho T / s), so that the plan's int(G2 r2) (the reference's rounding down) is k at the prompt's
+      length and stays k while the cache grows; with k = 0 only the first and last clusters are attended;
+    * coarser ratios max(0.5, min(1, 2 r2)) (the paper's 0.5, never below what the next level must choose
+      from) unless ``ratios`` is given.
+
+    Other overrides (share_layers, alpha, ...) pass through."""
     b = budget_tokens(fraction, context_len)
     rho = overrides.pop("keep_ratio", min(1.0, max(0.3, 2.5 * fraction)))
-    sizes = tuple(overrides.get("cluster_sizes", MPCachePolicy.cluster_sizes))
+    if "cluster_sizes" in overrides:
+        sizes = tuple(overrides.pop("cluster_sizes"))
+    else:
+        s = finest_size(b)
+        sizes = (2 * s, s)
     kept = max(1, int(rho * context_len))
-    r2 = min(1.0, max(1e-6, (b - 2 * sizes[-1]) / kept))  # 1e-6: no cluster beyond the first and last fits
+    k = cluster_picks(b, sizes[-1])
+    G = -(-kept // sizes[-1])
+    r2 = 1e-6 if k == 0 else min(1.0, (k + 0.5) / G)  # 1e-6: int(G r2) = 0, the first and last cluster only
     coarse = max(0.5, min(1.0, 2 * r2))
-    params = {"keep_ratio": rho, "ratios": (coarse,) * (len(sizes) - 1) + (r2,)}
+    params = {"keep_ratio": rho, "cluster_sizes": sizes, "ratios": (coarse,) * (len(sizes) - 1) + (r2,)}
     params.update(overrides)
     return MPCachePolicy(**params)
 
@@ -91,11 +122,12 @@ def prompt_window(policy, context_len: int) -> int:
 
 # -- one driver per layer --------------------------------------------------------------------------------------
 class LayerDriver:
-    """Per layer: ``prefill(keys, values, prompt_queries)`` once, then ``select(q, keys, values, step)`` per
-    decode step with the layer's whole cache (new token included, original positions 0..T) -> positions
-    (kv_heads, n) or None for every entry. ``step`` is a dict shared by the layers of one step."""
+    """Per layer: ``prefill(keys, values, prompt_queries, step)`` once, then ``select(q, keys, values, step)``
+    per decode step with the layer's whole cache (new token included, original positions 0..T) -> positions
+    (kv_heads, n) or None for every entry. ``step`` is a dict shared by the layers of one prefill or one
+    decode step, in layer order."""
 
-    def prefill(self, keys, values, prompt_queries) -> None:
+    def prefill(self, keys, values, prompt_queries, step: dict) -> None:
         pass
 
     def select(self, q, keys, values, step: dict):
@@ -119,7 +151,7 @@ class EvictionDriver(LayerDriver):
         self.twin = EvictionTwin(policy)
         self.cache: TwinCache | None = None
 
-    def prefill(self, keys, values, prompt_queries):
+    def prefill(self, keys, values, prompt_queries, step):
         self.cache = self.twin.prefill(keys, values, prompt_queries)
 
     def select(self, q, keys, values, step):
@@ -141,32 +173,43 @@ class DynamicDriver(LayerDriver):
 
 class MPCacheDriver(LayerDriver):
     """MPCache: the static keep set once at prefill (one index per layer, all heads), then the twin's cluster
-    selection over the retained tokens plus every generated one; a follower layer of a sharing group reuses
-    its leader's chosen clusters this step (on its own retained tokens, as the MPC policy does)."""
+    selection over the retained tokens plus every generated one. A follower layer of a sharing group takes
+    its leader's keep set at prefill and attends its leader's positions at every step, as the MPC policy
+    does (the reference's index sharing)."""
 
     def __init__(self, policy: MPCachePolicy, layer: int):
         self.policy, self.layer, self.twin = policy, layer, policy.twin()
         self.kept: np.ndarray | None = None  # retained prompt positions (ascending)
 
-    def prefill(self, keys, values, prompt_queries):
+    def _lead(self, step: dict, what: str):
+        """The leader's entry in ``step`` for a follower, None for a layer that decides itself."""
+        if not self.policy.is_follower(self.layer):
+            return None
+        lead = step.get("mpcache", {}).get(self.policy.leader(self.layer))
+        if lead is None:
+            raise RuntimeError(f"layer {self.layer} shares layer {self.policy.leader(self.layer)}'s {what}, "
+                               "which this step does not hold; run the layers in order")
+        return lead
+
+    def prefill(self, keys, values, prompt_queries, step):
         T = keys.shape[1]
-        self.kept = np.arange(T) if self.policy.static is None else self.twin.static_keep(keys, prompt_queries)
+        if self.policy.static is None:
+            self.kept = np.arange(T)
+        else:
+            lead = self._lead(step, "static index")
+            self.kept = lead if lead is not None else self.twin.static_keep(keys, prompt_queries)
+            step.setdefault("mpcache", {})[self.layer] = self.kept
         self.prompt_len = T
 
     def select(self, q, keys, values, step):
         index = np.concatenate([self.kept, np.arange(self.prompt_len, keys.shape[1])])
-        ks, vs = keys[:, index], values[:, index]
-        shared = step.setdefault("mpcache", {})
-        lead = shared.get(self.policy.leader(self.layer))
-        if self.policy.is_follower(self.layer) and lead is not None and lead[0] == len(index):
-            chosen = lead[1]
-            positions = (self.twin.tokens(chosen, len(index)) if chosen.size else
-                         self.twin(q, ks, vs, 1.0).positions)
-        else:
-            out = self.twin(q, ks, vs, 1.0 / math.sqrt(keys.shape[-1]))
-            chosen, positions = out.chosen, out.positions
-            shared[self.layer] = (len(index), chosen)
-        return index[positions]
+        lead = self._lead(step, "selection")
+        if lead is not None:
+            return lead
+        out = self.twin(q, keys[:, index], values[:, index], 1.0 / math.sqrt(keys.shape[-1]))
+        attended = index[out.positions]
+        step.setdefault("mpcache", {})[self.layer] = attended
+        return attended
 
 
 class OracleDriver(LayerDriver):
@@ -240,10 +283,11 @@ class PolicySelector:
         r = self.runner
         queries = r.queries if queries is None else queries
         self.drivers = [make_driver(self.policy, i, self.budget, self.seed) for i in range(r.lm.layers)]
+        step: dict = {}  # cross-layer state of the prefill (MPCache's shared static index)
         for i, d in enumerate(self.drivers):
             q = queries[i] if queries and queries[i].size else None
             d.prefill(r.keys(i).astype(np.float64), r.values(i).astype(np.float64),
-                      None if q is None else q.astype(np.float64))
+                      None if q is None else q.astype(np.float64), step)
 
     def __call__(self, layer: int, q, k_new, v_new):
         if layer == 0:

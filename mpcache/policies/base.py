@@ -4,8 +4,10 @@ A policy is a small dataclass (hyperparameters as validated fields) with four ho
 and the layer index and returning new per-layer state; per-layer state is passed in and returned, never kept
 on the policy object:
 
-* ``prefill(session, layer, kv) -> kv``: one-off work at prefill (e.g. static eviction), in the ``setup``
-  scope;
+* ``prefill(session, layer, kv, step) -> kv``: one-off work at prefill (e.g. static eviction), in the ``setup``
+  scope; ``step`` is a dict shared by the layers of one prefill, in layer order (as ``attend``'s is by the
+  layers of one decode step): the place for cross-layer state such as a static index a later layer reuses.
+  None (a layer prefilled alone) is an empty dict of its own;
 * ``prompt_queries(seq_len) -> int``: how many of the prompt's last queries ``prefill`` needs (for
   attention-based prefill eviction such as SnapKV or MPCache's look-once static eviction); ``prepare`` then
   shares them as ``kv.state["prompt_queries"]``, shape (kv_heads, group * w, d): the query rows of the w last
@@ -74,7 +76,7 @@ class LayerKV:
 class KVPolicy:
     name: ClassVar[str] = "abstract"
 
-    def prefill(self, session, layer: int, kv: LayerKV) -> LayerKV:
+    def prefill(self, session, layer: int, kv: LayerKV, step: dict | None = None) -> LayerKV:
         return kv
 
     def prompt_queries(self, seq_len: int) -> int:

@@ -202,7 +202,7 @@ class QuestPolicy(KVPolicy):
         return candidates, min(self.budget // self.page - 1, candidates), candidates * self.page
 
     # -- hooks ---------------------------------------------------------------------------------------------------
-    def prefill(self, session, layer: int, kv: LayerKV) -> LayerKV:
+    def prefill(self, session, layer: int, kv: LayerKV, step: dict | None = None) -> LayerKV:
         keys = kv.keys.tensor if isinstance(kv.keys, MaskedOperand) else kv.keys
         h, T, d = keys.shape
         pages = -(-T // self.page)

@@ -227,7 +227,7 @@ class H2OPolicy(KVPolicy):
     def prompt_queries(self, seq_len: int) -> int:
         return seq_len if self.prompt_window is None else min(self.prompt_window, seq_len)
 
-    def prefill(self, session, layer: int, kv: LayerKV) -> LayerKV:
+    def prefill(self, session, layer: int, kv: LayerKV, step: dict | None = None) -> LayerKV:
         q = _prompt_queries(kv, self.name)
         T, w = kv.length, self.prompt_queries(kv.length)
         group = q.shape[1] // w
@@ -297,7 +297,7 @@ class TOVAPolicy(KVPolicy):
     def prompt_queries(self, seq_len: int) -> int:
         return 1 if seq_len > self.budget else 0
 
-    def prefill(self, session, layer: int, kv: LayerKV) -> LayerKV:
+    def prefill(self, session, layer: int, kv: LayerKV, step: dict | None = None) -> LayerKV:
         state = _without_queries(kv.state)
         T = kv.length
         if T <= self.budget:
@@ -364,7 +364,7 @@ class SnapKVPolicy(KVPolicy):
     def prompt_queries(self, seq_len: int) -> int:
         return self.window if seq_len > self.budget else 0
 
-    def prefill(self, session, layer: int, kv: LayerKV) -> LayerKV:
+    def prefill(self, session, layer: int, kv: LayerKV, step: dict | None = None) -> LayerKV:
         state = _without_queries(kv.state)
         T = kv.length
         if T <= self.budget:

@@ -44,7 +44,7 @@ class StreamingPolicy(KVPolicy):
             return np.arange(length)
         return np.concatenate([np.arange(self.sinks), np.arange(length - self.window, length)])
 
-    def prefill(self, session, layer: int, kv: LayerKV) -> LayerKV:
+    def prefill(self, session, layer: int, kv: LayerKV, step: dict | None = None) -> LayerKV:
         return kv.take(self.keep(kv.length))
 
     def update(self, session, layer: int, kv: LayerKV, weights) -> LayerKV:

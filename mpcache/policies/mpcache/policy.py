@@ -49,8 +49,10 @@ class MPCachePolicy(KVPolicy):
     **Prefill, per layer** (``setup`` scope, one-off):
 
     1. Static eviction (``select/static``; ``static="topk"`` by default, ``"threshold"``, or None for off):
-       importance from the last prompt queries' attention, keep the top ``keep_ratio``, order-preserving
-       compaction (:class:`~.static.StaticEviction`).
+       importance from the last prompt queries' attention; keep the top ``keep_ratio`` (summed attention),
+       or, the reference's rule, every token some window query gives a head-averaged attention above
+       ``threshold``; order-preserving compaction (:class:`~.static.StaticEviction`). A follower of a
+       sharing group takes its leader's selection instead (the same positions; only the compaction).
     2. Cluster summaries (``select/summary_update``): per level of ``cluster_sizes`` the keys' max and min per
        cluster and the scoring operands, masked once (:meth:`~.clusters.Clustering.build`).
 
@@ -69,8 +71,17 @@ class MPCachePolicy(KVPolicy):
        the summaries, independent of L (:meth:`~.clusters.Clustering.update`).
 
     **Cross-layer sharing** (``share_layers``, from layer ``share_from`` on, groups of ``share_group``, up to
-    ``share_until``): the first layer of a group selects, the others reuse its record
+    ``share_until``): the first layer of a group selects, the others reuse its static index at prefill and
+    its selection record at each step, so they attend its original positions, as in the reference
     (:class:`~.sharing.Sharing`).
+
+    **Differences from the reference code** (shared/mpcache.md): the static rule defaults to the fixed-ratio
+    variant (section 3.3; ``static="threshold"`` is the reference's union rule, whose count is a leak) with
+    scaled logits (``static_scale=False`` for the reference's unscaled ones); the partial last cluster is
+    padded with a copy of its own first token, not the previous cluster's tail; the level-2 candidates are
+    the children of the level-1 picks gathered by secret index (the reference masks the others with -inf,
+    same picks); the reference tests ``T' % 32`` for the last cluster at both levels, we keep the last
+    finest cluster whenever it exists; summaries are updated token by token (the same extrema).
 
     **Costs** per decode step and selecting layer (N = 2, K = 64; h = kv_heads, H = query heads, L = cache
     length, n1, n2 = candidate counts, k1, k2 = picks, r = n2/n1): similarity: one product per level opening
@@ -202,7 +213,7 @@ class MPCachePolicy(KVPolicy):
         return self.sharing.is_follower(layer)
 
     def keeps_summaries(self, layer: int) -> bool:
-        return self.sharing.keeps_summaries(layer, self.static)
+        return not self.is_follower(layer)
 
     def plan(self, length: int) -> list[Level] | None:
         """Levels (coarse to fine) at cache length ``length``; None when every token is attended (dense).
@@ -210,16 +221,21 @@ class MPCachePolicy(KVPolicy):
         return self.selection.plan(length)
 
     # -- the KVPolicy hooks ---------------------------------------------------------------------------------------
-    def prefill(self, session, layer: int, kv: LayerKV) -> LayerKV:
+    def prefill(self, session, layer: int, kv: LayerKV, step: dict | None = None) -> LayerKV:
         state = {key: value for key, value in kv.state.items() if key != "prompt_queries"}
         leaks = list(state.get("leaks", ()))
         if self.static is not None:
-            queries = kv.state.get("prompt_queries")
-            if queries is None:
-                raise ValueError("static eviction needs kv.state['prompt_queries'] (see prompt_queries())")
-            kv, leak = self.eviction.evict(session, kv, queries)
-            if leak is not None:
-                leaks.append(leak)
+            records = self.sharing.records({} if step is None else step)
+            lead = self.sharing.static_record(records, layer)
+            if lead is not None:  # a follower keeps its leader's positions (the reference's index sharing)
+                kv = self.eviction.reuse(session, kv, lead)
+            else:
+                queries = kv.state.get("prompt_queries")
+                if queries is None:
+                    raise ValueError("static eviction needs kv.state['prompt_queries'] (see prompt_queries())")
+                kv, leak, records[layer] = self.eviction.evict(session, kv, queries)
+                if leak is not None:
+                    leaks.append(leak)
         state["leaks"] = tuple(leaks)
         if self.keeps_summaries(layer):
             state["summaries"] = self.clustering.build(session, kv.keys)

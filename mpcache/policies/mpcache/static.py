@@ -2,8 +2,9 @@
 each prompt token is the attention the prompt's last queries pay it (the softmax a private prefill has already
 computed, hence "look-once"); the ``keep_ratio`` most important tokens (or those above a threshold) are kept,
 compacted in position order by one secret selection matrix, and re-masked. The count kept is public (a budget),
-which tokens stay secret; the threshold mode opens its count and records that leak. Reference: shared/mpcache.md
-sections 3 and 8.1."""
+which tokens stay secret; the threshold mode opens its count and records that leak. A follower layer of a
+sharing group reuses its leader's selection (the reference's index sharing). Reference: shared/mpcache.md
+sections 3, 5 and 8.1."""
 from __future__ import annotations
 
 import math
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import protocols as P
-from mpsim import SharedTensor
+from mpsim import SharedTensor, concatenate
 
 from ..base import LayerKV
 from .operands import cumsum_last, is_masked, join_last, operand
@@ -27,24 +28,32 @@ class StaticEviction:
     """Static eviction of one layer's prefilled cache (the policy's ``static``, ``keep_ratio``, ``threshold``,
     ``static_window``, ``static_scale``, ``causal``, ``onehot`` and ``topk_method``).
 
-    Importance of token j: I_j = mean over heads of the sum over the last w prompt queries of
-    softmax(q K^T)[., j], w = 20% of the prompt (10% above 24000 tokens). One index per layer, shared by
-    all heads, as in the reference code. The reference's quirks: no 1/sqrt(d) and no causal mask. We scale
-    by 1/sqrt(d) (``scale=True``) because that is the attention the prefill produces, so under a
-    private prefill this step is a reuse ("look-once"): its sub-scope ``select/static/importance`` is what
-    prefill already paid and can be subtracted; ``scale=False`` gives the reference's logits.
-    ``causal=False`` follows the reference (window queries also see later window tokens); ``causal=True``
-    adds -64 to those (public, local). The query row r of the window is position T - w + r // group
-    (position-major, as ``KVPolicy.prompt_queries`` documents).
+    The window is the last w prompt queries, w = 20% of the prompt (10% above 24000 tokens); A =
+    softmax(Qw K^T) per query head; one index per layer, shared by all heads, as in the reference code.
+    The reference's quirks: no 1/sqrt(d) and no causal mask. We scale by 1/sqrt(d) by default
+    (``scale=True``) because that is the attention the prefill produces, so under a private prefill this step
+    is a reuse ("look-once"): its sub-scope ``select/static/importance`` is what prefill already paid and can
+    be subtracted; ``scale=False`` gives the reference's unscaled logits. ``causal=False`` follows the
+    reference (window queries also see later window tokens); ``causal=True`` adds -64 to those (public,
+    local). The query row r of the window is position T - w + r // group (position-major, as
+    ``KVPolicy.prompt_queries`` documents).
 
-    a. logits = Qw @ K^T (K reusable: opens Qw only), scale; softmax over T; I = sum (local).
-    b. topk: keep = sum of the one-hots of topk(I, k_s), k_s = int(keep_ratio * T) (public).
-       threshold: keep_j = [I_j > thr] (T comparisons; the threshold is on I, mean attention mass per
-       head summed over the window; the reference's union rule over single queries and its thresholds
-       1e-8..1e-20 lie below the fixed-point resolution 2^-f). The kept count is opened: **a leak**,
-       returned as a record for ``kv.state["leaks"]`` so reports can flag it (the count backend, which has
-       no data, assumes k_s tokens).
-    c. and d.: :meth:`compact`.
+    a. logits = Qw @ K^T (K reusable: opens Qw only), scale; softmax over T (local sums below).
+    b. topk (the fixed-ratio variant, shared/mpcache.md section 3.3): importance I_j = the attention summed
+       over the window and the heads; keep = sum of the one-hots of topk(I, k_s), k_s = int(keep_ratio * T)
+       (public).
+       threshold (the reference's rule, section 3.2): keep_j = OR over the window queries i of
+       [Abar_ij > thr], Abar = A averaged over the heads (compared as the head sum against heads * thr:
+       w T comparisons, then the OR as a tree of AND gates over the window, ceil(log2 w) rounds of one bit
+       per gate). The kept count is opened: **a leak**, returned as a record for ``kv.state["leaks"]`` so
+       reports can flag it (the count backend, which has no data, assumes k_s tokens). A threshold below
+       one unit of the head-averaged attention (heads thr < 2^-f) is refused: it cannot be told from zero.
+       The reference's thresholds (1e-8 to 1e-20 for most datasets) lie below 2^-f at every f this ring
+       allows a product at; 1e-3 and 1e-4 (narrativeqa, triviaqa) are representable.
+    c. and d.: :meth:`selection` and :meth:`gather`.
+
+    Cross-layer sharing (the reference's): a follower layer takes its leader's selection matrix
+    (:meth:`reuse`): the same original positions, no importance, no top-k, no count opened again.
     """
 
     mode: str | None  # "topk" or "threshold"; None: off (the policy then never calls evict)
@@ -71,15 +80,18 @@ class StaticEviction:
         pos = T - w + np.arange(rows) // (rows // w)  # position-major rows (see mpcache/policies/base.py)
         return np.where(np.arange(T)[None, :] > pos[:, None], -CAUSAL_PENALTY, 0.0)
 
-    def evict(self, session, kv: LayerKV, queries: SharedTensor) -> tuple[LayerKV, dict | None]:
-        """(the kept cache, the leak record of the threshold mode or None). The cache comes back unchanged
-        when every token is kept, else compacted with positions None (which tokens stayed is secret)."""
+    def evict(self, session, kv: LayerKV, queries: SharedTensor) -> tuple[LayerKV, dict | None, dict]:
+        """(the kept cache, the leak record of the threshold mode or None, the selection record a sharing
+        follower reuses: ``{"T", "k", "select"}``, ``select`` the secret (k, T) selection matrix or None when
+        every token is kept). The cache comes back unchanged when every token is kept, else compacted with
+        positions None (which tokens stayed is secret)."""
         T = kv.length
         hkv, rows, d = queries.shape
-        if rows % self.window(T):
-            raise ValueError(f"prompt queries hold {rows} rows per KV head, not a multiple of the window "
-                             f"{self.window(T)}")
-        heads = hkv * rows // self.window(T)  # query heads: importance is their mean
+        w = self.window(T)
+        if rows % w:
+            raise ValueError(f"prompt queries hold {rows} rows per KV head, not a multiple of the window {w}")
+        group = rows // w
+        heads = hkv * group  # query heads: importance is their mean
         reuse = is_masked(kv.keys)
         leak = None
         with session.scope("select"), session.scope("static"):
@@ -89,17 +101,22 @@ class StaticEviction:
                     logits = logits * (1.0 / math.sqrt(d))
                 if self.causal:
                     logits = logits + self.causal_mask(rows, T)
-                importance = P.softmax(logits, axis=-1).sum(axis=(0, 1))  # (T,): heads x mean
+                weights = P.softmax(logits, axis=-1)
             if self.mode == "topk":
                 k = self.budget(T)
                 if k >= T:
-                    return kv, None
+                    return kv, None, {"T": T, "k": T, "select": None}
                 with session.scope("topk"):
+                    importance = weights.sum(axis=(0, 1))  # (T,): heads x mean, local
                     _, oh = P.topk(importance.reshape(1, T), k, method=self.topk_method)
                     keep = oh.sum(axis=1).reshape(T)
             else:
+                if heads * self.threshold * 2.0 ** session.frac_bits < 1:
+                    raise ValueError(f"static threshold {self.threshold} is below one unit 2^-{session.frac_bits} of "
+                                     f"the attention averaged over {heads} heads; raise it or the fraction bits")
                 with session.scope("threshold"):
-                    keep = P.b2a_bit(P.gt(importance, self.threshold * heads))
+                    per_query = weights.reshape(hkv, w, group, T).sum(axis=(0, 2))  # (w, T): heads x Abar, local
+                    keep = P.b2a_bit(any_rows(P.gt(per_query, self.threshold * heads)))
                     count = P.reveal(keep.sum())
                 has_data = session.backend.has_data
                 k = int(count) if has_data else self.budget(T)
@@ -108,29 +125,57 @@ class StaticEviction:
                 if k == 0:
                     raise ValueError(f"static threshold {self.threshold} keeps no token; lower it")
                 if k >= T:
-                    return kv, leak
-            keys, values = self.compact(session, kv, keep, k, reuse)
-        return LayerKV(keys, values, None, dict(kv.state)), leak
+                    return kv, leak, {"T": T, "k": T, "select": None}
+            select = self.selection(session, keep, k)
+            keys, values = self.gather(session, kv, select, reuse)
+        return LayerKV(keys, values, None, dict(kv.state)), leak, {"T": T, "k": k, "select": select}
 
-    def compact(self, session, kv: LayerKV, keep: SharedTensor, k: int, reuse: bool):
-        """The k tokens whose secret bit ``keep`` (T,) is 1, in position order: (keys, values), re-masked.
+    def reuse(self, session, kv: LayerKV, record: dict) -> LayerKV:
+        """A sharing follower's static eviction: its leader's selection matrix applied to its own cache, so it
+        keeps the same original positions (only the gather and the re-masking: ``select/static/gather`` and
+        ``remask``)."""
+        if record["T"] != kv.length:
+            raise ValueError(f"the leader's static index covers {record['T']} tokens, this layer's cache "
+                             f"{kv.length}")
+        if record["select"] is None:
+            return kv
+        with session.scope("select"), session.scope("static"):
+            keys, values = self.gather(session, kv, record["select"], is_masked(kv.keys))
+        return LayerKV(keys, values, None, dict(kv.state))
+
+    def selection(self, session, keep: SharedTensor, k: int) -> SharedTensor:
+        """The secret (k, T) matrix whose row r is the one-hot of the r-th kept token in position order, for
+        the secret keep bits ``keep`` (T,) and the public count k (scope ``compact``).
 
         c. Order-preserving compaction with a public count k (ours): c = prefix sums of keep (local);
            idx_j = keep_j (c_j - 1 - k) + k (one product per token), so kept tokens get their rank and evicted
            ones the dump slot k; one rotation one-hot of idx_j over k + 1 slots per token (log2 T bits each);
-           M = its first k columns, transposed: (k, T), row r = the r-th kept token in position order.
-        d. [K | V]_kept = M @ [K | V] (one product, opens M once), then re-masked once (new content).
-        Scopes ``compact``, ``gather``, ``remask`` (opened inside the caller's ``select/static``).
+           M = its first k columns, transposed.
         """
-        d = kv.keys.shape[-1]
         with session.scope("compact"):
             rank = cumsum_last(keep)
             slot = keep * (rank - (1 + k)) + k  # rank - 1 for kept tokens, the dump slot k otherwise
             method = "equality" if self.onehot == "equality" else "rotation"
-            M = P.onehot(slot, k + 1, method=method)[:, :k].swapaxes(0, 1)  # (k, T)
+            return P.onehot(slot, k + 1, method=method)[:, :k].swapaxes(0, 1)  # (k, T)
+
+    @staticmethod
+    def gather(session, kv: LayerKV, select: SharedTensor, reuse: bool):
+        """d. [K | V]_kept = M @ [K | V] (one product, opens M once), then re-masked once (new content):
+        (keys, values). Scopes ``gather`` and ``remask``."""
+        d = kv.keys.shape[-1]
         with session.scope("gather"):
-            kept = M @ join_last(kv.keys, kv.values)  # (hkv, k, 2d)
+            kept = select @ join_last(kv.keys, kv.values)  # (hkv, k, 2d)
         with session.scope("remask"):
             keys = operand(session, kept[..., :d], reuse)
             values = operand(session, kept[..., d:], reuse)
         return keys, values
+
+
+def any_rows(bits: SharedTensor) -> SharedTensor:
+    """OR over axis 0 of boolean bits (n, ...) -> (...): a tree of AND gates, a | b = not(not a & not b),
+    ceil(log2 n) rounds, n - 1 gates per element in all (an odd row out waits for the next level)."""
+    while bits.shape[0] > 1:
+        n, half = bits.shape[0], bits.shape[0] // 2
+        both = P.not_(P.and_(P.not_(bits[:half]), P.not_(bits[half : 2 * half])))
+        bits = both if n % 2 == 0 else concatenate([both, bits[2 * half :]], axis=0)
+    return bits[0]

@@ -31,7 +31,8 @@ class MPCacheTwin:
 
     * ``twin(q, keys, values, scale) -> TwinStep``: one decode step over a cache (h, L, d) holding this
       step's token (after static eviction), as the dynamic baselines' twins;
-    * ``importance(keys, queries)`` and ``static_keep(keys, queries)``: the static index (sorted positions);
+    * ``importance(keys, queries)``, ``query_importance(keys, queries)`` and ``static_keep(keys, queries)``:
+      the static index (sorted positions);
     * ``summaries(keys)``: per level (r_max, r_min), (kv_heads, G, d);
     * ``select(q, keys)``: the finest-level clusters chosen per KV head (kv_heads, k), sorted, excluding the
       always-kept first and last; None when no selection runs (dense, or first and last cluster only);
@@ -45,7 +46,9 @@ class MPCacheTwin:
     def __init__(self, policy):  # an MPCachePolicy (not imported: policy.py imports this module)
         self.policy = policy
 
-    def importance(self, keys, queries):
+    def attention(self, keys, queries):
+        """The window's attention (kv_heads, group w, T) with the policy's scaling and mask, and the number of
+        query heads."""
         p = self.policy
         keys, queries = np.asarray(keys, float), np.asarray(queries, float)
         T, d = keys.shape[1], keys.shape[2]
@@ -55,16 +58,28 @@ class MPCacheTwin:
         if p.causal:
             logits = logits + p.eviction.causal_mask(queries.shape[1], T)
         e = np.exp(logits - logits.max(axis=-1, keepdims=True))
-        a = e / e.sum(axis=-1, keepdims=True)
-        heads = keys.shape[0] * (queries.shape[1] // p.window(T))
+        return e / e.sum(axis=-1, keepdims=True), keys.shape[0] * (queries.shape[1] // p.window(T))
+
+    def importance(self, keys, queries):
+        """(T,): the window's attention summed over queries, averaged over heads (the fixed-ratio rule's)."""
+        a, heads = self.attention(keys, queries)
         return a.sum(axis=(0, 1)) / heads
 
+    def query_importance(self, keys, queries):
+        """(w, T): each window query's attention averaged over heads (the threshold rule's Abar)."""
+        a, heads = self.attention(keys, queries)
+        hkv, rows, T = a.shape
+        w = self.policy.window(T)
+        return a.reshape(hkv, w, rows // w, T).sum(axis=(0, 2)) / heads
+
     def static_keep(self, keys, queries) -> np.ndarray:
+        """The kept positions (ascending): threshold mode, every token some window query gives Abar > thr;
+        top-k mode, the k_s most important (ties to the lower position)."""
         p = self.policy
+        if p.static == "threshold":
+            return np.flatnonzero((self.query_importance(keys, queries) > p.threshold).any(axis=0))
         imp = self.importance(keys, queries)
         T = len(imp)
-        if p.static == "threshold":
-            return np.flatnonzero(imp > p.threshold)
         k = p.static_budget(T)
         return np.sort(np.argsort(-imp, kind="stable")[:k]) if k < T else np.arange(T)
 
